@@ -1,0 +1,1 @@
+"""psa-finn stage package: transforms."""
