@@ -1,1 +1,6 @@
-"""psa-finn stage package: custom_ops."""
+"""psa-finn qonnx custom ops, domain "custom_ops": qonnx resolves the domain as this module after `import custom_ops`."""
+
+from custom_ops.lerp_psa import LerpPSA
+from custom_ops.per_channel_lut import PerChannelLUT
+
+__all__ = ["LerpPSA", "PerChannelLUT"]

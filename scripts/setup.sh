@@ -25,5 +25,27 @@ pip_install -r requirements.txt
 # finn-plus pins brevitas==0.13.0 (broken export on torch 2.13); install it without its pins.
 pip_install --no-deps -r requirements-finn.txt
 "$py" -c "import torch, brevitas, qonnx, finn, onnxruntime" >/dev/null
+# --- Hardware-verification tools (owner: C++/RTL simulation and synth-check) -------------------------------
+# The C++ simulation of the LUT layer's HLS code compiles against the ap_types headers shipped in the hls4ml wheel
+# (headers only, so no dependencies); RTL simulation and synthesis figures use Debian's verilator, iverilog and
+# yosys. Without root or apt the tests that need them skip and say why.
+pip_install --no-deps hls4ml==1.3.0
+hw_tools_missing=""
+for tool in verilator iverilog yosys; do
+  command -v "$tool" >/dev/null 2>&1 || hw_tools_missing="$hw_tools_missing $tool"
+done
+if [ -n "$hw_tools_missing" ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing$hw_tools_missing with apt-get" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        verilator iverilog yosys g++ make >/dev/null; }; then
+      echo "[setup] apt-get could not install verilator/iverilog/yosys: RTL simulation and synth-check tests will skip" >&2
+    fi
+  else
+    echo "[setup] not root or no apt-get: install verilator, iverilog and yosys yourself;" \
+      "until then RTL simulation and synth-check tests skip" >&2
+  fi
+fi
+# --- end of hardware-verification tools ---------------------------------------------------------------------
 echo "$want" > "$stamp"
 echo "[setup] .venv ready" >&2

@@ -1,0 +1,132 @@
+"""`python build.py build` (finn-plus dataflow build + DIR/summary.json) and `python build.py synth-check`.
+
+    python build.py build --model model.onnx --config build_configs/unrolled.yaml --out DIR
+
+runs the config's steps through finn-plus's `build_dataflow_cfg` (an exported model is lowered by the first step),
+leaving finn-plus's DIR/report/*.json, DIR/intermediate_models/ and build log, then writes DIR/summary.json. Without
+Vivado the steps that need it are skipped and listed. Exit status: 0 when every node but host-side pre/post-processing
+is on the hardware, 1 when some node stays off it (they are named), 2 when the build itself fails.
+"""
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from build_configs import finn_shims
+
+SUMMARY = "summary.json"
+EXIT_OFF_HW = 1
+EXIT_BUILD_FAILED = 2
+
+
+def add_arguments(parser, command):
+    if command == "synth-check":
+        _synth_check_module_arguments(parser)
+        return
+    parser.add_argument("--model", required=True, type=Path, help="exported (QONNX) or lowered ONNX model")
+    parser.add_argument("--config", required=True, type=Path,
+                        help="finn-plus build config (build_configs/unrolled.yaml or folded.yaml)")
+    parser.add_argument("--out", required=True, type=Path, help="output directory (replaced if it exists)")
+    parser.add_argument("--stop-step", default=None,
+                        help="last step to run, e.g. step_generate_estimate_reports to skip code generation")
+
+
+def _synth_check_module():
+    try:
+        from build_configs import synth_check
+    except ImportError:
+        return None
+    return synth_check
+
+
+def _synth_check_module_arguments(parser):
+    synth_check = _synth_check_module()
+    if synth_check is not None:
+        synth_check.add_arguments(parser, "synth-check")
+
+
+def _print(msg=""):
+    print(msg, flush=True)
+
+
+def _load_config(config_path, out_dir, stop_step):
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+
+    cfg = DataflowBuildConfig.construct_from(config_path.resolve())
+    cfg.output_dir = str(out_dir)
+    if stop_step is not None:
+        cfg.stop_step = stop_step
+    return cfg
+
+
+def _report_failure(out_dir):
+    """After a failed build: the nodes the last saved model left off the hardware, once HW conversion has run."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from build_configs.summary import partition_nodes
+
+    models = out_dir / "intermediate_models"
+    if not any(models.glob("step_convert_to_hw*.onnx")):
+        return []
+    saved = sorted(models.glob("*.onnx"), key=lambda p: p.stat().st_mtime)
+    return partition_nodes(ModelWrapper(str(saved[-1])))[1]
+
+
+def run_build(model_path, config_path, out_dir, stop_step=None):
+    """Build; return (exit status, summary dict or None)."""
+    model_path, config_path, out_dir = Path(model_path).resolve(), Path(config_path), Path(out_dir).resolve()
+    if not model_path.is_file():
+        _print(f"error: model {model_path} does not exist (export one with `python build.py export`)")
+        return EXIT_BUILD_FAILED, None
+    if not config_path.is_file():
+        _print(f"error: build config {config_path} does not exist (see build_configs/*.yaml)")
+        return EXIT_BUILD_FAILED, None
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    started = time.time()
+    finn_shims.boot_finn(out_dir)
+    from finn.builder.build_dataflow import build_dataflow_cfg
+
+    from build_configs.summary import build_summary, write_json_atomic
+
+    cfg = _load_config(config_path, out_dir, stop_step)
+    cfg.steps, skipped = finn_shims.vivado_less_steps(cfg.steps)
+    for entry in skipped:
+        _print(f"skipping {entry['step']}: {entry['reason']}")
+    with finn_shims.contained_vivado_root():
+        status = build_dataflow_cfg(str(model_path), cfg)
+    if status != 0:
+        off_hw = _report_failure(out_dir)
+        if off_hw:
+            _print(f"error: nodes left off the hardware: {', '.join(off_hw)}")
+            return EXIT_OFF_HW, None
+        _print(f"error: finn-plus build failed (status {status}); see {out_dir / 'build_dataflow.log'}")
+        return EXIT_BUILD_FAILED, None
+    summary = build_summary(out_dir, model_path=model_path, config_path=config_path, cfg=cfg,
+                            skipped_steps=skipped, build_time_s=time.time() - started)
+    write_json_atomic(out_dir / SUMMARY, summary)
+    _print(f"{summary['config_name']}: {summary['fps']:.0f} FPS, latency {summary['latency_ns'] / 1e3:.1f} us, "
+           f"LUT {summary['lut']}, DSP {summary['dsp']}, BRAM18 {summary['bram18']}, URAM {summary['uram']} "
+           f"(bottleneck {summary['max_cycles_node']}: {summary['max_cycles']} cycles)")
+    if summary["zero_estimate_ops"]:
+        _print(f"note: stock estimates are zero for {', '.join(summary['zero_estimate_ops'])}; FIFOs are not "
+               f"counted: the totals undercount")
+    _print(f"summary: {out_dir / SUMMARY} ({summary['build_time_s']} s)")
+    if not summary["all_nodes_on_hw"]:
+        _print(f"error: nodes left off the hardware: {', '.join(summary['off_hw_nodes'])}")
+        return EXIT_OFF_HW, summary
+    return 0, summary
+
+
+def run(args, command):
+    if command == "synth-check":
+        synth_check = _synth_check_module()
+        if synth_check is None:
+            print("synth-check is unavailable: build_configs/synth_check.py is not installed in this checkout",
+                  file=sys.stderr)
+            return 2
+        return synth_check.run(args, command)
+    status, _ = run_build(args.model, args.config, args.out, args.stop_step)
+    return status

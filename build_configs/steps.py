@@ -1,0 +1,128 @@
+"""psa-finn's custom build steps, each a finn-plus step `(model, cfg) -> model`, named in the build configs.
+
+The ResMLP needs five things the stock estimate flow lacks (shared ARCHITECTURE.md, "what made the whole network
+map to HW layers"):
+
+- step_lower_lerp_psa: an exported model still holding LerpPSA nodes is lowered first (transforms.lower_lerp_psa);
+  a lowered model passes unchanged.
+- step_streamline_resmlp: FINN+'s StreamlinePlus (the stock Streamline cannot move the residual quantizer's scale
+  past forks and Adds), then the ResMLP fix-ups: token-mixer transposes moved behind shared-threshold quantizers,
+  ReduceMean over tokens -> GlobalAccPool, MultiThreshold layouts reset to channels-last.
+- step_convert_to_hw_resmlp: PerChannelLUT nodes -> the PerChannelLUT HW layer, then the stock conversion, with the
+  output dequantisation kept on the host.
+- step_fold_lut_layers, step_fold_shuffles: fold the layers SetFolding does not know, BEFORE
+  step_target_fps_parallelization, so its two-pass relaxation does not slow everything to their unfolded rate.
+- step_clamp_folding: a fixed folding config (PE=SIMD=16) made legal for layers whose dimensions 16 does not divide.
+
+Import `build_configs.finn_shims` and call `boot_finn` before importing this module.
+"""
+
+import json
+
+import custom_ops  # noqa: F401  (registers LerpPSA and PerChannelLUT with qonnx)
+from finn.builder.build_dataflow_steps import step_convert_to_hw
+from finn.transformation.streamline.absorb import AbsorbAddIntoMultiThreshold, AbsorbMulIntoMultiThreshold
+from finn.transformation.streamline.collapse_repeated import CollapseRepeatedAdd, CollapseRepeatedMul
+from finn.transformation.streamline.reorder import MoveAddPastMul
+from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+from finn.transformation.streamline.streamline_plus import StreamlinePlus
+from qonnx.transformation.composed import ComposedTransformation
+from qonnx.transformation.general import GiveUniqueNodeNames
+from qonnx.transformation.infer_data_layouts import InferDataLayouts
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.infer_shapes import InferShapes
+
+from transforms.clamp_folding import ClampFoldingToDivisors
+from transforms.fold_shuffles import FoldShuffles
+from transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant
+from transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
+from transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool
+from transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold
+
+LOWERING_REPORT = "lowering_report.json"
+
+
+def _has_op(model, op_type):
+    return any(node.op_type == op_type for node in model.graph.node)
+
+
+def _per_channel_lut_transforms():
+    """The PerChannelLUT HW-layer conversion and folding (custom_ops.fpgadataflow registers the layer in FINN)."""
+    try:
+        import custom_ops.fpgadataflow  # noqa: F401
+        from transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
+    except ImportError as err:
+        raise RuntimeError(f"the model holds PerChannelLUT nodes but their HW layer is unavailable ({err}); "
+                           f"lower with --mode threshold or install the PerChannelLUT HW layer") from err
+    return InferPerChannelLUTLayer, FoldPerChannelLUT
+
+
+def step_lower_lerp_psa(model, cfg):
+    """Lower LerpPSA nodes (mode auto: MultiThreshold when monotone, else PerChannelLUT); no-op without them."""
+    if not _has_op(model, "LerpPSA"):
+        return model
+    from transforms.lower_lerp_psa import LowerLerpPSA
+
+    lowering = LowerLerpPSA(mode="auto")
+    model = model.transform(lowering)
+    model = model.transform(InferShapes())
+    model = model.transform(InferDataTypes())
+    report = [vars(entry) for entry in lowering.report]
+    (cfg.get_report_directory() / LOWERING_REPORT).write_text(json.dumps(report, indent=2))
+    return model
+
+
+def step_streamline_resmlp(model, cfg):
+    """StreamlinePlus, then the ResMLP fix-ups (cheap, run to a fixed point): see the module docstring."""
+    model = model.transform(StreamlinePlus())
+    model = model.transform(ComposedTransformation([
+        MoveTransposePastSharedThreshold(),
+        MoveAddPastMul(),
+        CollapseRepeatedMul(),
+        CollapseRepeatedAdd(),
+        AbsorbAddIntoMultiThreshold(),
+        AbsorbMulIntoMultiThreshold(),
+        ConvertTokenMeanToGlobalAccPool(),
+        RoundAndClipThresholds(),
+    ]))
+    model = model.transform(SetMultiThresholdChannelsLast())
+    model = model.transform(InferDataLayouts())
+    model = model.transform(GiveUniqueNodeNames())
+    return model
+
+
+def step_convert_to_hw_resmlp(model, cfg):
+    """PerChannelLUT -> HW layer, then the stock step_convert_to_hw on everything but the host-side output dequant."""
+    model = model.transform(SetMultiThresholdChannelsLast())
+    if _has_op(model, "PerChannelLUT"):
+        infer_lut_layer, _ = _per_channel_lut_transforms()
+        model = model.transform(infer_lut_layer())
+    model, host_tail = split_host_output_dequant(model)
+    model = step_convert_to_hw(model, cfg)
+    model = attach_host_output_dequant(model, host_tail)
+    model = model.transform(InferShapes())
+    model = model.transform(InferDataTypes())
+    return model
+
+
+def step_fold_lut_layers(model, cfg):
+    """PE of every PerChannelLUT layer: the smallest that meets the target cycles (before SetFolding)."""
+    target = cfg._resolve_cycles_per_frame()
+    if target is None or not any(n.op_type.startswith("PerChannelLUT") for n in model.graph.node):
+        return model
+    _, fold_lut = _per_channel_lut_transforms()
+    return model.transform(fold_lut(target))
+
+
+def step_fold_shuffles(model, cfg):
+    """SIMD of every generic Shuffle (token-mixer transpose): the smallest that meets the target cycles."""
+    target = cfg._resolve_cycles_per_frame()
+    if target is None:
+        return model
+    return model.transform(FoldShuffles(target))
+
+
+def step_clamp_folding(model, cfg):
+    """Lower each PE/SIMD to the largest value <= the configured one that divides the layer's dimensions."""
+    return model.transform(ClampFoldingToDivisors())
+

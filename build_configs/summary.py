@@ -1,0 +1,148 @@
+"""DIR/summary.json: one record of a finn-plus build, read from finn-plus's own reports and intermediate models.
+
+Everything here reads what the stock `step_generate_estimate_reports` wrote (report/estimate_layer_resources.json,
+estimate_layer_cycles.json, estimate_network_performance.json) and the intermediate models; nothing is estimated
+again. Key list: .notes/summary_json.txt and `SUMMARY_KEYS`.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+
+from transforms.host_output_dequant import host_output_dequant_nodes
+
+SUMMARY_KEYS = ("model", "config", "config_name", "fpga_part", "clk_ns", "target_fps", "fps", "latency_ns",
+                "max_cycles", "max_cycles_node", "lut", "dsp", "bram18", "uram", "luts_plus_dsp", "all_nodes_on_hw",
+                "off_hw_nodes", "host_nodes", "layers", "resources_by_op_type", "zero_estimate_ops", "zero_lut_ops",
+                "skipped_steps", "steps_run", "time_per_step_s", "build_time_s")
+RESOURCE_KEYS = {"lut": "LUT", "dsp": "DSP", "bram18": "BRAM_18K", "uram": "URAM"}
+FOLDING_ATTRS = ("PE", "SIMD", "ram_style", "ram_style_thresholds", "mem_mode", "resType", "mode")
+
+
+def write_json_atomic(path, data):
+    """Write JSON to a temp file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _describe(node):
+    return f"{node.name} ({node.op_type})"
+
+
+def _is_hw(node):
+    return node.domain.startswith("finn.custom_op.fpgadataflow")
+
+
+def host_input_preprocess_nodes(model):
+    """Leading Mul/Add-by-constant nodes fed (through each other) by a graph input: host-side pre-processing."""
+    inputs = {i.name for i in model.graph.input}
+    found, frontier = [], set(inputs)
+    for node in model.graph.node:
+        if node.op_type in ("Mul", "Add") and node.input[0] in frontier \
+                and model.get_initializer(node.input[1]) is not None:
+            found.append(node)
+            frontier.add(node.output[0])
+    return found
+
+
+def partition_nodes(model):
+    """(host_nodes, off_hw_nodes) as "name (op_type)": host-side pre/post-processing vs. anything else off HW.
+
+    A model after step_create_dataflow_partition holds one StreamingDataflowPartition plus what stayed outside it;
+    a model before it holds HW layers plus whatever the conversion could not map.
+    """
+    host = {n.name for n in host_output_dequant_nodes(model) + host_input_preprocess_nodes(model)}
+    host_nodes, off_hw = [], []
+    for node in model.graph.node:
+        if _is_hw(node) or node.op_type == "StreamingDataflowPartition":
+            continue
+        (host_nodes if node.name in host else off_hw).append(_describe(node))
+    return host_nodes, off_hw
+
+
+def _read_json(path, default=None):
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else default
+
+
+def layer_table(model, resources, cycles):
+    """Per-layer records in graph order: resources (stock estimates), cycles and folding attributes."""
+    layers = []
+    for node in model.graph.node:
+        if not _is_hw(node):
+            continue
+        res = resources.get(node.name, {})
+        entry = {"name": node.name, "op_type": node.op_type, "cycles": int(cycles.get(node.name, 0))}
+        entry.update({key: int(round(float(res.get(src, 0)))) for key, src in RESOURCE_KEYS.items()})
+        op = getCustomOp(node)
+        attrs = op.get_nodeattr_types()
+        entry.update({a: op.get_nodeattr(a) for a in FOLDING_ATTRS if a in attrs})
+        layers.append(entry)
+    return layers
+
+
+def resources_by_op_type(layers):
+    """{op_type: {count, lut, dsp, bram18, uram}} summed over the layers."""
+    by_type = {}
+    for layer in layers:
+        agg = by_type.setdefault(layer["op_type"], {"count": 0, **{k: 0 for k in RESOURCE_KEYS}})
+        agg["count"] += 1
+        for key in RESOURCE_KEYS:
+            agg[key] += layer[key]
+    return by_type
+
+
+def build_summary(out_dir, *, model_path, config_path, cfg, skipped_steps, build_time_s):
+    """Collect the summary dict of a finished build in out_dir (see SUMMARY_KEYS)."""
+    out_dir = Path(out_dir)
+    report = out_dir / "report"
+    models = out_dir / "intermediate_models"
+    time_per_step = _read_json(report / "time_per_step.json", {})
+    steps_run = [s for s in time_per_step if s != "total_build_time"]
+    final_model = ModelWrapper(str(models / f"{steps_run[-1]}.onnx"))
+    resources = _read_json(report / "estimate_layer_resources.json", {})
+    cycles = _read_json(report / "estimate_layer_cycles.json", {})
+    perf = _read_json(report / "estimate_network_performance.json", {})
+    parent_path = models / "dataflow_parent.onnx"
+    host_nodes, off_hw = partition_nodes(ModelWrapper(str(parent_path)) if parent_path.exists() else final_model)
+    layers = layer_table(final_model, resources, cycles)
+    by_type = resources_by_op_type(layers)
+    total = {key: sum(layer[key] for layer in layers) for key in RESOURCE_KEYS}
+    summary = {
+        "model": str(model_path),
+        "config": str(config_path),
+        "config_name": Path(config_path).stem,
+        "fpga_part": cfg._resolve_fpga_part(),
+        "clk_ns": cfg.synth_clk_period_ns,
+        "target_fps": cfg.target_fps,
+        "fps": perf.get("estimated_throughput_fps"),
+        "latency_ns": perf.get("estimated_latency_ns"),
+        "max_cycles": perf.get("max_cycles"),
+        "max_cycles_node": perf.get("max_cycles_node_name"),
+        **total,
+        "luts_plus_dsp": total["lut"] + total["dsp"],
+        "all_nodes_on_hw": not off_hw,
+        "off_hw_nodes": off_hw,
+        "host_nodes": host_nodes,
+        "layers": layers,
+        "resources_by_op_type": by_type,
+        "zero_estimate_ops": sorted(t for t, agg in by_type.items() if not any(agg[k] for k in RESOURCE_KEYS)),
+        "zero_lut_ops": sorted(t for t, agg in by_type.items() if agg["lut"] == 0),
+        "skipped_steps": skipped_steps,
+        "steps_run": steps_run,
+        "time_per_step_s": time_per_step,
+        "build_time_s": round(build_time_s, 1),
+    }
+    return summary

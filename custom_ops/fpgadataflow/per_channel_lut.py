@@ -1,0 +1,337 @@
+"""PerChannelLUT hardware layer: the semantics shared by its HLS and RTL backends.
+
+A streaming per-channel table lookup. Channel ``c`` maps an integer input code ``x`` to ``table[c, k]`` with
+``k = x - min(inputDataType)`` ("full" mode, ``2^b`` entries per channel) or interpolates between every 4th entry
+("lerp64" mode, ``2^(b-2) + 1`` entries, the 2 LSBs of ``k`` interpolated with round half up, as the paper's
+hardware). The ``NumChannels`` channels are folded over ``PE`` lanes: lane ``p`` serves channels ``t * PE + p`` for
+``t < NumChannels / PE`` and holds their tables in its own ROM, so the layer consumes and produces ``PE`` elements
+per cycle.
+
+This module holds what both backends share (as finn-plus splits ``thresholding.py`` from its ``hls``/``rtl``
+files): attributes, shapes, folding, stream widths, cycles, op/parameter counts, the per-lane table layout
+(``get_lane_tables``), a Python execution that walks that layout exactly as the hardware does, and the resource
+model of the lane architecture. Code generation lives in the backends.
+
+The node's ONNX domain is finn-plus's ``finn.custom_op.fpgadataflow`` (``.hls`` / ``.rtl`` once specialised):
+``SpecializeLayers`` and finn's analyses match those domain strings exactly. Importing ``custom_ops.fpgadataflow``
+registers the classes there.
+"""
+
+import numpy as np
+from math import ceil, log2
+from qonnx.core.datatype import DataType
+
+from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
+
+from custom_ops.lut_tables import LUT_MODES, table_entries
+from custom_ops.per_channel_lut import CODE_TOLERANCE
+
+RAM_STYLES = ("auto", "block", "distributed", "ultra")
+
+# BRAM18 aspect ratios (depth, width); 512 x 36 exists in simple-dual-port mode only, fine for one read port
+BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+BRAM18_BITS = 18 * 1024
+URAM_DEPTH, URAM_WIDTH = 4096, 72
+# "auto" keeps a ROM bank in LUTs while it is at most this deep (4 LUT6 per bit joined by the free MUXF7/MUXF8)
+AUTO_LUTRAM_MAX_DEPTH = 256
+
+
+def divisors(n: int) -> list:
+    """All divisors of n in increasing order (the legal PE values for n channels)."""
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def lutrom_luts(depth: int, width: int) -> int:
+    """LUT6 count of a depth x width distributed ROM with one read port.
+
+    A LUT6 holds 64 x 1 (or 32 x 2 as LUT6_2); up to 256 entries per bit are joined by MUXF7/MUXF8 at no LUT
+    cost; beyond that every further 4:1 mux level of the 256-entry groups costs one LUT6 per three inputs saved.
+    """
+    if depth <= 32:
+        return ceil(width / 2)
+    groups = ceil(depth / 256)
+    mux_luts = ceil((groups - 1) / 3)
+    return width * (ceil(depth / 64) + mux_luts)
+
+
+def bram18_count(depth: int, width: int) -> int:
+    """RAMB18 count of a depth x width ROM with one read port, using the cheapest aspect ratio."""
+    return min(ceil(depth / d) * ceil(width / w) for d, w in BRAM18_SHAPES)
+
+
+def uram_count(depth: int, width: int) -> int:
+    """URAM288 (4K x 72) count of a depth x width memory."""
+    return ceil(depth / URAM_DEPTH) * ceil(width / URAM_WIDTH)
+
+
+class PerChannelLUT(HWCustomOp):
+    """Per-channel integer table lookup folded over PE lanes (finn-plus hardware layer, backend-independent)."""
+
+    def get_nodeattr_types(self):
+        """Node attributes in FINN style; the table itself is the second input (an initializer [C, E])."""
+        my_attrs = {
+            # number of channels (each with its own table) and lanes processed per cycle
+            "NumChannels": ("i", True, 0),
+            "PE": ("i", True, 0),
+            # FINN DataTypes of the input codes and of the table entries / outputs
+            "inputDataType": ("s", True, ""),
+            "outputDataType": ("s", True, ""),
+            # number of input vectors, e.g. [1, 64] for one image of 64 tokens
+            "numInputVectors": ("ints", False, [1]),
+            # full table (2^b entries) or every 4th entry + interpolation of the 2 LSBs
+            "mode": ("s", False, "full", set(LUT_MODES)),
+            # memory of the lane ROMs; "auto" picks LUTs for small banks, block RAM otherwise
+            "ram_style": ("s", False, "auto", set(RAM_STYLES)),
+        }
+        my_attrs.update(super().get_nodeattr_types())
+        return my_attrs
+
+    # ---- datatypes, shapes, folding -------------------------------------------------------------------------
+
+    def get_input_datatype(self, ind=0):
+        """FINN DataType of the input codes (ind 0) or of the table entries (ind 1, = outputDataType)."""
+        if ind == 0:
+            return DataType[self.get_nodeattr("inputDataType")]
+        if ind == 1:
+            return DataType[self.get_nodeattr("outputDataType")]
+        raise IndexError(f"{self.onnx_node.name}: PerChannelLUT has inputs 0 (data) and 1 (table), not {ind}")
+
+    def get_output_datatype(self, ind=0):
+        """FINN DataType of the output stream."""
+        return DataType[self.get_nodeattr("outputDataType")]
+
+    def get_entries(self):
+        """Table entries per channel for the input width and mode (custom_ops.lut_tables); lerp64 needs >= 3 bits."""
+        bits = self.get_input_datatype(0).bitwidth()
+        mode = self.get_nodeattr("mode")
+        if mode == "lerp64" and bits < 3:
+            raise ValueError(
+                f"{self.onnx_node.name}: lerp64 hardware needs input codes of at least 3 bits, got "
+                f"{self.get_input_datatype(0).name}; use mode full"
+            )
+        return table_entries(mode, bits)
+
+    def calc_tmem(self):
+        """Channels per lane (NumChannels / PE); a clear error when PE does not divide NumChannels."""
+        channels = self.get_nodeattr("NumChannels")
+        pe = self.get_nodeattr("PE")
+        if channels < 1 or pe < 1 or channels % pe != 0:
+            raise ValueError(
+                f"{self.onnx_node.name}: PE={pe} does not divide NumChannels={channels}; "
+                f"choose PE from {divisors(channels) if channels > 0 else '[]'}"
+            )
+        return channels // pe
+
+    def get_normal_input_shape(self, ind=0):
+        """Unfolded shape: numInputVectors + [NumChannels] for the data, [NumChannels, entries] for the table."""
+        if ind == 1:
+            return (self.get_nodeattr("NumChannels"), self.get_entries())
+        return tuple(list(self.get_nodeattr("numInputVectors")) + [self.get_nodeattr("NumChannels")])
+
+    def get_normal_output_shape(self, ind=0):
+        """Same as the data input shape."""
+        return self.get_normal_input_shape(0)
+
+    def get_folded_input_shape(self, ind=0):
+        """numInputVectors + [NumChannels / PE, PE]: one PE-wide word per cycle."""
+        tmem = self.calc_tmem()
+        return tuple(list(self.get_nodeattr("numInputVectors")) + [tmem, self.get_nodeattr("PE")])
+
+    def get_folded_output_shape(self, ind=0):
+        """Same as the folded input shape."""
+        return self.get_folded_input_shape(0)
+
+    def get_instream_width(self, ind=0):
+        """PE input codes per word; the table (input 1) is embedded in the layer and has no stream."""
+        if ind == 1:
+            return 0
+        return self.get_input_datatype(0).bitwidth() * self.get_nodeattr("PE")
+
+    def get_outstream_width(self, ind=0):
+        """PE output values per word."""
+        return self.get_output_datatype().bitwidth() * self.get_nodeattr("PE")
+
+    def get_exp_cycles(self):
+        """One word per cycle: vectors x NumChannels / PE."""
+        return int(np.prod(self.get_nodeattr("numInputVectors"))) * self.calc_tmem()
+
+    def get_op_and_param_counts(self):
+        """Table lookups (and interpolations in lerp64 mode) per inference, and table entries by bit width."""
+        channels = self.get_nodeattr("NumChannels")
+        elements = int(np.prod(self.get_nodeattr("numInputVectors"))) * channels
+        out_bits = self.get_output_datatype().bitwidth()
+        counts = {
+            f"op_table_lookup_{self.get_input_datatype(0).bitwidth()}b": elements,
+            f"param_table_{out_bits}b": channels * self.get_entries(),
+        }
+        if self.get_nodeattr("mode") == "lerp64":
+            counts[f"op_lerp_{out_bits}b"] = elements
+        return counts
+
+    # ---- graph integration ----------------------------------------------------------------------------------
+
+    def infer_node_datatype(self, model):
+        """Check the input annotation against inputDataType (the table is indexed by it); annotate table and output."""
+        node = self.onnx_node
+        idt = self.get_input_datatype(0)
+        annotated = model.get_tensor_datatype(node.input[0])
+        if annotated.is_integer() and annotated != idt:
+            raise ValueError(
+                f"{node.name}: input {node.input[0]} is annotated {annotated.name} but the table was built for "
+                f"inputDataType={idt.name}; re-run the lowering on the current graph or fix the annotation"
+            )
+        model.set_tensor_datatype(node.input[1], self.get_output_datatype())
+        model.set_tensor_datatype(node.output[0], self.get_output_datatype())
+
+    def verify_node(self):
+        """Check attributes, datatypes and folding; return FINN-style info messages."""
+        messages = []
+        idt = self.get_input_datatype(0)
+        odt = self.get_output_datatype()
+        for name, dt in (("inputDataType", idt), ("outputDataType", odt)):
+            if not (dt.is_integer() and dt.max() - dt.min() + 1 == 2 ** dt.bitwidth()):
+                messages.append(f"{name}={dt.name} must be a full-range integer type (INTn / UINTn)")
+        try:
+            self.calc_tmem()
+        except ValueError as err:
+            messages.append(str(err))
+        if len(self.onnx_node.input) != 2:
+            messages.append("PerChannelLUT needs two inputs: data and table")
+        if not messages:
+            messages.append("PerChannelLUT attributes are consistent")
+        return messages
+
+    # ---- the table as the lanes hold it ---------------------------------------------------------------------
+
+    def get_lane_tables(self, table):
+        """Check the [NumChannels, entries] table and return it as the lanes' ROM banks.
+
+        full: one bank [PE, TMEM, 2^b]; lerp64: two banks, even entries [PE, TMEM, ceil(E/2)] and odd entries
+        [PE, TMEM, floor(E/2)], so that the two neighbours y0 = T[s], y1 = T[s+1] of a segment s always sit in
+        different banks and every bank is read once per cycle. Lane p, fold t holds channel t * PE + p.
+        Returns a list of int64 arrays.
+        """
+        node = self.onnx_node
+        channels = self.get_nodeattr("NumChannels")
+        entries = self.get_entries()
+        table = np.asarray(table)
+        if table.shape != (channels, entries):
+            raise ValueError(
+                f"{node.name}: table has shape {table.shape}, expected ({channels}, {entries}) for "
+                f"mode={self.get_nodeattr('mode')} and inputDataType={self.get_input_datatype(0).name}"
+            )
+        odt = self.get_output_datatype()
+        if not (np.all(table == np.round(table)) and np.all(table >= odt.min()) and np.all(table <= odt.max())):
+            raise ValueError(
+                f"{node.name}: table entries must be integers within outputDataType={odt.name} "
+                f"[{odt.min()}, {odt.max()}]; got range [{table.min()}, {table.max()}]"
+            )
+        pe = self.get_nodeattr("PE")
+        lanes = table.astype(np.int64).reshape(self.calc_tmem(), pe, entries).transpose(1, 0, 2)
+        if self.get_nodeattr("mode") == "full":
+            return [np.ascontiguousarray(lanes)]
+        return [np.ascontiguousarray(lanes[:, :, 0::2]), np.ascontiguousarray(lanes[:, :, 1::2])]
+
+    def execute_node(self, context, graph):
+        """Python execution: walk the lane tables exactly as the hardware does (bit-exact to the lowered op)."""
+        node = self.onnx_node
+        x = context[node.input[0]]
+        idt = self.get_input_datatype(0)
+        if x.shape != self.get_normal_input_shape(0):
+            raise ValueError(f"{node.name}: input shape {x.shape}, expected {self.get_normal_input_shape(0)}")
+        codes = np.round(x)
+        if np.any(np.abs(x - codes) > CODE_TOLERANCE) or codes.min() < idt.min() or codes.max() > idt.max():
+            raise ValueError(
+                f"{node.name}: input must be integer codes of {idt.name} in [{idt.min()}, {idt.max()}]; "
+                f"got values in [{x.min()}, {x.max()}]"
+            )
+        banks = self.get_lane_tables(context[node.input[1]])
+        tmem, pe = self.get_folded_input_shape(0)[-2:]
+        k = (codes.astype(np.int64) - int(idt.min())).reshape(-1, tmem, pe)
+        lane = np.arange(pe)[None, None, :]
+        fold = np.arange(tmem)[None, :, None]
+        if self.get_nodeattr("mode") == "full":
+            y = banks[0][lane, fold, k]
+        else:
+            even, odd = banks
+            segment, frac = k >> 2, k & 3
+            from_even = even[lane, fold, (segment + 1) >> 1]
+            from_odd = odd[lane, fold, segment >> 1]
+            odd_segment = (segment & 1) == 1
+            y0 = np.where(odd_segment, from_odd, from_even)
+            y1 = np.where(odd_segment, from_even, from_odd)
+            y = y0 + (((y1 - y0) * frac + 2) >> 2)
+        context[node.output[0]] = y.reshape(x.shape).astype(np.float32)
+
+    # ---- resource model of the lane architecture ------------------------------------------------------------
+
+    def get_lane_banks(self):
+        """(depth, width) of each ROM bank of one lane: TMEM x entries (full) or the even/odd halves (lerp64)."""
+        tmem = self.calc_tmem()
+        entries = self.get_entries()
+        width = self.get_output_datatype().bitwidth()
+        if self.get_nodeattr("mode") == "full":
+            return [(tmem * entries, width)]
+        return [(tmem * ceil(entries / 2), width), (tmem * (entries // 2), width)]
+
+    def get_resolved_ram_style(self):
+        """ram_style with "auto" resolved: LUTs while every bank is at most 256 deep, block RAM otherwise."""
+        style = self.get_nodeattr("ram_style")
+        if style != "auto":
+            return style
+        deepest = max(depth for depth, _ in self.get_lane_banks())
+        return "distributed" if deepest <= AUTO_LUTRAM_MAX_DEPTH else "block"
+
+    def bram_estimation(self, fpgapart):
+        """RAMB18 count: PE lanes x sum over banks of the cheapest aspect ratio (block style only)."""
+        if self.get_resolved_ram_style() != "block":
+            return 0
+        return self.get_nodeattr("PE") * sum(bram18_count(d, w) for d, w in self.get_lane_banks())
+
+    def uram_estimation(self, fpgapart):
+        """URAM288 count: PE lanes x sum over banks of 4K x 72 blocks (ultra style only)."""
+        if self.get_resolved_ram_style() != "ultra":
+            return 0
+        return self.get_nodeattr("PE") * sum(uram_count(d, w) for d, w in self.get_lane_banks())
+
+    def _stored_bits(self):
+        """Table bits held by all lanes."""
+        return self.get_nodeattr("PE") * sum(d * w for d, w in self.get_lane_banks())
+
+    def bram_efficiency_estimation(self, fpgapart):
+        """Table bits / capacity of the estimated RAMB18s."""
+        brams = self.bram_estimation(fpgapart)
+        return 1 if brams == 0 else self._stored_bits() / (brams * BRAM18_BITS)
+
+    def uram_efficiency_estimation(self, fpgapart):
+        """Table bits / capacity of the estimated URAMs."""
+        urams = self.uram_estimation(fpgapart)
+        return 1 if urams == 0 else self._stored_bits() / (urams * URAM_DEPTH * URAM_WIDTH)
+
+    def lut_estimation(self, fpgapart):
+        """LUT6 count: distributed ROMs (if used) + lerp64 datapath per lane + address logic.
+
+        Per lane in lerp64 mode (W = output bits, B = input bits): even/odd swap of y0/y1 (2W mux2 = W LUT6_2),
+        subtract y1 - y0 (W + 1), 2-bit multiply as one gated add (W + 2), round half up +2 >> 2 (W + 1),
+        add y0 (W), even-bank address (s + 1) >> 1 (B - 3); per bank whose per-channel depth is not a power of
+        two and TMEM > 1, an address adder t * depth + index. One fold counter (log2 TMEM) for the layer.
+        """
+        pe = self.get_nodeattr("PE")
+        tmem = self.calc_tmem()
+        luts = ceil(log2(tmem)) if tmem > 1 else 0
+        if self.get_resolved_ram_style() == "distributed":
+            luts += pe * sum(lutrom_luts(d, w) for d, w in self.get_lane_banks())
+        if self.get_nodeattr("mode") == "lerp64":
+            width = self.get_output_datatype().bitwidth()
+            in_bits = self.get_input_datatype(0).bitwidth()
+            luts += pe * (5 * width + 4 + max(in_bits - 3, 1))
+        if tmem > 1:
+            for depth, _ in self.get_lane_banks():
+                per_channel = depth // tmem
+                if per_channel & (per_channel - 1):
+                    luts += pe * ceil(log2(depth))
+        return luts
+
+    def dsp_estimation(self, fpgapart):
+        """No DSPs: the 2-bit interpolation multiply is a gated add in LUTs."""
+        return 0

@@ -1,0 +1,293 @@
+"""Plain-Verilog generator for the PerChannelLUT streaming layer (no SystemVerilog, no finn-rtllib).
+
+The generated top module has FINN's AXI-stream ports (ap_clk, ap_rst_n, in0_V_TDATA/TVALID/TREADY,
+out0_V_TDATA/TVALID/TREADY). Each cycle carries PE consecutive channels (lane p of fold step t is channel
+t * PE + p, lane 0 in the least significant bits). Every lane owns the ROM banks of the HW layer's lane
+architecture (`PerChannelLUT.get_lane_tables`), each a single-port ROM initialised with $readmemh:
+  full:   one bank [TMEM, 2^b]; k = x - min(inputDataType) (the MSB flipped for signed inputs); y = bank[t][k].
+  lerp64: even bank T[0::2] and odd bank T[1::2]; segment s = k >> 2 reads even[(s + 1) >> 1] and odd[s >> 1],
+          so y0 = T[s] and y1 = T[s + 1] come from different banks; y = y0 + floor(((y1 - y0) * (k & 3) + 2) / 4)
+          in fabric (shift-add, no multiplier).
+A bank whose per-channel depth is a power of two is addressed {t, index}; otherwise a running base t * depth
+is kept in a register and added. The whole pipeline stalls when its output is not accepted
+(`en = !out_valid || out_ready`); it takes one word per cycle, with a latency of PIPELINE_LATENCY[mode] cycles.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from custom_ops.lut_tables import table_entries
+
+# Cycles from the input handshake of a word to the cycle its output word is first valid.
+PIPELINE_LATENCY = {"full": 1, "lerp64": 2}
+
+# FINN ram_style -> the ram_style attribute that Vivado and yosys read ("auto" sets none).
+_RAM_STYLE_ATTRIBUTE = {"auto": "", "block": "block", "distributed": "distributed", "ultra": "ultra"}
+
+
+@dataclass(frozen=True)
+class LutLayerGeometry:
+    """What the generated hardware depends on: channels, lanes, bit widths, signedness, mode, memory style."""
+
+    num_channels: int
+    pe: int
+    in_bits: int
+    in_signed: bool
+    out_bits: int
+    out_signed: bool
+    mode: str
+    ram_style: str = "auto"
+
+    def __post_init__(self):
+        if self.mode not in PIPELINE_LATENCY:
+            raise ValueError(f"PerChannelLUT_rtl: mode {self.mode!r} is not one of {sorted(PIPELINE_LATENCY)}")
+        if self.pe < 1 or self.num_channels % self.pe != 0:
+            raise ValueError(f"PerChannelLUT_rtl: PE={self.pe} must divide NumChannels={self.num_channels}")
+        table_entries(self.mode, self.in_bits)  # rejects a lerp64 input narrower than its 2 fraction bits
+        if self.ram_style not in _RAM_STYLE_ATTRIBUTE:
+            raise ValueError(f"PerChannelLUT_rtl: ram_style {self.ram_style!r} is not one of "
+                             f"{sorted(_RAM_STYLE_ATTRIBUTE)}")
+
+    @property
+    def tmem(self) -> int:
+        """Channels per lane: cycles per input vector."""
+        return self.num_channels // self.pe
+
+    @property
+    def in_stream_bits(self) -> int:
+        """TDATA width of the input stream (byte aligned, as FINN pads it)."""
+        return _roundup8(self.pe * self.in_bits)
+
+    @property
+    def out_stream_bits(self) -> int:
+        """TDATA width of the output stream (byte aligned)."""
+        return _roundup8(self.pe * self.out_bits)
+
+    def bank_names(self) -> tuple:
+        """Names of one lane's ROM banks, in the order of `PerChannelLUT.get_lane_tables`."""
+        return ("table",) if self.mode == "full" else ("even", "odd")
+
+
+def _roundup8(bits: int) -> int:
+    return (bits + 7) // 8 * 8
+
+
+def _clog2(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def _is_pow2(n: int) -> bool:
+    return n & (n - 1) == 0
+
+
+def rom_file_name(top_name: str, bank: str, lane: int) -> str:
+    """File name of a lane's $readmemh memory file (read relative to the simulator's / synthesis' cwd)."""
+    return f"{top_name}_{bank}_lane{lane}.dat"
+
+
+def rom_files(top_name: str, geometry: LutLayerGeometry, banks) -> dict:
+    """{file name: $readmemh text} of every lane's banks; `banks` as returned by get_lane_tables ([PE, TMEM, E])."""
+    g = geometry
+    if len(banks) != len(g.bank_names()):
+        raise ValueError(f"PerChannelLUT_rtl: mode {g.mode} has banks {g.bank_names()}, got {len(banks)} arrays")
+    digits = (g.out_bits + 3) // 4
+    mask = (1 << g.out_bits) - 1
+    files = {}
+    for name, bank in zip(g.bank_names(), banks):
+        bank = np.asarray(bank, dtype=np.int64)
+        if bank.shape[:2] != (g.pe, g.tmem):
+            raise ValueError(f"PerChannelLUT_rtl: bank {name} has shape {bank.shape}, expected ({g.pe}, {g.tmem}, E)")
+        for lane in range(g.pe):
+            words = (bank[lane].reshape(-1) & mask).tolist()
+            files[rom_file_name(top_name, name, lane)] = "".join(f"{w:0{digits}x}\n" for w in words)
+    return files
+
+
+def _rom_module(top: str, g: LutLayerGeometry) -> str:
+    attribute = _RAM_STYLE_ATTRIBUTE[g.ram_style]
+    attr_text = f'(* ram_style = "{attribute}" *) ' if attribute else ""
+    return f"""// One ROM bank of one lane: DEPTH words of WIDTH bits, synchronous read with enable.
+module {top}_rom #(
+  parameter DEPTH = 1,
+  parameter WIDTH = 1,
+  parameter ADDR_BITS = 1,
+  parameter INIT_FILE = ""
+) (
+  input clk,
+  input en,
+  input [ADDR_BITS-1:0] addr,
+  output reg [WIDTH-1:0] rd
+);
+  {attr_text}reg [WIDTH-1:0] mem [0:DEPTH-1];
+  initial $readmemh(INIT_FILE, mem);
+  always @(posedge clk) begin
+    if (en) rd <= mem[addr];
+  end
+endmodule
+"""
+
+
+@dataclass(frozen=True)
+class _Bank:
+    name: str
+    per_channel: int  # words per channel
+    index_expr: str  # Verilog expression of the word within the channel, "{lane}" replaced per lane
+    index_bits: int
+
+    def address(self, g: LutLayerGeometry, lane: int) -> str:
+        index = self.index_expr.format(lane=lane)
+        if g.tmem == 1:
+            return index if self.per_channel > 1 else "1'b0"
+        if _is_pow2(self.per_channel):
+            return f"{{fold, {index}}}" if self.per_channel > 1 else "fold"
+        return f"base_{self.name} + {index}"
+
+
+def _banks(g: LutLayerGeometry, bank_depths: list) -> list:
+    b = g.in_bits
+    if g.mode == "full":
+        return [_Bank("table", bank_depths[0], "code_{lane}", b)]
+    segment_bits = b - 2
+    if segment_bits == 0:
+        return [_Bank("even", bank_depths[0], "1'b0", 1), _Bank("odd", bank_depths[1], "1'b0", 1)]
+    # (s + 1) >> 1 needs segment_bits bits (it reaches 2^(b-3) .. 2^(b-2) - 1 + 1 >> 1); s >> 1 one bit fewer
+    even_index = "even_index_{lane}"
+    odd_index = f"code_{{lane}}[{b - 1}:3]" if segment_bits > 1 else "1'b0"
+    return [_Bank("even", bank_depths[0], even_index, segment_bits),
+            _Bank("odd", bank_depths[1], odd_index, max(segment_bits - 1, 1))]
+
+
+def _code_expr(g: LutLayerGeometry, lane: int) -> str:
+    """Verilog expression of lane `lane`'s table index k = x - min(inputDataType) (b bits)."""
+    lsb = lane * g.in_bits
+    msb = lsb + g.in_bits - 1
+    if not g.in_signed:
+        return f"in0_V_TDATA[{msb}:{lsb}]"
+    if g.in_bits == 1:
+        return f"~in0_V_TDATA[{msb}]"
+    return f"{{~in0_V_TDATA[{msb}], in0_V_TDATA[{msb - 1}:{lsb}]}}"
+
+
+def _extend(g: LutLayerGeometry, sig: str, extra: int) -> str:
+    """Sign- or zero-extend an out_bits-wide signal by `extra` bits."""
+    top_bit = f"{sig}[{g.out_bits - 1}]" if g.out_signed else "1'b0"
+    return f"{{{{{extra}{{{top_bit}}}}}, {sig}}}"
+
+
+def _rom_instance(top: str, g: LutLayerGeometry, bank: _Bank, lane: int, rd: str) -> str:
+    depth = g.tmem * bank.per_channel
+    return (f"  {top}_rom #(.DEPTH({depth}), .WIDTH({g.out_bits}), .ADDR_BITS({_clog2(depth)}),\n"
+            f"    .INIT_FILE(\"{rom_file_name(top, bank.name, lane)}\")) rom_{bank.name}_{lane} (\n"
+            f"    .clk(ap_clk), .en(en), .addr({bank.address(g, lane)}), .rd({rd}));\n")
+
+
+def _lane_full(top: str, g: LutLayerGeometry, banks: list, lane: int) -> str:
+    ob = g.out_bits
+    return (f"  // lane {lane}: channels {lane}, {lane} + PE, ...\n"
+            f"  wire [{g.in_bits - 1}:0] code_{lane} = {_code_expr(g, lane)};\n"
+            f"  wire [{ob - 1}:0] y_{lane};\n"
+            + _rom_instance(top, g, banks[0], lane, f"y_{lane}")
+            + f"  assign out0_V_TDATA[{lane * ob + ob - 1}:{lane * ob}] = y_{lane};\n")
+
+
+def _lane_lerp(top: str, g: LutLayerGeometry, banks: list, lane: int) -> str:
+    ob = g.out_bits
+    b = g.in_bits
+    wide = ob + 3  # holds y1 - y0, (y1 - y0) * 3 + 2 and y0 with its sign
+    seg_bits = b - 2
+    lines = [f"  // lane {lane}: channels {lane}, {lane} + PE, ...",
+             f"  wire [{b - 1}:0] code_{lane} = {_code_expr(g, lane)};"]
+    if seg_bits > 0:
+        lines.append(f"  wire [{seg_bits}:0] even_sum_{lane} = code_{lane}[{b - 1}:2] + 1'b1;  // s + 1")
+        lines.append(f"  wire [{seg_bits - 1}:0] even_index_{lane} = even_sum_{lane}[{seg_bits}:1];")
+    odd_segment = f"code_{lane}[2]" if seg_bits > 0 else "1'b0"
+    lines += [f"  wire [{ob - 1}:0] from_even_{lane}, from_odd_{lane};",
+              f"  reg [1:0] frac_{lane};",
+              f"  reg odd_segment_{lane};"]
+    text = "\n".join(lines) + "\n"
+    text += _rom_instance(top, g, banks[0], lane, f"from_even_{lane}")
+    text += _rom_instance(top, g, banks[1], lane, f"from_odd_{lane}")
+    text += f"""  wire [{ob - 1}:0] y0_{lane} = odd_segment_{lane} ? from_odd_{lane} : from_even_{lane};
+  wire [{ob - 1}:0] y1_{lane} = odd_segment_{lane} ? from_even_{lane} : from_odd_{lane};
+  wire signed [{wide - 1}:0] y0w_{lane} = {_extend(g, f"y0_{lane}", 3)};
+  wire signed [{wide - 1}:0] y1w_{lane} = {_extend(g, f"y1_{lane}", 3)};
+  wire signed [{wide - 1}:0] d_{lane} = y1w_{lane} - y0w_{lane};
+  wire signed [{wide - 1}:0] step_{lane} = (frac_{lane}[0] ? d_{lane} : {wide}'sd0)
+    + (frac_{lane}[1] ? (d_{lane} <<< 1) : {wide}'sd0) + {wide}'sd2;
+  wire signed [{wide - 1}:0] y_{lane} = y0w_{lane} + (step_{lane} >>> 2);
+  reg [{ob - 1}:0] out_{lane};
+  always @(posedge ap_clk) begin
+    if (en) begin
+      frac_{lane} <= code_{lane}[1:0];
+      odd_segment_{lane} <= {odd_segment};
+      out_{lane} <= y_{lane}[{ob - 1}:0];
+    end
+  end
+  assign out0_V_TDATA[{lane * ob + ob - 1}:{lane * ob}] = out_{lane};
+"""
+    return text
+
+
+def generate_per_channel_lut_verilog(top_name: str, geometry: LutLayerGeometry, bank_depths: list) -> str:
+    """Verilog source of the layer (ROM module + top module `top_name`); bank_depths: words per channel per bank."""
+    g = geometry
+    top = top_name
+    banks = _banks(g, list(bank_depths))
+    latency = PIPELINE_LATENCY[g.mode]
+    pad_bits = g.out_stream_bits - g.pe * g.out_bits
+    nl = "\n"
+
+    state = [f"  reg [{_clog2(g.tmem) - 1}:0] fold;  // fold step t of the next input word"]
+    state_reset = ["      fold <= 0;"]
+    state_step = [f"        fold <= (fold == {g.tmem - 1}) ? 0 : fold + 1'b1;"]
+    for bank in banks:
+        if g.tmem > 1 and not _is_pow2(bank.per_channel):
+            bits = _clog2(g.tmem * bank.per_channel)
+            state.append(f"  reg [{bits - 1}:0] base_{bank.name};  // t * {bank.per_channel}: first word of "
+                         f"channel t in bank {bank.name}")
+            state_reset.append(f"      base_{bank.name} <= 0;")
+            state_step.append(f"        base_{bank.name} <= (fold == {g.tmem - 1}) ? 0 : "
+                              f"base_{bank.name} + {bits}'d{bank.per_channel};")
+    valid_regs = [f"v{i}" for i in range(1, latency + 1)]
+    valid_reset = [f"      {v} <= 1'b0;" for v in valid_regs]
+    valid_shift = ["        v1 <= in0_V_TVALID;"] + [
+        f"        {valid_regs[i]} <= {valid_regs[i - 1]};" for i in range(1, latency)]
+    lane_fn = _lane_full if g.mode == "full" else _lane_lerp
+    lanes = "".join(lane_fn(top, g, banks, lane) for lane in range(g.pe))
+    pad = (f"  assign out0_V_TDATA[{g.out_stream_bits - 1}:{g.pe * g.out_bits}] = {pad_bits}'d0;\n"
+           if pad_bits else "")
+    return f"""// Generated by psa-finn (PerChannelLUT_rtl): mode {g.mode}, NumChannels {g.num_channels}, PE {g.pe},
+// input {'signed' if g.in_signed else 'unsigned'} {g.in_bits} bits, output {'signed' if g.out_signed else 'unsigned'} {g.out_bits} bits,
+// banks per lane {', '.join(f'{b.name} {g.tmem} x {b.per_channel}' for b in banks)}; latency {latency} cycles, one word per cycle.
+{_rom_module(top, g)}
+module {top} (
+  input ap_clk,
+  input ap_rst_n,
+  output in0_V_TREADY,
+  input in0_V_TVALID,
+  input [{g.in_stream_bits - 1}:0] in0_V_TDATA,
+  input out0_V_TREADY,
+  output out0_V_TVALID,
+  output [{g.out_stream_bits - 1}:0] out0_V_TDATA
+);
+  reg {', '.join(valid_regs)};  // valid bit of each pipeline stage
+{nl.join(state)}
+  wire en = !{valid_regs[-1]} || out0_V_TREADY;  // the whole pipeline advances together
+  assign in0_V_TREADY = en;
+  assign out0_V_TVALID = {valid_regs[-1]};
+  always @(posedge ap_clk) begin
+    if (!ap_rst_n) begin
+{nl.join(state_reset)}
+{nl.join(valid_reset)}
+    end else begin
+      if (in0_V_TVALID && en) begin
+{nl.join(state_step)}
+      end
+      if (en) begin
+{nl.join(valid_shift)}
+      end
+    end
+  end
+{lanes}{pad}endmodule
+"""

@@ -1,0 +1,93 @@
+"""The qonnx op `LerpPSA`: a per-channel piecewise-linear function on the uniform grid of `models/grid.py`.
+
+`y[..., c] = lerp(table[c], in_scale[c] * x[..., c] + in_bias[c])`, channels on the last axis, with linear
+extrapolation (edge slopes) beyond [-grid_range, grid_range]. LERP-PSA banks and B-spline activations both export
+to this op; a ResPSA residual is folded into the table and a preceding per-channel affine into in_scale/in_bias.
+"""
+
+import numpy as np
+from onnx import helper
+from qonnx.core.datatype import DataType
+from qonnx.custom_op.base import CustomOp
+
+from models.grid import segment_and_fraction
+
+
+def _check_finite(name, value):
+    if not np.all(np.isfinite(value)):
+        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+        raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or inf); re-export from a finite checkpoint")
+
+
+def lerp_psa_numpy(x, table, grid_range, in_scale=None, in_bias=None):
+    """Evaluate the LerpPSA function: x [..., C] (channels last), table [C, G] -> float32 [..., C].
+
+    Computed in float64 and rounded once to float32, so that every stage evaluating the op gets identical bits.
+    Raises ValueError on shape mismatches, a half-given affine, or non-finite table/scale/bias values.
+    """
+    table = np.asarray(table, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    if table.ndim != 2 or table.shape[1] < 2:
+        raise ValueError(f"table must have shape [C, G] with G >= 2, got {list(table.shape)}")
+    channels, grid_size = table.shape
+    if x.ndim == 0 or x.shape[-1] != channels:
+        raise ValueError(f"input has shape {list(x.shape)} but the table has {channels} channels on the last axis")
+    if not (np.isfinite(grid_range) and grid_range > 0):
+        raise ValueError(f"grid_range must be a positive finite number, got {grid_range}")
+    _check_finite("table", table)
+    if (in_scale is None) != (in_bias is None):
+        raise ValueError("in_scale and in_bias must be given together (or neither)")
+    if in_scale is not None:
+        in_scale = np.asarray(in_scale, dtype=np.float64).reshape(-1)
+        in_bias = np.asarray(in_bias, dtype=np.float64).reshape(-1)
+        for name, value in (("in_scale", in_scale), ("in_bias", in_bias)):
+            if value.shape != (channels,):
+                raise ValueError(f"{name} must have shape [{channels}], got {list(value.shape)}")
+            _check_finite(name, value)
+        x = x * in_scale + in_bias
+    segment, fraction = segment_and_fraction(x, grid_size, float(grid_range))
+    channel = np.arange(channels)
+    y0 = table[channel, segment]
+    y1 = table[channel, segment + 1]
+    return (y0 + fraction * (y1 - y0)).astype(np.float32)
+
+
+class LerpPSA(CustomOp):
+    """Per-channel piecewise-linear function: inputs x [..., C], table [C, G], optional in_scale [C], in_bias [C]."""
+
+    def get_nodeattr_types(self):
+        return {"grid_range": ("f", True, 0.0)}
+
+    def make_shape_compatible_op(self, model):
+        return helper.make_node("Identity", [self.onnx_node.input[0]], [self.onnx_node.output[0]])
+
+    def infer_node_datatype(self, model):
+        model.set_tensor_datatype(self.onnx_node.output[0], DataType["FLOAT32"])
+
+    def execute_node(self, context, graph):
+        node = self.onnx_node
+        affine = [context[name] for name in node.input[2:4]] if len(node.input) == 4 else [None, None]
+        try:
+            context[node.output[0]] = lerp_psa_numpy(context[node.input[0]], context[node.input[1]],
+                                                     self.get_nodeattr("grid_range"), *affine)
+        except ValueError as err:
+            raise ValueError(f"LerpPSA node '{node.name}': {err}") from err
+
+    def verify_node(self):
+        node = self.onnx_node
+        messages = []
+        if len(node.input) in (2, 4):
+            messages.append("The number of inputs is correct")
+        else:
+            messages.append(f"LerpPSA node '{node.name}' needs inputs (x, table) or (x, table, in_scale, in_bias), "
+                            f"got {len(node.input)}")
+        try:
+            grid_range = self.get_nodeattr("grid_range")
+        except Exception:
+            messages.append(f"LerpPSA node '{node.name}' lacks the required attribute grid_range")
+        else:
+            if np.isfinite(grid_range) and grid_range > 0:
+                messages.append("All necessary attributes exist")
+            else:
+                messages.append(f"LerpPSA node '{node.name}' has grid_range {grid_range}; it must be positive")
+        return messages

@@ -1,0 +1,58 @@
+"""Per-channel lookup-table layouts of PerChannelLUT: the one place that defines table sizes, the lerp64
+compression and the lookup itself (used by the qonnx op, the HW layer, the code generators and the lowering).
+
+Index k = code - min(inputDataType) runs over 0 .. 2^b - 1.
+- "full": table [C, 2^b], y = T[c, k].
+- "lerp64": table [C, 2^(b-2) + 1] holding every 4th entry of the full table plus the value at k = 2^b (one code
+  past the end, so nothing is read past the table); y0 = T[c, k>>2], y1 = T[c, (k>>2) + 1],
+  y = y0 + floor(((y1 - y0) * (k & 3) + 2) / 4), the paper's 2 fraction bits with round half up.
+"""
+
+import numpy as np
+
+LUT_MODES = ("full", "lerp64")
+
+
+def table_entries(mode: str, bits: int) -> int:
+    """Number of entries per channel that mode `mode` stores for `bits`-bit input codes."""
+    if mode == "full":
+        return 2**bits
+    if mode == "lerp64":
+        if bits < 2:
+            raise ValueError(f"lerp64 needs input codes of at least 2 bits, got {bits}")
+        return 2 ** (bits - 2) + 1
+    raise ValueError(f"unknown LUT mode {mode!r}; use one of {LUT_MODES}")
+
+
+def lerp64_table(full_table, past_end):
+    """lerp64 table [C, 2^(b-2) + 1] from a full table [C, 2^b] and the integer outputs one code past its end [C]."""
+    full_table = np.asarray(full_table, dtype=np.int64)
+    past_end = np.asarray(past_end, dtype=np.int64).reshape(-1)
+    channels, entries = full_table.shape
+    if entries < 4 or entries & (entries - 1):
+        raise ValueError(f"a full table needs 2^b >= 4 entries per channel, got {entries}")
+    if past_end.shape != (channels,):
+        raise ValueError(f"past_end must have one entry per channel ({channels}), got {list(past_end.shape)}")
+    return np.concatenate([full_table[:, ::4], past_end[:, None]], axis=1)
+
+
+def lut_lookup(table, index, mode: str):
+    """Outputs [..., C] (int64) of table [C, E] at integer indices k = code - min, index [..., C] (channels last)."""
+    table = np.asarray(table, dtype=np.int64)
+    index = np.asarray(index, dtype=np.int64)
+    channel = np.arange(table.shape[0])
+    if mode == "full":
+        return table[channel, index]
+    if mode == "lerp64":
+        y0 = table[channel, index >> 2]
+        y1 = table[channel, (index >> 2) + 1]
+        return y0 + (((y1 - y0) * (index & 3) + 2) >> 2)
+    raise ValueError(f"unknown LUT mode {mode!r}; use one of {LUT_MODES}")
+
+
+def lerp64_decode(lerp_table):
+    """The full table [C, 2^b] that a lerp64 table [C, 2^(b-2) + 1] reconstructs."""
+    lerp_table = np.asarray(lerp_table, dtype=np.int64)
+    codes = 4 * (lerp_table.shape[1] - 1)
+    index = np.broadcast_to(np.arange(codes)[:, None], (codes, lerp_table.shape[0]))
+    return lut_lookup(lerp_table, index, "lerp64").T

@@ -1,0 +1,82 @@
+"""The qonnx op `PerChannelLUT`: integer codes in, integer codes out, one lookup table per channel (channels last).
+
+Inputs: x [..., C] (integer codes of inputDataType in a float container) and table [C, E] (integers of
+outputDataType). Attributes inputDataType, outputDataType (qonnx DataType names) and mode ("full" | "lerp64");
+the table layouts and the lookup live in `custom_ops.lut_tables`.
+"""
+
+import re
+
+import numpy as np
+from onnx import helper
+from qonnx.core.datatype import DataType
+from qonnx.custom_op.base import CustomOp
+
+from custom_ops.lut_tables import LUT_MODES, lut_lookup, table_entries
+
+INTEGER_DATATYPE = re.compile(r"U?INT[1-9][0-9]*")
+CODE_TOLERANCE = 0.01  # float noise tolerated on integer codes: a Mul by 1/scale leaves < 1e-3 at 12 bits
+
+
+class PerChannelLUT(CustomOp):
+    """Per-channel table lookup y[..., c] = LUT_c(x[..., c]) on integer codes; see `custom_ops.lut_tables`."""
+
+    def get_nodeattr_types(self):
+        return {
+            "inputDataType": ("s", True, ""),
+            "outputDataType": ("s", True, ""),
+            "mode": ("s", False, "full", set(LUT_MODES)),
+        }
+
+    def _datatypes(self):
+        node = self.onnx_node
+        names = (self.get_nodeattr("inputDataType"), self.get_nodeattr("outputDataType"))
+        for name in names:
+            if not INTEGER_DATATYPE.fullmatch(name):
+                raise ValueError(f"PerChannelLUT node '{node.name}': {name!r} is not an integer DataType name "
+                                 f"INTn or UINTn (e.g. 'INT8', 'UINT4')")
+        return DataType[names[0]], DataType[names[1]]
+
+    def make_shape_compatible_op(self, model):
+        return helper.make_node("Identity", [self.onnx_node.input[0]], [self.onnx_node.output[0]])
+
+    def infer_node_datatype(self, model):
+        model.set_tensor_datatype(self.onnx_node.output[0], self._datatypes()[1])
+
+    def execute_node(self, context, graph):
+        node = self.onnx_node
+        idt, odt = self._datatypes()
+        mode = self.get_nodeattr("mode")
+        x = np.asarray(context[node.input[0]], dtype=np.float64)
+        table = np.asarray(context[node.input[1]], dtype=np.float64)
+        where = f"PerChannelLUT node '{node.name}'"
+        entries = table_entries(mode, idt.bitwidth())
+        if table.ndim != 2 or table.shape[1] != entries or x.shape[-1] != table.shape[0]:
+            raise ValueError(f"{where}: mode {mode} with {idt.name} input needs a table [C, {entries}] and input "
+                             f"[..., C]; got table {list(table.shape)}, input {list(x.shape)}")
+        if not (np.all(table == np.round(table)) and odt.allowed(table.min()) and odt.allowed(table.max())):
+            raise ValueError(f"{where}: table entries must be integers of {odt.name}; got range "
+                             f"[{table.min()}, {table.max()}]")
+        codes = np.round(x)
+        if np.any(np.abs(x - codes) > CODE_TOLERANCE) or codes.min() < idt.min() or codes.max() > idt.max():
+            raise ValueError(f"{where}: input must be integer codes of {idt.name} in [{idt.min()}, {idt.max()}]; "
+                             f"got values in [{x.min()}, {x.max()}] (missing Mul by 1/scale or Add of zero point?)")
+        index = (codes - idt.min()).astype(np.int64)
+        context[node.output[0]] = lut_lookup(table, index, mode).astype(np.float32)
+
+    def verify_node(self):
+        node = self.onnx_node
+        messages = []
+        if len(node.input) == 2:
+            messages.append("The number of inputs is correct")
+        else:
+            messages.append(f"PerChannelLUT node '{node.name}' needs 2 inputs (codes, table), got {len(node.input)}")
+        try:
+            idt, odt = self._datatypes()
+            mode = self.get_nodeattr("mode")
+            table_entries(mode, idt.bitwidth())
+            messages.append("All necessary attributes exist")
+        except Exception as err:
+            messages.append(f"PerChannelLUT node '{node.name}' has invalid attributes: {err}")
+        return messages
+

@@ -1,0 +1,138 @@
+"""`build.py export`: a ResMLP checkpoint (float, QAT or reference .bin) or a random init -> QONNX file.
+
+    python build.py export --checkpoint CKPT --out model.onnx [--bits 8]
+    python build.py export --variant {relu,lerp_psa,bspline} --hidden-factor F --dataset {cifar10,digits}
+                           --random-init --out model.onnx [--bits 8]
+
+A float checkpoint is converted to its QAT twin (export.qat) and its quantizer ranges calibrated on a few training
+batches of its dataset; a QAT checkpoint (export.qat.save_qat_checkpoint) is exported as it is; `--random-init`
+calibrates random weights on random inputs (hardware studies). The file is written atomically.
+"""
+
+import argparse
+
+import torch
+
+from export.quantizers import DEFAULT_BITS, MAX_BITS, MIN_BITS
+
+CALIBRATION_SEED = 0
+
+
+def add_arguments(parser, command: str) -> None:
+    """Options of `build.py export`."""
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="our .pt checkpoint (float or QAT) or a reference *_model.bin")
+    source.add_argument("--random-init", action="store_true", help="random weights (needs --variant, "
+                        "--hidden-factor, --dataset)")
+    parser.add_argument("--out", required=True, help="QONNX file to write")
+    parser.add_argument("--bits", type=int, default=None,
+                        help=f"weight and activation bits, {MIN_BITS}..{MAX_BITS} (default {DEFAULT_BITS}; a QAT "
+                             f"checkpoint keeps its own)")
+    parser.add_argument("--variant", choices=("relu", "lerp_psa", "bspline"),
+                        help="model variant (with --checkpoint: checked against the checkpoint)")
+    parser.add_argument("--hidden-factor", type=float, help="hidden width = int(embed_dim * F)")
+    parser.add_argument("--dataset", choices=("cifar10", "svhn", "digits"),
+                        help="input geometry (and calibration data for a float checkpoint)")
+    parser.add_argument("--embed-dim", type=int, default=96, help="embedding width (--random-init)")
+    parser.add_argument("--depth", type=int, default=4, help="number of blocks (--random-init)")
+    parser.add_argument("--seed", type=int, default=0, help="weight seed (--random-init)")
+    parser.add_argument("--calibration-batches", type=int, default=8, help="batches to calibrate ranges on")
+    parser.add_argument("--batch-size", type=int, default=64, help="calibration batch size")
+    parser.add_argument("--data-dir", default="~/icml_data", help="folder of cifar10/svhn files")
+
+
+def _check_against_flags(model_config: dict, dataset: str, args, source: str) -> None:
+    from models.datasets import DATASET_GEOMETRY
+
+    wrong = []
+    if args.variant and args.variant != model_config["variant"]:
+        wrong.append(f"variant {model_config['variant']!r} (not --variant {args.variant})")
+    if args.hidden_factor is not None and args.hidden_factor != model_config["hidden_factor"]:
+        wrong.append(f"hidden factor {model_config['hidden_factor']} (not --hidden-factor {args.hidden_factor})")
+    if args.dataset:
+        geometry = DATASET_GEOMETRY[args.dataset].model_kwargs()
+        mismatch = {k: model_config[k] for k, v in geometry.items() if model_config[k] != v}
+        if mismatch:
+            wrong.append(f"input geometry {mismatch} (not that of --dataset {args.dataset}: {geometry})")
+    if wrong:
+        raise ValueError(f"{source} holds a ResMLP of {'; '.join(wrong)}; drop the disagreeing flags or pass the "
+                         f"checkpoint you meant (dataset {dataset})")
+
+
+def _calibration_batches(dataset: str, args):
+    from models.datasets import load_dataset
+
+    data = load_dataset(dataset, args.data_dir)
+    batches = data.train_batches(args.batch_size, torch.Generator().manual_seed(CALIBRATION_SEED))
+    return [x for _, (x, _) in zip(range(args.calibration_batches), batches)]
+
+
+def _qat_from_checkpoint(args):
+    from pathlib import Path
+
+    from export.qat import is_qat_checkpoint, qat_model_from_payload, to_qat_model
+    from models import load_checkpoint, load_reference_checkpoint
+    from models.checkpoint import read_torch_file
+    from models.evaluation import dataset_of_config
+
+    path = Path(args.checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    payload = read_torch_file(path) if path.suffix != ".bin" else None
+    if is_qat_checkpoint(payload):
+        qat = qat_model_from_payload(payload, path)
+        if args.bits is not None and args.bits != qat.bits:
+            raise ValueError(f"{path} is a QAT checkpoint trained at {qat.bits} bits; omit --bits or pass "
+                             f"--bits {qat.bits} (re-train with `build.py train --qat` for other bits)")
+        dataset = payload.get("dataset") or args.dataset or dataset_of_config(qat.config)
+        _check_against_flags(qat.config, dataset, args, str(path))
+        return qat, dataset
+    if payload is None:
+        model, dataset = load_reference_checkpoint(path), None
+    else:
+        model, extra = load_checkpoint(path)
+        dataset = extra.get("dataset")
+    dataset = dataset or args.dataset or dataset_of_config(model.config)
+    _check_against_flags(model.config, dataset, args, str(path))
+    bits = DEFAULT_BITS if args.bits is None else args.bits
+    return to_qat_model(model, bits, _calibration_batches(dataset, args)), dataset
+
+
+def _qat_from_random_init(args):
+    from export.qat import random_calibration_batches, to_qat_model
+    from models import ResMLP
+    from models.datasets import DATASET_GEOMETRY
+
+    missing = [flag for flag, value in (("--variant", args.variant), ("--hidden-factor", args.hidden_factor),
+                                        ("--dataset", args.dataset)) if value is None]
+    if missing:
+        raise ValueError(f"--random-init needs {', '.join(missing)} (the model to build)")
+    torch.manual_seed(args.seed)
+    model = ResMLP(args.variant, args.hidden_factor, embed_dim=args.embed_dim, depth=args.depth,
+                   **DATASET_GEOMETRY[args.dataset].model_kwargs()).eval()
+    bits = DEFAULT_BITS if args.bits is None else args.bits
+    batches = random_calibration_batches(model.config, args.calibration_batches, args.batch_size, CALIBRATION_SEED)
+    return to_qat_model(model, bits, batches), args.dataset
+
+
+def run(args, command: str) -> int:
+    """Export; input errors end with their message and exit status 2."""
+    from models.datasets import DatasetNotFoundError
+
+    try:
+        from export.quantizers import check_bits
+
+        if args.bits is not None:
+            check_bits(args.bits)
+        qat, dataset = _qat_from_random_init(args) if args.random_init else _qat_from_checkpoint(args)
+        from export.qonnx_export import export_qonnx_model
+
+        model = export_qonnx_model(qat, args.out)
+    except (DatasetNotFoundError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}")
+        return 2
+    luts = sum(n.op_type == "LerpPSA" for n in model.graph.node)
+    print(f"{args.out}: {qat.variant} ResMLP h={qat.hidden_dim} ({dataset} geometry, input "
+          f"{list(qat.input_shape)}), {qat.bits}-bit, {len(model.graph.node)} nodes, {luts} LerpPSA")
+    return 0

@@ -1,0 +1,51 @@
+"""The LerpPSA function in torch: evaluated bit-identically to the qonnx op, exported as one `LerpPSA` node.
+
+`lerp_psa(x, table, grid_range, in_scale, in_bias)` computes `lerp(table[c], in_scale[c] * x + in_bias[c])` in
+float64 with the operation order of `custom_ops.lerp_psa.lerp_psa_numpy` (affine, then `models.grid`'s segment and
+fraction, then `y0 + u * (y1 - y0)`) and rounds once to the input dtype, so the QAT model and `execute_onnx` agree
+to the last bit. It is differentiable in x, table, in_scale and in_bias (`models.lerp.lerp_table`'s backward).
+During ONNX export it becomes `custom_ops::LerpPSA(x, table[, in_scale, in_bias], grid_range)`.
+"""
+
+import numpy as np
+import torch
+
+from models.lerp import lerp_table
+
+ONNX_DOMAIN = "custom_ops"
+ONNX_DOMAIN_VERSION = 1
+
+
+def onnx_grid_range(grid_range: float) -> float:
+    """The grid range as the float32 ONNX attribute stores it (what the exported node will compute with)."""
+    return float(np.float32(grid_range))
+
+
+def _evaluate(x, table, grid_range, in_scale=None, in_bias=None):
+    v = x.double()
+    if in_scale is not None:
+        v = v * in_scale.double() + in_bias.double()
+    return lerp_table(v, table.double(), grid_range).to(x.dtype)
+
+
+class LerpPSAExportFunction(torch.autograd.Function):
+    """Forward as `lerp_psa`; `symbolic` emits the custom node (used only while exporting, never differentiated)."""
+
+    @staticmethod
+    def forward(ctx, x, table, grid_range, *affine):
+        return _evaluate(x, table, grid_range, *affine)
+
+    @staticmethod
+    def symbolic(g, x, table, grid_range, *affine):
+        return g.op(f"{ONNX_DOMAIN}::LerpPSA", x, table, *affine, grid_range_f=grid_range)
+
+
+def lerp_psa(x, table, grid_range: float, in_scale=None, in_bias=None):
+    """Per-channel LERP of `table` [C, G] at `in_scale * x + in_bias` (x channels-last), exact as the qonnx op."""
+    if (in_scale is None) != (in_bias is None):
+        raise ValueError("in_scale and in_bias must be given together (or neither)")
+    grid_range = onnx_grid_range(grid_range)
+    if torch.onnx.is_in_onnx_export():
+        affine = () if in_scale is None else (in_scale, in_bias)
+        return LerpPSAExportFunction.apply(x, table, grid_range, *affine)
+    return _evaluate(x, table, grid_range, in_scale, in_bias)

@@ -1,0 +1,68 @@
+"""QAT ResMLP -> QONNX file: Brevitas' TorchScript export, qonnx clean-up, checks, atomic write.
+
+The graph reads host-side patches [1, T, P*P*Cin] and returns float logits [1, classes]. Each learnable 1-D
+function is one `custom_ops::LerpPSA` node between two `Quant` nodes; ReLU is `Relu -> Quant`; the token mean is a
+`ReduceMean` over axis 1; the classifier's MatMul -> Mul/Add dequantisation ends the graph (host side).
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+import torch
+from brevitas.export import export_qonnx
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.util.cleanup import cleanup_model
+
+import custom_ops  # noqa: F401  (registers the LerpPSA op for shape and datatype inference)
+from export.lerp_psa_function import ONNX_DOMAIN, ONNX_DOMAIN_VERSION
+from export.qat import check_finite_parameters
+from export.quant_resmlp import QuantResMLP
+
+INPUT_NAME = "global_in"
+OUTPUT_NAME = "global_out"
+
+
+def export_qonnx_model(qat: QuantResMLP, out_path) -> ModelWrapper:
+    """Export `qat` (calibrated) to the QONNX file `out_path`, written atomically; returns the cleaned model."""
+    check_finite_parameters(qat, "QAT model")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(qat.input_shape)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp.onnx", dir=out_path.parent)
+    os.close(fd)
+    try:
+        training = qat.training
+        qat.eval()
+        try:
+            opsets = {ONNX_DOMAIN: ONNX_DOMAIN_VERSION} if qat.lut_banks() else {}
+            export_qonnx(qat, args=example, export_path=tmp, dynamo=False, custom_opsets=opsets)
+        finally:
+            qat.train(training)
+        model = cleanup_model(ModelWrapper(tmp))
+        _check_exported(model, qat)
+        model.save(tmp)
+        os.replace(tmp, out_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return model
+
+
+def _check_exported(model: ModelWrapper, qat: QuantResMLP):
+    """The exported graph has the expected input/output names and one LerpPSA node per table, each between Quants."""
+    names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
+    if names != ([INPUT_NAME], [OUTPUT_NAME]):
+        raise RuntimeError(f"unexpected graph inputs/outputs {names} after qonnx clean-up")
+    luts = [n for n in model.graph.node if n.op_type == "LerpPSA"]
+    if len(luts) != len(qat.lut_banks()) or any(n.domain != ONNX_DOMAIN for n in luts):
+        raise RuntimeError(f"expected {len(qat.lut_banks())} {ONNX_DOMAIN}::LerpPSA nodes, found "
+                           f"{[(n.name, n.domain) for n in luts]}")
+    for node in luts:
+        producer = model.find_producer(node.input[0])
+        consumers = model.find_consumers(node.output[0])
+        if producer is None or producer.op_type != "Quant" or [c.op_type for c in consumers] != ["Quant"]:
+            raise RuntimeError(f"LerpPSA node {node.name} is not between two Quant nodes")
+    onnx.checker.check_model(model.model)

@@ -1,0 +1,70 @@
+"""The report over build directories: `report.md`, `builds.csv` and the PNG plots, written into one folder.
+
+`write_report` is what `build.py report` and the demo call; it returns the paths it wrote and the warnings it found.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reports.atomic_write import save_figure_atomic, write_text_atomic
+from reports.build_summary import build_labels, load_build_summary
+from reports.plots import baseline_vs_psa_figure, resources_by_layer_figure, resources_vs_fps_figure
+from reports.synth_check_table import synth_check_table
+from reports.tables import comparison_rows, csv_text, markdown_table, op_type_table, undercount_warnings
+
+REPORT_FILE = "report.md"
+CSV_FILE = "builds.csv"
+PLOT_FILES = {
+    "resources_by_layer.png": (resources_by_layer_figure, "Estimated resources per layer"),
+    "resources_vs_fps.png": (resources_vs_fps_figure, "Resources against estimated FPS"),
+    "baseline_vs_psa.png": (baseline_vs_psa_figure, "Each build against the first build of its config"),
+}
+
+
+@dataclass
+class ReportFiles:
+    """What `write_report` wrote, and the warnings it put in the report."""
+
+    report: Path
+    csv: Path
+    plots: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+
+def report_markdown(summaries, labels, warnings, plot_names, title: str, intro: str = "") -> str:
+    """The Markdown text of the report (plots linked by file name, so they sit beside it)."""
+    parts = [f"# {title}\n"]
+    if intro:
+        parts.append(intro.rstrip() + "\n")
+    parts.append("Estimates from finn-plus (no Vivado synthesis); the first build is the reference for "
+                 "'LUT+DSP vs first'.\n")
+    parts.append(markdown_table(comparison_rows(summaries, labels)))
+    if warnings:
+        parts.append("## Warnings\n")
+        parts.append("".join(f"- {w}\n" for w in warnings))
+    parts.append("## Plots\n")
+    parts.append("".join(f"![{PLOT_FILES[name][1]}]({name})\n\n" for name in plot_names))
+    for summary, label in zip(summaries, labels):
+        parts.append(f"## {label}: layers by op type\n")
+        parts.append(f"Build directory: `{summary.path}`; model: `{summary.model or '-'}`; "
+                     f"{len(summary.layers)} hardware layers.\n")
+        parts.append(op_type_table(summary))
+        if summary.synth_check is not None:
+            parts.append(f"### {label}: yosys synthesis of the LUT layers beside the estimates\n")
+            parts.append(synth_check_table(summary))
+    return "\n".join(parts)
+
+
+def write_report(build_dirs, out_dir, title: str = "psa-finn build report", intro: str = "") -> ReportFiles:
+    """Load every build directory, then write report.md, builds.csv and the plots into `out_dir`."""
+    summaries = [load_build_summary(d) for d in build_dirs]
+    labels = build_labels(summaries)
+    out_dir = Path(out_dir)
+    warnings = undercount_warnings(summaries, labels)
+    files = ReportFiles(report=out_dir / REPORT_FILE, csv=out_dir / CSV_FILE, warnings=warnings)
+    write_text_atomic(files.csv, csv_text(comparison_rows(summaries, labels)))
+    for name, (make_figure, _) in PLOT_FILES.items():
+        files.plots.append(save_figure_atomic(make_figure(summaries, labels), out_dir / name))
+    text = report_markdown(summaries, labels, warnings, list(PLOT_FILES), title, intro)
+    write_text_atomic(files.report, text)
+    return files

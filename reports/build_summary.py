@@ -1,0 +1,134 @@
+"""Loader of a build directory: its `summary.json` (written by `build.py build`) as a typed `BuildSummary`.
+
+The keys are those of build_configs/summary.py; `synth_check` (yosys figures of the LUT layers) is optional.
+Bad input raises `BuildSummaryError` naming the directory or file and what to do about it.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+SUMMARY_FILE = "summary.json"
+RESOURCE_KEYS = ("lut", "dsp", "bram18", "uram")
+REQUIRED_KEYS = ("fps", "latency_ns", *RESOURCE_KEYS, "all_nodes_on_hw", "layers", "zero_estimate_ops")
+LAYER_KEYS = ("name", "op_type", "cycles", *RESOURCE_KEYS)
+
+
+class BuildSummaryError(ValueError):
+    """A build directory that cannot be reported: missing, without summary.json, or with a malformed one."""
+
+
+@dataclass(frozen=True)
+class LayerEstimate:
+    """Estimated resources and cycles of one hardware layer."""
+
+    name: str
+    op_type: str
+    cycles: int
+    lut: float
+    dsp: float
+    bram18: float
+    uram: float
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """The figures of one finn-plus build directory that the report compares."""
+
+    path: Path
+    fps: float
+    latency_ns: float
+    lut: float
+    dsp: float
+    bram18: float
+    uram: float
+    all_nodes_on_hw: bool
+    layers: tuple
+    zero_estimate_ops: tuple
+    model: str = ""
+    config_name: str = ""
+    target_fps: float | None = None
+    off_hw_nodes: tuple = ()
+    skipped_steps: tuple = ()
+    synth_check: dict | None = None
+
+    @property
+    def luts_plus_dsp(self) -> float:
+        return self.lut + self.dsp
+
+    def resource(self, key: str) -> float:
+        """Total of one resource by its summary key ("lut", "dsp", "bram18", "uram")."""
+        return getattr(self, key)
+
+
+def _number(value, what: str, where: Path) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BuildSummaryError(f"{where}: '{what}' must be a number, got {value!r}; rebuild with `build.py build`")
+    return value
+
+
+def _layer(entry, index: int, where: Path) -> LayerEstimate:
+    if not isinstance(entry, dict) or any(k not in entry for k in LAYER_KEYS):
+        raise BuildSummaryError(f"{where}: layers[{index}] must be an object with keys {', '.join(LAYER_KEYS)}; "
+                                f"got {entry!r}")
+    values = {k: _number(entry[k], f"layers[{index}].{k}", where) for k in ("cycles", *RESOURCE_KEYS)}
+    return LayerEstimate(name=str(entry["name"]), op_type=str(entry["op_type"]), **values)
+
+
+def load_build_summary(build_dir) -> BuildSummary:
+    """Read `build_dir/summary.json` into a BuildSummary; raise BuildSummaryError with the fix when it is unusable."""
+    build_dir = Path(build_dir)
+    if not build_dir.is_dir():
+        raise BuildSummaryError(f"{build_dir}: no such build directory; pass the --out directory of `build.py build`")
+    path = build_dir / SUMMARY_FILE
+    if not path.is_file():
+        raise BuildSummaryError(f"{build_dir}: no {SUMMARY_FILE} in it; is it the --out directory of a finished "
+                                f"`build.py build`? (re-run the build if it stopped early)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise BuildSummaryError(f"{path}: not valid JSON ({err}); re-run `build.py build`") from err
+    if not isinstance(data, dict):
+        raise BuildSummaryError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise BuildSummaryError(f"{path}: missing key(s) {', '.join(missing)}; re-run `build.py build` to rewrite it")
+    if not isinstance(data["layers"], list):
+        raise BuildSummaryError(f"{path}: 'layers' must be a list of per-layer objects")
+    synth_check = data.get("synth_check")
+    if synth_check is not None and not isinstance(synth_check, dict):
+        raise BuildSummaryError(f"{path}: 'synth_check' must be an object, got {type(synth_check).__name__}")
+    return BuildSummary(
+        path=build_dir,
+        fps=_number(data["fps"], "fps", path),
+        latency_ns=_number(data["latency_ns"], "latency_ns", path),
+        **{k: _number(data[k], k, path) for k in RESOURCE_KEYS},
+        all_nodes_on_hw=bool(data["all_nodes_on_hw"]),
+        layers=tuple(_layer(entry, i, path) for i, entry in enumerate(data["layers"])),
+        zero_estimate_ops=tuple(data["zero_estimate_ops"]),
+        model=str(data.get("model", "")),
+        config_name=str(data.get("config_name", "")),
+        target_fps=data.get("target_fps"),
+        off_hw_nodes=tuple(data.get("off_hw_nodes", ())),
+        skipped_steps=tuple(data.get("skipped_steps", ())),
+        synth_check=synth_check,
+    )
+
+
+def build_labels(summaries) -> list:
+    """Short distinct names: each directory relative to the deepest folder all of them share."""
+    paths = [s.path.resolve() for s in summaries]
+    if len(paths) == 1:
+        return [paths[0].name]
+    common = Path(*_common_parts([p.parts for p in paths]))
+    labels = [str(p.relative_to(common)) if p != common else p.name for p in paths]
+    return labels
+
+
+def _common_parts(parts_lists) -> tuple:
+    common = []
+    for parts in zip(*parts_lists):
+        if len(set(parts)) != 1:
+            break
+        common.append(parts[0])
+    return tuple(common)

@@ -1,0 +1,33 @@
+"""`build.py report DIR [DIR ...] [--out OUTDIR]`: tables, CSV and plots comparing finn-plus build directories."""
+
+import sys
+
+from reports.build_report import write_report
+from reports.build_summary import BuildSummaryError
+
+DEFAULT_OUT = "out/report"
+
+
+def add_arguments(parser, command):
+    """Arguments of `build.py report`."""
+    parser.add_argument("build_dirs", nargs="+", metavar="DIR",
+                        help="build directories (the --out of `build.py build`); the first is the reference")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help=f"folder for report.md, builds.csv and the PNG plots (default {DEFAULT_OUT})")
+    parser.add_argument("--title", default="psa-finn build report", help="title of report.md")
+
+
+def run(args, command) -> int:
+    """Write the report; print its paths, and every warning on stderr. Exit 2 on an unusable build directory."""
+    try:
+        files = write_report(args.build_dirs, args.out, title=args.title)
+    except BuildSummaryError as err:
+        print(f"build.py report: error: {err}", file=sys.stderr)
+        return 2
+    for warning in files.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"report: {files.report}")
+    print(f"csv:    {files.csv}")
+    for plot in files.plots:
+        print(f"plot:   {plot}")
+    return 0

@@ -1,0 +1,174 @@
+"""`build.py demo [--out DIR] [--quick]`: the whole flow on the built-in digits data, end to end.
+
+Trains a small ReLU ResMLP and a small LERP-PSA ResMLP (the paper's comparison: the PSA model with half the hidden
+width), fine-tunes both with quantization-aware training, exports them to QONNX, lowers the LerpPSA nodes, runs
+finn-plus estimate builds (fully unrolled and folded), measures accuracy against hidden size, and writes the report
+(report.md, builds.csv, plots) into DIR. Every stage is a `build.py` subcommand run by `reports.stage_runner`, so a
+second run skips what is already done. `--quick` (tiny epochs, unrolled builds only) is what the tests run.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from reports.atomic_write import write_text_atomic
+from reports.build_report import write_report
+from reports.stage_runner import LOG_DIR, REPO_ROOT, Stage, run_stages
+
+DEFAULT_OUT = "out/demo"
+ACCURACY_JSON = "accuracy_vs_hidden.json"
+STAGES_JSON = "demo_stages.json"
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """One network of the demo: its variant and MLP hidden factor (hidden width = embed_dim * factor)."""
+
+    variant: str
+    hidden_factor: float
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes and epochs of a demo run; `quick()` is the reduced run of the tests."""
+
+    embed_dim: int = 32
+    depth: int = 2
+    epochs: int = 30
+    qat_epochs: int = 5
+    build_configs: tuple = ("unrolled", "folded")
+    build_stop_step: str = ""
+    bench_seeds: int = 2
+    bench_epochs: int = 15
+    models: tuple = (DemoModel("relu", 2.0), DemoModel("lerp_psa", 1.0))
+
+    @classmethod
+    def quick(cls):
+        return cls(embed_dim=16, depth=1, epochs=2, qat_epochs=1, build_configs=("unrolled",),
+                   build_stop_step="step_generate_estimate_reports", bench_seeds=1, bench_epochs=1)
+
+
+def model_paths(out_dir: Path, model: DemoModel) -> dict:
+    """Where the demo puts each file of one model (one folder per variant)."""
+    base = out_dir / model.variant
+    return dict(float=base / "float" / "model.pt", qat=base / "qat" / "model.pt", onnx=base / "model.onnx",
+                lowered=base / "lowered.onnx", **{f"build_{c}": base / c for c in ("unrolled", "folded")})
+
+
+def demo_stages(out_dir: Path, settings: DemoSettings) -> list:
+    """The stages of the demo in order, each a `build.py` command with its input and output files."""
+    stages = []
+    size = ["--dataset", "digits", "--embed-dim", str(settings.embed_dim), "--depth", str(settings.depth)]
+    for model in settings.models:
+        p = model_paths(out_dir, model)
+        name = model.variant
+        common = [*size, "--variant", model.variant, "--hidden-factor", str(model.hidden_factor), "--no-progress"]
+        stages.append(Stage(f"train_{name}", ("train", *common, "--epochs", str(settings.epochs),
+                                              "--out", str(p["float"].parent)), outputs=(p["float"],)))
+        stages.append(Stage(f"qat_{name}", ("train", *common, "--qat", "--init", str(p["float"]),
+                                            "--epochs", str(settings.qat_epochs), "--out", str(p["qat"].parent)),
+                            inputs=(p["float"],), outputs=(p["qat"],), after=(f"train_{name}",)))
+        stages.append(Stage(f"export_{name}", ("export", "--checkpoint", str(p["qat"]), "--out", str(p["onnx"])),
+                            inputs=(p["qat"],), outputs=(p["onnx"],), after=(f"qat_{name}",)))
+        stages.append(Stage(f"lower_{name}", ("lower", "--model", str(p["onnx"]), "--out", str(p["lowered"])),
+                            inputs=(p["onnx"],), outputs=(p["lowered"],), after=(f"export_{name}",)))
+        for config in settings.build_configs:
+            build_dir, config_file = p[f"build_{config}"], REPO_ROOT / "build_configs" / f"{config}.yaml"
+            stop = ("--stop-step", settings.build_stop_step) if settings.build_stop_step else ()
+            stages.append(Stage(f"build_{name}_{config}", ("build", "--model", str(p["lowered"]), "--config",
+                                                           str(config_file), "--out", str(build_dir), *stop),
+                                inputs=(p["lowered"], config_file), outputs=(build_dir / "summary.json",),
+                                after=(f"lower_{name}",)))
+    stages.append(Stage("bench_accuracy", ("bench", "accuracy", "--seeds", str(settings.bench_seeds),
+                                           "--epochs", str(settings.bench_epochs), "--teacher-epochs", "0",
+                                           "--embed-dim", str(settings.embed_dim), "--depth", str(settings.depth),
+                                           "--json", str(out_dir / ACCURACY_JSON)),
+                        outputs=(out_dir / ACCURACY_JSON,)))
+    return stages
+
+
+def build_directories(out_dir: Path, settings: DemoSettings) -> list:
+    """The demo's build directories in report order: per config, the ReLU baseline first, then LERP-PSA."""
+    return [model_paths(out_dir, m)[f"build_{c}"] for c in settings.build_configs for m in settings.models]
+
+
+def _final_accuracy(checkpoint: Path):
+    """Test accuracy of the last epoch stored in a training checkpoint, or None when it cannot be read."""
+    from models import load_checkpoint
+
+    try:
+        _, extra = load_checkpoint(checkpoint)
+        return extra["training"]["history"][-1]["test_accuracy"]
+    except (FileNotFoundError, KeyError, IndexError, TypeError):
+        return None
+
+
+def report_intro(out_dir: Path, settings: DemoSettings, results, wall_s: float) -> str:
+    """The demo section of report.md: the models, their accuracies, and what each stage did and took."""
+    lines = [f"ResMLPs on scikit-learn digits (8x8, patch 2): embed_dim {settings.embed_dim}, depth {settings.depth}, "
+             f"{settings.epochs} float + {settings.qat_epochs} QAT epochs.", "",
+             "| model | hidden factor | float accuracy (%) | QAT accuracy (%) |", "|---|---|---|---|"]
+    for model in settings.models:
+        p = model_paths(out_dir, model)
+        accuracies = [_final_accuracy(p[k]) for k in ("float", "qat")]
+        cells = ["-" if a is None else f"{a:.2f}" for a in accuracies]
+        lines.append(f"| {model.variant} | {model.hidden_factor:g} | {cells[0]} | {cells[1]} |")
+    lines += ["", f"Demo stages (this run: {wall_s:.0f} s wall time):", "", "| stage | status | seconds |",
+              "|---|---|---|"]
+    lines += [f"| {r.name} | {r.status} | {r.seconds:.0f} |" for r in results]
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser, command):
+    """Arguments of `build.py demo`."""
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny epochs and models, unrolled builds only (a few minutes; what the tests run)")
+    parser.add_argument("--jobs", type=int, default=2, help="stages run at once (default 2, one per core)")
+
+
+def _print_locations(out_dir: Path, settings: DemoSettings, report_files) -> None:
+    print("\nWhere everything is:")
+    if report_files is not None:
+        print(f"  report        {report_files.report}")
+        print(f"  table (CSV)   {report_files.csv}")
+        for plot in report_files.plots:
+            print(f"  plot          {plot}")
+    for model in settings.models:
+        p = model_paths(out_dir, model)
+        print(f"  {model.variant:13s} checkpoints {p['float']}, {p['qat']}")
+        print(f"  {'':13s} QONNX {p['onnx']}, lowered {p['lowered']}")
+        for config in settings.build_configs:
+            print(f"  {'':13s} build ({config}) {p[f'build_{config}']}")
+    print(f"  accuracy      {out_dir / ACCURACY_JSON}")
+    print(f"  logs          {out_dir / LOG_DIR}")
+    print(f"  notebooks     notebooks/*.ipynb (set PSA_FINN_DEMO_DIR={out_dir} if not {DEFAULT_OUT})")
+
+
+def run(args, command) -> int:
+    """Run the demo; exit status 0 when every stage finished (or was already done), 1 otherwise."""
+    out_dir = Path(args.out).resolve()
+    settings = DemoSettings.quick() if args.quick else DemoSettings()
+    start = time.monotonic()
+    print(f"psa-finn demo -> {out_dir} ({'quick' if args.quick else 'full'} run; "
+          f"stages already done are skipped)", flush=True)
+    results = run_stages(demo_stages(out_dir, settings), out_dir, jobs=args.jobs)
+    wall_s = time.monotonic() - start
+    builds = [d for d in build_directories(out_dir, settings) if (d / "summary.json").is_file()]
+    report_files = None
+    if builds:
+        report_files = write_report(builds, out_dir, title="psa-finn demo: ReLU against LERP-PSA ResMLP",
+                                    intro=report_intro(out_dir, settings, results, wall_s))
+        for warning in report_files.warnings:
+            print(f"warning: {warning}")
+    write_text_atomic(out_dir / STAGES_JSON, json.dumps(
+        {"quick": args.quick, "wall_s": round(wall_s, 1),
+         "stages": [dict(name=r.name, status=r.status, seconds=round(r.seconds, 1), detail=r.detail)
+                    for r in results]}, indent=2))
+    _print_locations(out_dir, settings, report_files)
+    failed = [r for r in results if r.status in ("failed", "blocked")]
+    for r in failed:
+        print(f"stage {r.name} {r.status}: {r.detail}" + (f" (log {r.log})" if r.log else ""))
+    print(f"demo {'finished' if not failed else 'incomplete'} in {wall_s:.0f} s")
+    return 1 if failed else 0

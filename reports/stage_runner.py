@@ -1,0 +1,155 @@
+"""Runs a list of `build.py` subcommands (stages) in dependency order, skipping those already done, with progress.
+
+A stage is up to date, and skipped, when its stamp records the same command, all its outputs exist, and the oldest
+output is at least as new as the newest input. Each stage runs as `python build.py ...` in its own process (so one
+stage's torch/finn-plus state cannot leak into the next); its output goes to `LOG_DIR/<stage>.log` and, line by
+line with the stage's name in front, to the console. Up to `jobs` independent stages run at once. A failed stage
+blocks the stages that depend on it; the others go on.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reports.atomic_write import write_text_atomic
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOG_DIR = "logs"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a flow: `build.py` arguments, the files it reads and writes, and the stages it waits for."""
+
+    name: str
+    command: tuple
+    inputs: tuple = ()
+    outputs: tuple = ()
+    after: tuple = ()
+
+
+@dataclass
+class StageResult:
+    """How a stage ended: "done", "skipped" (up to date), "failed" or "blocked" (a stage it needs failed)."""
+
+    name: str
+    status: str
+    seconds: float = 0.0
+    log: Path | None = None
+    detail: str = ""
+
+
+@dataclass
+class _Console:
+    """Serialised console output shared by the stages running at once."""
+
+    stream: object = field(default_factory=lambda: sys.stdout)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def line(self, text: str):
+        with self.lock:
+            print(text, file=self.stream, flush=True)
+
+
+def _stamp_path(work_dir: Path, stage: Stage) -> Path:
+    return work_dir / LOG_DIR / f"{stage.name}.done.json"
+
+
+def is_up_to_date(work_dir, stage: Stage) -> bool:
+    """True when the stage's stamp matches its command and every output exists and is newer than every input."""
+    stamp = _stamp_path(Path(work_dir), stage)
+    if not stamp.is_file() or not all(Path(p).exists() for p in stage.outputs):
+        return False
+    try:
+        if json.loads(stamp.read_text()).get("command") != list(stage.command):
+            return False
+    except json.JSONDecodeError:
+        return False
+    if any(not Path(p).exists() for p in stage.inputs):
+        return False
+    newest_input = max((Path(p).stat().st_mtime for p in stage.inputs), default=0.0)
+    oldest_output = min(Path(p).stat().st_mtime for p in stage.outputs) if stage.outputs else 0.0
+    return oldest_output >= newest_input
+
+
+def _child_environment(jobs: int) -> dict:
+    """The stages' environment: the repository importable, and CPU threads shared among the stages running at once."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    if "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return env
+
+
+def _run_stage(work_dir: Path, stage: Stage, console: _Console, env: dict) -> StageResult:
+    log = work_dir / LOG_DIR / f"{stage.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    command = [sys.executable, str(REPO_ROOT / "build.py"), *stage.command]
+    with open(log, "w") as log_file:
+        log_file.write("$ " + " ".join(command) + "\n")
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, bufsize=1)
+        for line in process.stdout:
+            log_file.write(line)
+            console.line(f"  [{stage.name}] {line.rstrip()}")
+        status = process.wait()
+    seconds = time.monotonic() - start
+    if status != 0:
+        return StageResult(stage.name, "failed", seconds, log, f"exit status {status}")
+    missing = [str(p) for p in stage.outputs if not Path(p).exists()]
+    if missing:
+        return StageResult(stage.name, "failed", seconds, log, f"finished but did not write {', '.join(missing)}")
+    write_text_atomic(_stamp_path(work_dir, stage), json.dumps({"command": list(stage.command),
+                                                                "seconds": round(seconds, 1)}))
+    return StageResult(stage.name, "done", seconds, log)
+
+
+def run_stages(stages, work_dir, jobs: int = 2, stream=None) -> list:
+    """Run `stages` (dependencies through `after`), at most `jobs` at a time; returns a StageResult per stage."""
+    work_dir = Path(work_dir)
+    names = [s.name for s in stages]
+    unknown = {dep for s in stages for dep in s.after} - set(names)
+    if len(set(names)) != len(names) or unknown:
+        raise ValueError(f"stage names must be unique and dependencies known; unknown: {sorted(unknown)}")
+    console = _Console(stream or sys.stdout)
+    env = _child_environment(jobs)
+    results, running = {}, {}
+    total = len(stages)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while len(results) < total:
+            done_before = len(results)
+            for stage in stages:
+                if stage.name in results or stage.name in running:
+                    continue
+                if any(results.get(dep) and results[dep].status in ("failed", "blocked") for dep in stage.after):
+                    results[stage.name] = StageResult(stage.name, "blocked", detail="a stage it needs failed")
+                    console.line(f"[{len(results)}/{total}] {stage.name}: blocked (a stage it needs failed)")
+                    continue
+                if not all(dep in results for dep in stage.after) or len(running) >= jobs:
+                    continue
+                if is_up_to_date(work_dir, stage):
+                    results[stage.name] = StageResult(stage.name, "skipped")
+                    console.line(f"[{len(results)}/{total}] {stage.name}: up to date, skipped")
+                    continue
+                console.line(f"-> {stage.name}: build.py {' '.join(stage.command)}")
+                running[stage.name] = pool.submit(_run_stage, work_dir, stage, console, env)
+            progressed = len(results) > done_before or running
+            if not running:
+                if len(results) < total and not progressed:
+                    raise ValueError(f"stages wait on each other in a cycle: {sorted(set(names) - set(results))}")
+                continue
+            finished, _ = wait(running.values(), return_when=FIRST_COMPLETED)
+            for name in [n for n, f in running.items() if f in finished]:
+                result = running.pop(name).result()
+                results[name] = result
+                ending = "done" if result.status == "done" else f"FAILED ({result.detail}); log: {result.log}"
+                console.line(f"[{len(results)}/{total}] {name}: {ending} in {result.seconds:.0f} s")
+    return [results[name] for name in names]

@@ -1,0 +1,97 @@
+"""Comparison tables over build summaries: one row per build, as Markdown and as CSV, plus the warnings a reader
+must see beside the numbers (totals that undercount, nodes left off hardware).
+
+The first build is the reference: `luts_plus_dsp_rel_first` is each build's LUT+DSP divided by the first one's.
+"""
+
+import csv
+import io
+
+CSV_COLUMNS = ("build", "config_name", "fps", "latency_ns", "lut", "dsp", "bram18", "uram", "luts_plus_dsp",
+               "luts_plus_dsp_rel_first", "all_nodes_on_hw", "path")
+
+
+def comparison_rows(summaries, labels) -> list:
+    """One dict per build with the CSV_COLUMNS; `luts_plus_dsp_rel_first` is None when the first build has none."""
+    if not summaries:
+        raise ValueError("no build summaries to compare; pass at least one build directory")
+    first = summaries[0].luts_plus_dsp
+    rows = []
+    for summary, label in zip(summaries, labels, strict=True):
+        rows.append(dict(
+            build=label, config_name=summary.config_name, fps=summary.fps, latency_ns=summary.latency_ns,
+            lut=summary.lut, dsp=summary.dsp, bram18=summary.bram18, uram=summary.uram,
+            luts_plus_dsp=summary.luts_plus_dsp,
+            luts_plus_dsp_rel_first=summary.luts_plus_dsp / first if first else None,
+            all_nodes_on_hw=summary.all_nodes_on_hw, path=str(summary.path)))
+    return rows
+
+
+def csv_text(rows) -> str:
+    """The rows as CSV with a header line (numbers unformatted, relative LUT+DSP rounded to 4 decimals)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        rel = row["luts_plus_dsp_rel_first"]
+        writer.writerow({**row, "luts_plus_dsp_rel_first": "" if rel is None else f"{rel:.4f}"})
+    return out.getvalue()
+
+
+def _count(value) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def _relative(rel) -> str:
+    if rel is None:
+        return "n/a"
+    return f"{rel:.3f} ({(rel - 1) * 100:+.1f} %)"
+
+
+def markdown_table(rows) -> str:
+    """The rows as a Markdown table: FPS, latency in microseconds, resource totals, LUT+DSP against the first."""
+    header = ("build", "config", "FPS", "latency (us)", "LUT", "DSP", "BRAM18", "URAM", "LUT+DSP",
+              "LUT+DSP vs first")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = (row["build"] + ("" if row["all_nodes_on_hw"] else " (*)"), row["config_name"] or "-",
+                 f"{row['fps']:,.0f}", f"{row['latency_ns'] / 1000:,.2f}", _count(row["lut"]), _count(row["dsp"]),
+                 _count(row["bram18"]), _count(row["uram"]), _count(row["luts_plus_dsp"]),
+                 _relative(row["luts_plus_dsp_rel_first"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    if not all(row["all_nodes_on_hw"] for row in rows):
+        lines.append("")
+        lines.append("(*) not every node is on hardware: the figures cover the hardware partition only.")
+    return "\n".join(lines) + "\n"
+
+
+def undercount_warnings(summaries, labels) -> list:
+    """One line per build whose totals are too low: op types estimated at zero, or nodes left off hardware."""
+    warnings = []
+    for summary, label in zip(summaries, labels, strict=True):
+        if summary.zero_estimate_ops:
+            ops = set(summary.zero_estimate_ops)
+            layers = sum(1 for layer in summary.layers if layer.op_type in ops)
+            warnings.append(f"{label}: totals undercount: finn-plus estimates zero resources for "
+                            f"{', '.join(sorted(ops))} ({layers} layer(s)); FIFOs are not counted either")
+        if not summary.all_nodes_on_hw:
+            nodes = ", ".join(summary.off_hw_nodes) or "see summary.json"
+            warnings.append(f"{label}: not every node is on hardware ({nodes}); totals cover the hardware "
+                            f"partition only")
+    return warnings
+
+
+def op_type_table(summary) -> str:
+    """Markdown table of one build's layers grouped by op type: count, cycles of the slowest, resource sums."""
+    groups = {}
+    for layer in summary.layers:
+        group = groups.setdefault(layer.op_type, dict(count=0, max_cycles=0, lut=0, dsp=0, bram18=0, uram=0))
+        group["count"] += 1
+        group["max_cycles"] = max(group["max_cycles"], layer.cycles)
+        for key in ("lut", "dsp", "bram18", "uram"):
+            group[key] += getattr(layer, key)
+    lines = ["| op type | layers | max cycles | LUT | DSP | BRAM18 | URAM |", "|---|---|---|---|---|---|---|"]
+    for op_type, g in sorted(groups.items(), key=lambda item: -item[1]["lut"]):
+        lines.append(f"| {op_type} | {g['count']} | {g['max_cycles']:,.0f} | {_count(g['lut'])} | {_count(g['dsp'])} "
+                     f"| {_count(g['bram18'])} | {_count(g['uram'])} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,127 @@
+"""Tests of the demo: the stage runner (skip what is done, block what depends on a failure) and, slow, the quick
+demo end to end (`build.py demo --quick`): every stage runs, the report lands in DIR, a second run reuses it all.
+
+The stage-runner tests use `build.py report` over a synthetic build directory as a real, cheap subcommand.
+"""
+
+import csv
+import json
+import os
+import time
+
+import pytest
+
+import build
+from reports.demo import STAGES_JSON, DemoSettings, build_directories, demo_stages
+from reports.stage_runner import LOG_DIR, Stage, is_up_to_date, run_stages
+
+QUICK_DEMO_DIR = "quick_demo"
+
+
+def synthetic_build(path):
+    """A build directory with a one-layer summary.json."""
+    path.mkdir(parents=True)
+    layer = dict(name="MVAU_hls_0", op_type="MVAU_hls", cycles=100, lut=50, dsp=2, bram18=1, uram=0)
+    (path / "summary.json").write_text(json.dumps(dict(
+        fps=1000.0, latency_ns=500.0, lut=50, dsp=2, bram18=1, uram=0, all_nodes_on_hw=True, layers=[layer],
+        zero_estimate_ops=[])))
+    return path
+
+
+def report_stage(name, build_dir, out, after=()):
+    return Stage(name, ("report", str(build_dir), "--out", str(out)), inputs=(build_dir / "summary.json",),
+                 outputs=(out / "report.md",), after=after)
+
+
+def test_stage_runs_then_is_skipped_until_its_input_or_command_changes(tmp_path):
+    build_dir = synthetic_build(tmp_path / "b")
+    stage = report_stage("report_b", build_dir, tmp_path / "r")
+    assert [r.status for r in run_stages([stage], tmp_path, jobs=1)] == ["done"]
+    assert (tmp_path / "r" / "report.md").is_file() and (tmp_path / LOG_DIR / "report_b.log").is_file()
+    assert [r.status for r in run_stages([stage], tmp_path, jobs=1)] == ["skipped"]
+    later = time.time() + 10
+    os.utime(build_dir / "summary.json", (later, later))
+    assert not is_up_to_date(tmp_path, stage)
+    assert [r.status for r in run_stages([stage], tmp_path, jobs=1)] == ["done"]
+    retitled = Stage(stage.name, (*stage.command, "--title", "other"), stage.inputs, stage.outputs)
+    assert not is_up_to_date(tmp_path, retitled)
+
+
+def test_failed_stage_blocks_its_dependants_only(tmp_path, capsys):
+    good = synthetic_build(tmp_path / "good")
+    stages = [report_stage("broken", tmp_path / "missing", tmp_path / "r1"),
+              report_stage("needs_broken", good, tmp_path / "r2", after=("broken",)),
+              report_stage("independent", good, tmp_path / "r3")]
+    results = {r.name: r for r in run_stages(stages, tmp_path, jobs=2)}
+    assert {n: r.status for n, r in results.items()} == {"broken": "failed", "needs_broken": "blocked",
+                                                         "independent": "done"}
+    assert results["broken"].detail == "exit status 2"
+    assert "no such build directory" in results["broken"].log.read_text()
+    printed = capsys.readouterr().out
+    assert "  [broken] build.py report: error:" in printed and "needs_broken: blocked" in printed
+    assert not (tmp_path / LOG_DIR / "broken.done.json").exists()
+
+
+def test_stage_graph_errors_are_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown: \\['nowhere'\\]"):
+        run_stages([Stage("a", ("report",), after=("nowhere",))], tmp_path)
+    with pytest.raises(ValueError, match="cycle: \\['a', 'b'\\]"):
+        run_stages([Stage("a", ("report",), after=("b",)), Stage("b", ("report",), after=("a",))], tmp_path)
+
+
+def test_demo_stages_chain_each_model_from_training_to_builds(tmp_path):
+    settings = DemoSettings()
+    stages = {s.name: s for s in demo_stages(tmp_path, settings)}
+    for variant in ("relu", "lerp_psa"):
+        for config in settings.build_configs:
+            build_stage = stages[f"build_{variant}_{config}"]
+            assert build_stage.outputs == (tmp_path / variant / config / "summary.json",)
+            chain = [build_stage]
+            while chain[-1].after:
+                chain.append(stages[chain[-1].after[0]])
+            assert [s.name for s in chain][::-1] == [f"train_{variant}", f"qat_{variant}", f"export_{variant}",
+                                                     f"lower_{variant}", build_stage.name]
+            for later, earlier in zip(chain, chain[1:]):
+                assert set(earlier.outputs) <= set(later.inputs)
+    assert build_directories(tmp_path, settings) == [tmp_path / "relu" / "unrolled", tmp_path / "lerp_psa" / "unrolled",
+                                                     tmp_path / "relu" / "folded", tmp_path / "lerp_psa" / "folded"]
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    """Run `build.py demo --quick` (shared with tests/test_notebooks.py through the session's base temp folder)."""
+    out = tmp_path_factory.getbasetemp() / QUICK_DEMO_DIR
+    start = time.monotonic()
+    status = build.main(["demo", "--quick", "--out", str(out)])
+    return out, status, time.monotonic() - start
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_report_and_every_stage_output(quick_demo):
+    out, status, _ = quick_demo
+    stages = json.loads((out / STAGES_JSON).read_text())["stages"]
+    assert status == 0, f"stages: {stages}"
+    assert {s["status"] for s in stages} <= {"done", "skipped"}
+    for stage in demo_stages(out, DemoSettings.quick()):
+        for path in stage.outputs:
+            assert path.exists(), f"{stage.name} did not write {path}"
+    with open(out / "builds.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["build"] for r in rows] == ["relu/unrolled", "lerp_psa/unrolled"]
+    assert all(float(r["fps"]) > 0 and float(r["lut"]) > 0 for r in rows)
+    report = (out / "report.md").read_text()
+    assert "| relu | 2 |" in report and "| lerp_psa | 1 |" in report
+    for plot in ("resources_by_layer.png", "resources_vs_fps.png", "baseline_vs_psa.png"):
+        assert (out / plot).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_quick_demo_rerun_reuses_every_stage(quick_demo, capsys):
+    out, _, _ = quick_demo
+    start = time.monotonic()
+    assert build.main(["demo", "--quick", "--out", str(out)]) == 0
+    assert time.monotonic() - start < 60
+    stages = json.loads((out / STAGES_JSON).read_text())["stages"]
+    assert [s["status"] for s in stages] == ["skipped"] * len(stages)
+    printed = capsys.readouterr().out
+    assert "Where everything is:" in printed and str(out / "report.md") in printed

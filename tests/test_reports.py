@@ -1,0 +1,234 @@
+"""Tests of reports/: the build-summary loader, comparison tables/CSV, warnings, plots and `build.py report`.
+
+Build directories here are synthetic summary.json files with hand-picked numbers, so every figure the report prints
+can be checked against a hand computation.
+"""
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+import build
+from models.grid import grid_points
+from reports.build_report import write_report
+from reports.build_summary import BuildSummaryError, build_labels, load_build_summary
+from reports.learned_functions import lerp_psa_nodes, sweep_lerp_psa_node
+from reports.plots import relative_to_config_baseline, resources_by_layer_figure
+from reports.synth_check_table import synth_check_table
+from reports.tables import comparison_rows, csv_text, markdown_table, undercount_warnings
+
+
+def layer(name, op_type, cycles, lut, dsp=0, bram18=0, uram=0):
+    return dict(name=name, op_type=op_type, cycles=cycles, lut=lut, dsp=dsp, bram18=bram18, uram=uram, PE=1, SIMD=1)
+
+
+def write_build(path, layers, fps, latency_ns, config_name="unrolled", model="m/relu/lowered.onnx",
+                zero_estimate_ops=(), off_hw_nodes=(), **extra):
+    """A build directory whose totals are the sums of `layers` (as build_configs/summary.py writes them)."""
+    path.mkdir(parents=True)
+    totals = {k: sum(entry[k] for entry in layers) for k in ("lut", "dsp", "bram18", "uram")}
+    summary = dict(model=model, config=f"{config_name}.yaml", config_name=config_name, fpga_part="xcu50",
+                   clk_ns=5.0, target_fps=None, fps=fps, latency_ns=latency_ns,
+                   max_cycles=max(entry["cycles"] for entry in layers),
+                   **totals, luts_plus_dsp=totals["lut"] + totals["dsp"], all_nodes_on_hw=not off_hw_nodes,
+                   off_hw_nodes=list(off_hw_nodes), host_nodes=[], layers=layers,
+                   zero_estimate_ops=list(zero_estimate_ops), skipped_steps=[], **extra)
+    (path / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+@pytest.fixture
+def two_builds(tmp_path):
+    """A ReLU build (LUT+DSP 1100) and a PSA build (LUT+DSP 825 = 0.75 of it), both unrolled."""
+    relu = write_build(tmp_path / "demo" / "relu" / "unrolled",
+                       [layer("MVAU_rtl_0", "MVAU_rtl", 6144, 600, dsp=60, bram18=4),
+                        layer("Thresholding_rtl_0", "Thresholding_rtl", 1536, 400, dsp=40, bram18=2),
+                        layer("ElementwiseAdd_hls_0", "ElementwiseAdd_hls", 1536, 0)],
+                       fps=32552.08, latency_ns=123450.0, zero_estimate_ops=["ElementwiseAdd_hls"])
+    psa = write_build(tmp_path / "demo" / "lerp_psa" / "unrolled",
+                      [layer("MVAU_rtl_0", "MVAU_rtl", 3072, 500, dsp=100, bram18=3),
+                       layer("PerChannelLUT_hls_0", "PerChannelLUT_hls", 1536, 200, dsp=25, bram18=8)],
+                      fps=65104.17, latency_ns=61000.0, model="m/lerp_psa/lowered.onnx")
+    return relu, psa
+
+
+def test_comparison_rows_and_csv_match_hand_computation(two_builds):
+    summaries = [load_build_summary(d) for d in two_builds]
+    labels = build_labels(summaries)
+    assert labels == ["relu/unrolled", "lerp_psa/unrolled"]
+    rows = comparison_rows(summaries, labels)
+    assert [r["luts_plus_dsp"] for r in rows] == [1100, 825]
+    assert rows[0]["luts_plus_dsp_rel_first"] == 1.0
+    assert rows[1]["luts_plus_dsp_rel_first"] == pytest.approx(0.75)
+    parsed = list(csv.DictReader(io.StringIO(csv_text(rows))))
+    assert [p["build"] for p in parsed] == labels
+    assert [p["luts_plus_dsp_rel_first"] for p in parsed] == ["1.0000", "0.7500"]
+    assert parsed[1]["lut"] == "700" and parsed[1]["dsp"] == "125" and parsed[1]["bram18"] == "11"
+    assert float(parsed[0]["fps"]) == pytest.approx(32552.08)
+
+
+def test_markdown_table_formats_units_and_relative_change(two_builds):
+    summaries = [load_build_summary(d) for d in two_builds]
+    text = markdown_table(comparison_rows(summaries, build_labels(summaries)))
+    lines = text.splitlines()
+    assert lines[2] == ("| relu/unrolled | unrolled | 32,552 | 123.45 | 1,000 | 100 | 6 | 0 | 1,100 "
+                        "| 1.000 (+0.0 %) |")
+    assert lines[3] == "| lerp_psa/unrolled | unrolled | 65,104 | 61.00 | 700 | 125 | 11 | 0 | 825 | 0.750 (-25.0 %) |"
+    assert "(*)" not in text
+
+
+def test_warnings_name_zero_estimate_ops_and_off_hardware_nodes(tmp_path, two_builds):
+    off = write_build(tmp_path / "partial", [layer("MVAU_rtl_0", "MVAU_rtl", 10, 5)], fps=1.0, latency_ns=50.0,
+                      off_hw_nodes=["MatMul_3 (MatMul)"])
+    summaries = [load_build_summary(d) for d in (*two_builds, off)]
+    labels = build_labels(summaries)
+    warnings = undercount_warnings(summaries, labels)
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"{labels[0]}: totals undercount")
+    assert "ElementwiseAdd_hls (1 layer(s))" in warnings[0]
+    assert warnings[1].startswith("partial: not every node is on hardware (MatMul_3 (MatMul))")
+    table = markdown_table(comparison_rows(summaries, labels))
+    assert "| partial (*) |" in table and "hardware partition only" in table
+
+
+def test_relative_to_config_baseline_groups_by_config(tmp_path, two_builds):
+    folded = write_build(tmp_path / "demo" / "relu" / "folded", [layer("MVAU_hls_0", "MVAU_hls", 100, 50, dsp=4)],
+                         fps=2000.0, latency_ns=10.0, config_name="folded")
+    summaries = [load_build_summary(d) for d in (*two_builds, folded)]
+    relative = relative_to_config_baseline(summaries, build_labels(summaries))
+    assert list(relative) == ["unrolled", "folded"]
+    (base_label, base), (psa_label, psa) = relative["unrolled"]
+    assert base_label == "relu/unrolled" and all(v == 1.0 for v in base.values())
+    assert psa["LUT+DSP"] == pytest.approx(0.75) and psa["DSP"] == pytest.approx(1.25)
+    assert psa["FPS"] == pytest.approx(65104.17 / 32552.08) and psa["BRAM18"] == pytest.approx(11 / 6)
+    (folded_label, alone), = relative["folded"]
+    assert folded_label == "relu/folded" and alone["LUT"] == 1.0 and alone["DSP"] == 1.0
+    assert math.isnan(alone["BRAM18"]), "no BRAM18 in the baseline: no ratio"
+
+
+def test_stacked_layer_bars_add_up_to_each_layer(two_builds):
+    summaries = [load_build_summary(d) for d in two_builds]
+    figure = resources_by_layer_figure(summaries, build_labels(summaries))
+    lut_axes = figure.axes[0]
+    assert lut_axes.get_title() == "LUT"
+    heights = [(round(p.get_x() + p.get_width() / 2), p.get_y(), p.get_height()) for p in lut_axes.patches]
+    assert heights == [(0, 0, 600), (0, 600, 400), (1, 0, 500), (1, 500, 200)]
+
+
+def test_synth_check_shows_yosys_beside_estimates(tmp_path):
+    d = write_build(tmp_path / "b", [layer("PerChannelLUT_rtl_0", "PerChannelLUT_rtl", 96, 120, bram18=2)],
+                    fps=1.0, latency_ns=1.0,
+                    synth_check={"tool": "yosys 0.23",
+                                 "layers": [{"name": "PerChannelLUT_rtl_0", "lut": 310, "ff": 40}]})
+    table = synth_check_table(load_build_summary(d))
+    assert "| layer | yosys lut | estimate lut | yosys ff |" in table
+    assert "| PerChannelLUT_rtl_0 | 310 | 120 | 40 |" in table
+    assert "- tool: yosys 0.23" in table
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (None, "no such build directory"),
+    ("", "no summary.json in it"),
+    ("{not json", "not valid JSON"),
+    (json.dumps({"fps": 1.0}), "missing key(s) latency_ns, lut"),
+    (json.dumps({"fps": "fast", "latency_ns": 1, "lut": 1, "dsp": 1, "bram18": 1, "uram": 0, "all_nodes_on_hw": True,
+                 "layers": [], "zero_estimate_ops": []}), "'fps' must be a number"),
+    (json.dumps({"fps": 1, "latency_ns": 1, "lut": 1, "dsp": 1, "bram18": 1, "uram": 0, "all_nodes_on_hw": True,
+                 "layers": [{"name": "x"}], "zero_estimate_ops": []}), "layers[0] must be an object with keys"),
+])
+def test_bad_build_directory_gives_clear_error(tmp_path, breakage, message):
+    d = tmp_path / "build"
+    if breakage is not None:
+        d.mkdir()
+        if breakage:
+            (d / "summary.json").write_text(breakage)
+    with pytest.raises(BuildSummaryError, match=None) as err:
+        load_build_summary(d)
+    assert str(d) in str(err.value) and message in str(err.value)
+
+
+def test_cli_writes_report_csv_and_plots(tmp_path, two_builds, capsys):
+    out = tmp_path / "report"
+    assert build.main(["report", *map(str, two_builds), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "warning: relu/unrolled: totals undercount" in printed.err
+    text = (out / "report.md").read_text()
+    assert "| lerp_psa/unrolled | unrolled | 65,104 |" in text and "## Warnings" in text
+    for name in ("resources_by_layer.png", "resources_vs_fps.png", "baseline_vs_psa.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in text
+    assert (out / "builds.csv").read_text() == csv_text(comparison_rows(
+        [load_build_summary(d) for d in two_builds], ["relu/unrolled", "lerp_psa/unrolled"]))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["report.md", "builds.csv", "resources_by_layer.png", "resources_vs_fps.png", "baseline_vs_psa.png"])
+
+
+def test_cli_bad_directory_exits_2_with_message(tmp_path, capsys):
+    assert build.main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "missing: no such build directory" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_write_report_single_build_uses_its_name(tmp_path):
+    d = write_build(tmp_path / "only", [layer("MVAU_hls_0", "MVAU_hls", 100, 50)], fps=10.0, latency_ns=5.0)
+    files = write_report([d], tmp_path / "r")
+    assert files.warnings == []
+    assert "| only | unrolled | 10 | 0.01 | 50 | 0 | 0 | 0 | 50 | 1.000 (+0.0 %) |" in files.report.read_text()
+
+
+def lerp_psa_chain(table, in_scale=0.25, out_scale=0.5, bits=4):
+    """x -> Quant -> LerpPSA(table, grid range 4) -> Quant -> Relu, x [1, 3, C]."""
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    channels = table.shape[0]
+    nodes = [helper.make_node("Quant", ["x", "si", "z", "b"], ["xq"], name="q_in", domain="qonnx.custom_op.general",
+                              signed=1, narrow=0, rounding_mode="ROUND"),
+             helper.make_node("LerpPSA", ["xq", "table"], ["y"], name="psa", domain="custom_ops", grid_range=4.0),
+             helper.make_node("Quant", ["y", "so", "z", "b"], ["yq"], name="q_out", domain="qonnx.custom_op.general",
+                              signed=1, narrow=0, rounding_mode="ROUND"),
+             helper.make_node("Relu", ["yq"], ["out"], name="relu")]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, channels])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, channels])])
+    model = ModelWrapper(qonnx_make_model(graph))
+    for name, value in (("si", in_scale), ("so", out_scale), ("z", 0.0), ("b", bits), ("table", table)):
+        model.set_initializer(name, np.asarray(value, dtype=np.float32))
+    return model
+
+
+def test_sweep_runs_every_input_code_through_each_lowered_form():
+    grid = grid_points(64, 4.0)
+    sweep = sweep_lerp_psa_node(lerp_psa_chain(np.stack([grid, 0.5 * grid])), "psa")
+    assert sweep.codes.tolist() == list(range(-8, 8))
+    assert np.array_equal(sweep.inputs[:, 0], np.arange(-8, 8) * 0.25)
+    np.testing.assert_allclose(sweep.float_outputs[:, 1], 0.5 * sweep.inputs[:, 1], atol=1e-6)
+    exported = sweep.outputs["exported"]
+    # identity at input step 0.25, output step 0.5, round half to even: codes -8..7 -> -2.0, -2.0, -1.5, -1.0, ...
+    assert exported[:4, 0].tolist() == [-2.0, -2.0, -1.5, -1.0]
+    assert sweep.unavailable == {}
+    assert np.array_equal(sweep.outputs["full"], exported)
+    assert np.array_equal(sweep.outputs["MultiThreshold"], exported)
+    every_fourth = slice(0, None, 4)
+    assert np.array_equal(sweep.outputs["lerp64"][every_fourth], exported[every_fourth])
+    assert float(sweep.output_scale) == 0.5
+
+
+def test_sweep_reports_multithreshold_unavailable_for_non_monotone_tables():
+    grid = grid_points(64, 4.0)
+    sweep = sweep_lerp_psa_node(lerp_psa_chain(np.stack([grid, np.abs(grid)])), "psa")
+    assert set(sweep.outputs) == {"exported", "full", "lerp64"}
+    assert "monotone" in sweep.unavailable["MultiThreshold"] and "[1]" in sweep.unavailable["MultiThreshold"]
+    assert np.array_equal(sweep.outputs["full"], sweep.outputs["exported"])
+
+
+def test_sweep_of_unknown_node_names_the_nodes_there_are():
+    model = lerp_psa_chain(np.zeros((1, 64)))
+    assert lerp_psa_nodes(model) == ["psa"]
+    with pytest.raises(ValueError, match=r"no LerpPSA node named 'relu'.*\['psa'\]"):
+        sweep_lerp_psa_node(model, "relu")

@@ -1,0 +1,82 @@
+"""`python build.py lower --model model.onnx --out lowered.onnx [--mode auto]`: lower every LerpPSA node.
+
+Writes the lowered QONNX model and, beside it, `<out stem>.json`: per node the chosen form and why, whether its
+tables are monotone, the entries stored per channel, and the lerp64 error against the full table in output codes.
+"""
+
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+QUANT_OP_TYPES = {"Quant", "IntQuant", "BipolarQuant", "Trunc"}
+
+
+def add_arguments(parser, command):
+    """Options of `build.py lower`."""
+    from transforms.lower_lerp_psa import LOWERING_MODES
+
+    parser.add_argument("--model", required=True, type=Path, help="QONNX model with LerpPSA nodes (build.py export)")
+    parser.add_argument("--out", required=True, type=Path, help="lowered model; the report goes to <stem>.json")
+    parser.add_argument("--mode", choices=LOWERING_MODES, default="auto",
+                        help="auto: MultiThreshold where monotone, else full table (default); threshold; full; "
+                             "lerp64 (every 4th entry + 2-bit interpolation, as the paper's hardware)")
+
+
+def run(args, command) -> int:
+    """Lower the model; print a one-line summary; exit status 1 with a message naming the problem on bad input."""
+    try:
+        model, report = lower_model_file(args.model, args.mode)
+    except ValueError as err:
+        print(f"build.py lower: error: {err}", file=sys.stderr)
+        return 1
+    report_path = args.out.with_suffix(".json")
+    document = {"model": str(args.model), "mode": args.mode,
+                "forms": dict(Counter(entry.form for entry in report)),
+                "nodes": [asdict(entry) for entry in report]}
+    _write_atomically(args.out, model.save)
+    _write_atomically(report_path, lambda path: Path(path).write_text(json.dumps(document, indent=2) + "\n"))
+    print(f"lowered {len(report)} LerpPSA node(s) {document['forms']} -> {args.out}, report {report_path}")
+    return 0
+
+
+def lower_model_file(path, mode):
+    """Load a QONNX file, lower it with LowerLerpPSA(mode); returns (model, list of LoweredNode)."""
+    from google.protobuf.message import DecodeError
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    from transforms.lower_lerp_psa import LowerLerpPSA
+
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        model = ModelWrapper(str(path))
+    except DecodeError as err:
+        raise ValueError(f"{path} is not an ONNX model ({err}); pass the .onnx file written by `build.py export`") \
+            from err
+    if not any(node.op_type in QUANT_OP_TYPES for node in model.graph.node):
+        raise ValueError(f"{path} is not a QONNX model (it has no Quant nodes); export it with `build.py export`")
+    lowering = LowerLerpPSA(mode)
+    model = model.transform(InferShapes()).transform(lowering)
+    model = model.transform(InferShapes()).transform(InferDataTypes())
+    return model, lowering.report
+
+
+def _write_atomically(path, write):
+    """Call write(temp_path) beside `path`, then rename over it: a failure leaves no half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        write(temp)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise

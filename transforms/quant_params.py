@@ -1,0 +1,95 @@
+"""The integer quantizer of a QONNX Quant node, read once and checked: scale and zero point per tensor or per
+channel (last axis), bit width, signedness, narrow range, rounding mode; plus the code <-> value maps that
+reproduce qonnx's own `int_quant` arithmetic bit for bit (so that tables built from them match execution).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from qonnx.core.datatype import DataType
+from qonnx.custom_op.general.intquant import max_int, min_int, resolve_rounding_mode
+from qonnx.custom_op.registry import getCustomOp
+
+QUANT_OP_TYPES = ("Quant", "IntQuant")
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """One Quant node's integer quantizer; scale/zeropt are float arrays of shape [] (per tensor) or [C]."""
+
+    node_name: str
+    scale: np.ndarray
+    zeropt: np.ndarray
+    bits: int
+    signed: bool
+    narrow: bool
+    rounding_mode: str
+
+    @property
+    def datatype(self):
+        """The qonnx DataType (INTb/UINTb) holding every code, narrow range or not."""
+        return DataType[f"{'INT' if self.signed else 'UINT'}{self.bits}"]
+
+    @property
+    def code_min(self) -> int:
+        """Smallest code the quantizer produces (narrow range included)."""
+        return int(min_int(self.signed, self.narrow, self.bits))
+
+    @property
+    def code_max(self) -> int:
+        """Largest code the quantizer produces (narrow range included)."""
+        return int(max_int(self.signed, self.narrow, self.bits))
+
+    def dequantize(self, codes):
+        """Values (codes - zeropt) * scale in float32, as the Quant node outputs them; codes [..., C] integers."""
+        return (np.asarray(codes).astype(np.float32) - self.zeropt) * self.scale
+
+    def quantize(self, values):
+        """Integer codes (int64) that the Quant node assigns to float32 `values` [..., C] (clip, then round)."""
+        codes = np.asarray(values, dtype=np.float32) / self.scale + self.zeropt
+        codes = np.clip(codes, self.code_min, self.code_max)
+        return resolve_rounding_mode(self.rounding_mode)(codes).astype(np.int64)
+
+
+def is_quant_node(node) -> bool:
+    """Whether `node` is a QONNX integer Quant node."""
+    return node is not None and node.op_type in QUANT_OP_TYPES
+
+
+def read_quant_params(model, node, channels: int, where: str) -> QuantParams:
+    """Read and check the quantizer of Quant node `node` for a tensor with `channels` on its last axis.
+
+    `where` names the node being lowered in error messages. Raises ValueError on non-initializer parameters,
+    non-positive or non-finite scales, non-integer zero points or bit widths, or scales that vary along other axes.
+    """
+    def initializer(index, what):
+        value = model.get_initializer(node.input[index]) if len(node.input) > index else None
+        if value is None:
+            raise ValueError(f"{where}: the {what} of Quant node '{node.name}' must be a constant initializer")
+        return np.asarray(value)
+
+    def per_channel(value, what):
+        if value.size == 1:
+            return value.reshape(())
+        if value.shape[-1] != channels or value.size != channels:
+            raise ValueError(f"{where}: inconsistent {what} of Quant node '{node.name}': shape {list(value.shape)} "
+                             f"is neither per tensor nor per channel of the {channels} channels on the last axis")
+        return value.reshape(channels)
+
+    scale = per_channel(initializer(1, "scale"), "scale")
+    zeropt = per_channel(initializer(2, "zero point"), "zero point")
+    bitwidth = initializer(3, "bit width")
+    if not (np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ValueError(f"{where}: inconsistent scale of Quant node '{node.name}': scales must be positive and "
+                         f"finite, got range [{scale.min()}, {scale.max()}]")
+    if not (np.all(np.isfinite(zeropt)) and np.all(zeropt == np.round(zeropt))):
+        raise ValueError(f"{where}: inconsistent zero point of Quant node '{node.name}': zero points must be integers")
+    if bitwidth.size != 1 or float(bitwidth.reshape(())) != int(bitwidth.reshape(())):
+        raise ValueError(f"{where}: Quant node '{node.name}' needs one integer bit width, got {bitwidth.tolist()}")
+    bits = int(bitwidth.reshape(()))
+    if bits < 2:
+        raise ValueError(f"{where}: Quant node '{node.name}' has {bits} bit(s); lowering needs 2 bits or more")
+    quant = getCustomOp(node)
+    return QuantParams(node_name=node.name, scale=scale, zeropt=zeropt, bits=bits,
+                       signed=bool(quant.get_nodeattr("signed")), narrow=bool(quant.get_nodeattr("narrow")),
+                       rounding_mode=str(quant.get_nodeattr("rounding_mode")))
