@@ -37,6 +37,7 @@ class DemoSettings:
     depth: int = 2
     epochs: int = 30
     qat_epochs: int = 5
+    qat_lr: float = 1e-4
     build_configs: tuple = ("unrolled", "folded")
     build_stop_step: str = ""
     bench_seeds: int = 2
@@ -66,8 +67,9 @@ def demo_stages(out_dir: Path, settings: DemoSettings) -> list:
         common = [*size, "--variant", model.variant, "--hidden-factor", str(model.hidden_factor), "--no-progress"]
         stages.append(Stage(f"train_{name}", ("train", *common, "--epochs", str(settings.epochs),
                                               "--out", str(p["float"].parent)), outputs=(p["float"],)))
-        stages.append(Stage(f"qat_{name}", ("train", *common, "--qat", "--init", str(p["float"]),
-                                            "--epochs", str(settings.qat_epochs), "--out", str(p["qat"].parent)),
+        stages.append(Stage(f"qat_{name}", ("train", "--dataset", "digits", "--qat", "--init", str(p["float"]),
+                                            "--epochs", str(settings.qat_epochs), "--lr", str(settings.qat_lr),
+                                            "--no-progress", "--out", str(p["qat"].parent)),
                             inputs=(p["float"],), outputs=(p["qat"],), after=(f"train_{name}",)))
         stages.append(Stage(f"export_{name}", ("export", "--checkpoint", str(p["qat"]), "--out", str(p["onnx"])),
                             inputs=(p["qat"],), outputs=(p["onnx"],), after=(f"qat_{name}",)))

@@ -213,6 +213,10 @@ def test_conversion_errors_name_the_node():
     bad = lowered_model("full", channels=4, table=np.zeros((4, 255)))
     with pytest.raises(ValueError, match=r"lut0: table has shape \(4, 255\), expected \(4, 256\)"):
         bad.transform(InferPerChannelLUTLayer())
+    mislabelled = lowered_model("full", channels=4)
+    mislabelled.set_tensor_datatype("x", DataType["INT4"])
+    with pytest.raises(ValueError, match="lut0: input x is annotated INT4 but the table was built for .*INT8"):
+        mislabelled.transform(InferPerChannelLUTLayer())
     out_of_range = lowered_model("full", channels=1, odt="UINT2", table=np.full((1, 256), 4))
     with pytest.raises(ValueError, match="within outputDataType=UINT2"):
         out_of_range.transform(InferPerChannelLUTLayer())
@@ -231,7 +235,8 @@ from finn.util.basic import getHWCustomOp
 assert hw["PerChannelLUT"].__module__ == "custom_ops.fpgadataflow.per_channel_lut"
 assert hls["PerChannelLUT_hls"].__module__ == "custom_ops.fpgadataflow.hls.per_channel_lut_hls"
 for domain, op in [("finn.custom_op.fpgadataflow", "PerChannelLUT"), ("finn.custom_op.fpgadataflow.hls",
-                   "PerChannelLUT_hls"), ("custom_ops.fpgadataflow", "PerChannelLUT")]:
+                   "PerChannelLUT_hls"), ("custom_ops.fpgadataflow", "PerChannelLUT"),
+                   ("custom_ops.fpgadataflow.hls", "PerChannelLUT_hls")]:
     node = helper.make_node(op, ["x", "t"], ["y"], domain=domain, NumChannels=4, PE=2, inputDataType="INT8",
                             outputDataType="INT8", numInputVectors=[1, 3], mode="lerp64")
     print(domain, type(getHWCustomOp(node)).__name__, getCustomOp(node).get_exp_cycles())
@@ -245,6 +250,7 @@ for domain, op in [("finn.custom_op.fpgadataflow", "PerChannelLUT"), ("finn.cust
         "finn.custom_op.fpgadataflow PerChannelLUT 6",
         "finn.custom_op.fpgadataflow.hls PerChannelLUT_hls 6",
         "custom_ops.fpgadataflow PerChannelLUT 6",
+        "custom_ops.fpgadataflow.hls PerChannelLUT_hls 6",
     ]
 
 

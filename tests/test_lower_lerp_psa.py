@@ -327,3 +327,33 @@ def test_cli_rejects_a_model_that_is_not_qonnx(tmp_path, capsys):
         assert cli.run(args, "lower") == 1
         assert message in capsys.readouterr().err
     assert not (tmp_path / "lowered.onnx").exists() and not (tmp_path / "lowered.json").exists()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from models.datasets import load_digits_split
+
+    return load_digits_split()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant, bits", [("relu", 8), ("lerp_psa", 8), ("bspline", 8), ("lerp_psa", 4)])
+def test_exported_digits_resmlp_logits_are_unchanged_by_lowering(variant, bits, digits, tmp_path):
+    import torch
+
+    from export.onnx_eval import run_onnx
+    from export.qat import to_qat_model
+    from export.qonnx_export import export_qonnx_model
+    from models import ResMLP
+    from models.datasets import DATASET_GEOMETRY
+
+    x_train, _, x_test, _ = digits
+    torch.manual_seed(0)
+    model = ResMLP(variant, 0.5, embed_dim=16, depth=2, **DATASET_GEOMETRY["digits"].model_kwargs()).eval()
+    export_qonnx_model(to_qat_model(model, bits, [x_train[:128], x_train[128:256]]), tmp_path / "model.onnx")
+    expected = run_onnx(tmp_path / "model.onnx", x_test)
+    for mode in ("auto", "full"):
+        lowered, report = cli.lower_model_file(tmp_path / "model.onnx", mode)
+        assert len(report) == {"relu": 0, "lerp_psa": 4, "bspline": 4}[variant]
+        assert not [n for n in lowered.graph.node if n.op_type == "LerpPSA"]
+        np.testing.assert_array_equal(run_onnx(lowered, x_test), expected)

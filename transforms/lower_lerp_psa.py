@@ -8,8 +8,8 @@ channel's integer table k_c(q). Then, per node:
   m_c * (n + a_c) equals the output Quant's (k - z) * s bit for bit (m_c = +-s_c, a_c integer).
 - "full" / "lerp64": Mul(1/s_in) -> [Add z_in] -> PerChannelLUT -> [Add -z_out] -> [Mul s_out].
 - "auto": threshold when monotone, else full.
-The input Quant stays (it may feed other consumers); LerpPSA and the output Quant go; the new tensors get
-shapes, run InferDataTypes afterwards for their datatypes. The transformation records one `LoweredNode` per lowered node in `self.report`.
+The input Quant stays (it may feed other consumers); LerpPSA and the output Quant go. The new tensors get shapes;
+run InferDataTypes afterwards for their datatypes. `self.report` collects one `LoweredNode` per lowered node.
 """
 
 from dataclasses import dataclass
@@ -146,7 +146,7 @@ def _lowered_nodes(model, node, form, rising, lut, qin, qout, reachable, rank):
     """The replacement nodes, from the input Quant's output to the output Quant's output tensor."""
     graph_in = node.input[0]
     graph_out = model.find_consumer(node.output[0]).output[0]
-    chain = _NodeChain(model, node.name, graph_in, graph_out)
+    chain = _NodeChain(model, node.name or node.output[0], graph_in, graph_out)
     if form == "threshold":
         thresholds = _thresholds(rising, reachable, qin, qout)
         kmin, kmax = qout.code_min, qout.code_max

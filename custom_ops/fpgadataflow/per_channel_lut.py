@@ -32,7 +32,8 @@ RAM_STYLES = ("auto", "block", "distributed", "ultra")
 BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 BRAM18_BITS = 18 * 1024
 URAM_DEPTH, URAM_WIDTH = 4096, 72
-# "auto" keeps a ROM bank in LUTs while it is at most this deep (4 LUT6 per bit joined by the free MUXF7/MUXF8)
+# "auto" keeps a ROM bank in LUTs while it is at most this deep (4 LUT6 per bit joined by the free MUXF7/MUXF8);
+# deeper banks go to block RAM, which is plentiful in these designs while LUTs are what the comparison counts
 AUTO_LUTRAM_MAX_DEPTH = 256
 
 

@@ -1,0 +1,185 @@
+"""The build's streamlining and folding helpers (transforms/) on tiny hand-built graphs: same outputs, right shapes."""
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core.onnx_exec import execute_onnx
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.util.basic import qonnx_make_model
+
+from build_configs import finn_shims
+
+finn_shims.boot_finn("/tmp/psa_finn_test_build_transforms")
+
+from transforms.clamp_folding import ClampFoldingToDivisors  # noqa: E402
+from transforms.fold_shuffles import FoldShuffles, shuffle_simd_candidates  # noqa: E402
+from transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant  # noqa: E402
+from transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast  # noqa: E402
+from transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool  # noqa: E402
+from transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def _model(nodes, inputs, outputs, initializers=(), datatypes=()):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs])
+    model = ModelWrapper(qonnx_make_model(graph, producer_name="test"))
+    for name, value in initializers:
+        model.set_initializer(name, np.asarray(value, dtype=np.float32))
+    for name, dtype in datatypes:
+        model.set_tensor_datatype(name, DataType[dtype])
+    model = model.transform(InferShapes())
+    return model.transform(InferDataTypes())
+
+
+def _run(model, feed):
+    return execute_onnx(model, feed)[model.graph.output[0].name]
+
+
+def _int8(shape):
+    return RNG.integers(-128, 128, size=shape).astype(np.float32)
+
+
+def _mean_model(scale=None, keepdims=0, tokens=16, channels=8, axis=1):
+    nodes, src = [], "x"
+    if scale is not None:
+        nodes.append(helper.make_node("Mul", ["x", "s"], ["xs"], name="scale"))
+        src = "xs"
+    nodes.append(helper.make_node("ReduceMean", [src], ["y"], axes=[axis], keepdims=keepdims, name="mean"))
+    out_shape = [1, 1, channels] if keepdims else [1, channels]
+    if axis == 2:
+        out_shape = [1, tokens, 1] if keepdims else [1, tokens]
+    inits = [("s", np.array(scale))] if scale is not None else []
+    return _model(nodes, [("x", [1, tokens, channels])], [("y", out_shape)], inits, [("x", "INT8")])
+
+
+@pytest.mark.parametrize("scale,keepdims", [(None, 0), (None, 1), (0.25, 0)])
+def test_token_mean_becomes_global_acc_pool_with_same_output(scale, keepdims):
+    model = _mean_model(scale, keepdims)
+    x = _int8([1, 16, 8])
+    expected = _run(model, {"x": x})
+    converted = model.transform(ConvertTokenMeanToGlobalAccPool())
+    ops = [n.op_type for n in converted.graph.node]
+    assert ops == ["Reshape", "GlobalAccPool", "Reshape", "Mul"]
+    pool = getCustomOp(converted.get_nodes_by_op_type("GlobalAccPool")[0])
+    assert pool.get_nodeattr("NumChannels") == 8 and list(pool.get_nodeattr("numInputVectors")) == [1, 16, 1]
+    assert float(converted.get_initializer(converted.graph.node[-1].input[1])) == pytest.approx((scale or 1) / 16)
+    np.testing.assert_allclose(_run(converted, {"x": x}), expected, rtol=1e-6)
+
+
+def test_token_mean_over_channels_or_float_input_is_left_alone():
+    model = _mean_model(axis=2)
+    assert not ConvertTokenMeanToGlobalAccPool().apply(model)[1]
+    model = _mean_model()
+    model.set_tensor_datatype("x", DataType["FLOAT32"])
+    assert not ConvertTokenMeanToGlobalAccPool().apply(model)[1]
+
+
+def _transpose_threshold_model(rows, channels=6, tokens=4):
+    thresholds = np.sort(RNG.normal(size=(rows, 7)) * 40, axis=1)
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1], name="t"),
+             helper.make_node("MultiThreshold", ["xt", "thr"], ["y"], domain="qonnx.custom_op.general",
+                              out_dtype="UINT3", data_layout="NCW", name="mt")]
+    return _model(nodes, [("x", [1, channels, tokens])], [("y", [1, tokens, channels])], [("thr", thresholds)],
+                  [("x", "INT8")])
+
+
+def test_transpose_moves_past_shared_thresholds_and_keeps_output():
+    model = _transpose_threshold_model(rows=1)
+    x = _int8([1, 6, 4])
+    expected = _run(model.transform(SetMultiThresholdChannelsLast()), {"x": x})
+    moved = model.transform(MoveTransposePastSharedThreshold())
+    assert [n.op_type for n in moved.graph.node] == ["MultiThreshold", "Transpose"]
+    assert moved.get_tensor_shape(moved.graph.node[0].output[0]) == [1, 6, 4]
+    assert moved.get_tensor_datatype(moved.graph.node[0].output[0]) == DataType["UINT3"]
+    moved = moved.transform(SetMultiThresholdChannelsLast())
+    np.testing.assert_array_equal(_run(moved, {"x": x}), expected)
+
+
+def test_transpose_stays_before_per_channel_thresholds():
+    model = _transpose_threshold_model(rows=6)
+    assert not MoveTransposePastSharedThreshold().apply(model)[1]
+
+
+def test_multithreshold_layout_reset_to_channels_last_fixes_execution():
+    model = _transpose_threshold_model(rows=6)
+    with pytest.raises(AssertionError):
+        _run(model, {"x": _int8([1, 6, 4])})
+    fixed = model.transform(SetMultiThresholdChannelsLast())
+    assert getCustomOp(fixed.graph.node[1]).get_nodeattr("data_layout") == "NWC"
+    x = _int8([1, 6, 4])
+    thresholds = fixed.get_initializer("thr")
+    expected = (x.transpose(0, 2, 1)[..., None] >= thresholds[None, None]).sum(-1)
+    np.testing.assert_array_equal(_run(fixed, {"x": x}), expected)
+
+
+def test_multithreshold_layout_rejects_thresholds_that_fit_no_channel_axis():
+    model = _transpose_threshold_model(rows=6)
+    model.set_initializer("thr", np.zeros((3, 7), dtype=np.float32))
+    with pytest.raises(ValueError, match="mt"):
+        model.transform(SetMultiThresholdChannelsLast())
+
+
+def _shuffle_model(tokens=16, channels=96):
+    node = helper.make_node("Shuffle", ["x"], ["y"], domain="finn.custom_op.fpgadataflow", backend="fpgadataflow",
+                            data_type="INT8", in_shape=[1, tokens, channels], out_shape=[1, channels, tokens],
+                            transpose_in_shape=[1, tokens, channels], transpose_out_shape=[1, channels, tokens],
+                            perm=[0, 2, 1], name="shuffle")
+    return _model([node], [("x", [1, tokens, channels])], [("y", [1, channels, tokens])], datatypes=[("x", "INT8")])
+
+
+def test_shuffle_simd_is_smallest_legal_value_meeting_target():
+    model = _shuffle_model()
+    op = getCustomOp(model.graph.node[0])
+    assert shuffle_simd_candidates(op) == [1, 2, 4, 8, 16]
+    unfolded = op.get_exp_cycles()
+    model = model.transform(FoldShuffles(target_cycles=unfolded // 3))
+    op = getCustomOp(model.graph.node[0])
+    simd = op.get_nodeattr("SIMD")
+    assert op.get_exp_cycles() <= unfolded // 3
+    op.set_nodeattr("SIMD", shuffle_simd_candidates(op)[shuffle_simd_candidates(op).index(simd) - 1])
+    assert op.get_exp_cycles() > unfolded // 3
+
+
+def test_clamp_folding_picks_largest_divisor_not_above_request():
+    model = _shuffle_model(tokens=12, channels=96)
+    op = getCustomOp(model.graph.node[0])
+    op.set_nodeattr("SIMD", 16)
+    model = model.transform(ClampFoldingToDivisors())
+    assert getCustomOp(model.graph.node[0]).get_nodeattr("SIMD") == 12
+
+
+def test_host_output_dequant_split_and_attach_round_trip():
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["acc"], name="mm"),
+             helper.make_node("Mul", ["acc", "s"], ["scaled"], name="dq_mul"),
+             helper.make_node("Add", ["scaled", "b"], ["y"], name="dq_add")]
+    model = _model(nodes, [("x", [1, 4])], [("y", [1, 3])],
+                   [("w", _int8([4, 3])), ("s", np.array(0.5)), ("b", np.array([1.0, 2.0, 3.0]))],
+                   [("x", "INT8"), ("w", "INT8")])
+    x = _int8([1, 4])
+    expected = _run(model, {"x": x})
+    body, tail = split_host_output_dequant(model)
+    assert [n.op_type for n in body.graph.node] == ["MatMul"]
+    assert [o.name for o in body.graph.output] == ["acc"]
+    body.graph.initializer.remove(next(i for i in body.graph.initializer if i.name == "s"))
+    restored = attach_host_output_dequant(body, tail)
+    assert [o.name for o in restored.graph.output] == ["y"]
+    np.testing.assert_allclose(_run(restored, {"x": x}), expected)
+
+
+def test_vivado_less_steps_names_every_skipped_step(monkeypatch):
+    monkeypatch.delenv("XILINX_VIVADO", raising=False)
+    steps = ["step_tidy_up", "build_configs.steps.step_streamline_resmlp", "step_hw_codegen", "step_hw_ipgen",
+             "step_create_stitched_ip", "step_out_of_context_synthesis"]
+    kept, skipped = finn_shims.vivado_less_steps(steps)
+    assert kept == steps[:3]
+    assert [s["step"] for s in skipped] == ["step_hw_ipgen", "step_create_stitched_ip",
+                                            "step_out_of_context_synthesis"]
+    assert all("XILINX_VIVADO" in s["reason"] for s in skipped)
+    monkeypatch.setenv("XILINX_VIVADO", "/opt/Xilinx/Vivado/2024.2")
+    assert finn_shims.vivado_less_steps(steps) == (steps, [])
