@@ -5,8 +5,8 @@
     per block (token mixer, then channel mixer), q = the sub-layer's `residual_quant`:
         r = q(x)                                  the residual stream, quantized once ...
         x = q(body(r)) + r                        ... and the same quantizer on both inputs of the Add
-      token body  : affine_2(layers(input_quant(affine_1(r)) along tokens))      BN affine and layer scale stay
-                                                                                 Mul/Add before a quantizer
+      token body  : affine_2(output_quant(layers(input_quant(affine_1(r)) along tokens)))   BN affine and layer
+                                                                      scale stay Mul/Add before a quantizer
       channel body: relu     Linear(BN folded) -> QuantReLU -> Linear(layer scale folded)
                     lerp_psa / bspline
                              LUT(r; BN as in_scale/in_bias) -> Linear(BN-free) -> quant -> LUT -> Linear(layer scale
@@ -86,7 +86,12 @@ class QuantLerpPSA(nn.Module):
 
 
 class QuantTokenMixer(nn.Module):
-    """`q(affine_2(Linear_T(input_quant(affine_1(r))))) + r` with `r = q(x)`, q = `residual_quant`."""
+    """`q(affine_2(output_quant(Linear_T(input_quant(affine_1(r)))))) + r` with `r = q(x)`, q = `residual_quant`.
+
+    `output_quant` acts in the transposed [N, C, T] frame, right after the token Linear: its per-token bias is then
+    on the last axis and folds into that quantizer's thresholds, while the per-channel layer scale folds into q's.
+    (Both offsets before one quantizer would form a [T, C] bias that no per-channel threshold can absorb.)
+    """
 
     def __init__(self, num_tokens: int, embed_dim: int, bits: int):
         super().__init__()
@@ -94,12 +99,13 @@ class QuantTokenMixer(nn.Module):
         self.affine_1 = ChannelAffine(embed_dim)
         self.input_quant = act_quant(bits)
         self.layers = QuantLinearFloatBias(num_tokens, num_tokens, bits, weight_quant=TensorWeightQuant)
+        self.output_quant = act_quant(bits)
         self.affine_2 = ChannelAffine(embed_dim)
 
     def forward(self, x):
         r = self.residual_quant(x)
         z = self.input_quant(self.affine_1(r))
-        z = self.layers(z.transpose(1, 2)).transpose(1, 2)
+        z = self.output_quant(self.layers(z.transpose(1, 2))).transpose(1, 2)
         return self.residual_quant(self.affine_2(z)) + r
 
 

@@ -7,6 +7,7 @@
 """
 
 import argparse
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -95,12 +96,14 @@ def _add_bench_arguments(parser) -> None:
     parser.add_argument("--json", help="write the measured figures to this JSON file")
     accuracy = parser.add_argument_group("accuracy (ResMLP variants on digits, accuracy vs hidden factor)")
     accuracy.add_argument("--plot", help="PNG of accuracy against hidden factor with error bars")
-    accuracy.add_argument("--seeds", type=int, default=AccuracyBenchConfig.seeds)
+    accuracy.add_argument("--seeds", type=int, default=AccuracyBenchConfig.seeds,
+                          help="seeds per variant and hidden factor")
     accuracy.add_argument("--epochs", type=int, default=AccuracyBenchConfig.epochs, help="student epochs")
     accuracy.add_argument("--teacher-epochs", type=int, default=AccuracyBenchConfig.teacher_epochs,
                           help="epochs of the ReLU teacher the students distil from (0: plain CE, no teacher)")
-    accuracy.add_argument("--embed-dim", type=int, default=AccuracyBenchConfig.embed_dim)
-    accuracy.add_argument("--depth", type=int, default=AccuracyBenchConfig.depth)
+    accuracy.add_argument("--embed-dim", type=int, default=AccuracyBenchConfig.embed_dim, help="ResMLP width D")
+    accuracy.add_argument("--depth", type=int, default=AccuracyBenchConfig.depth, help="ResMLP blocks")
+    accuracy.add_argument("--lr", type=float, default=AccuracyBenchConfig.lr, help="AdamW learning rate (all runs)")
     kernels = parser.add_argument_group("kernels (Linear + activation x4 training steps, REFERENCE_SPEC 7)")
     kernels.add_argument("--scale", type=float, default=DEFAULT_SCALE,
                          help="fraction of the reference 8192 rows (16 x 512 tokens) of 768 channels")
@@ -114,7 +117,7 @@ def add_arguments(parser, command: str) -> None:
     {"train": _add_train_arguments, "eval": _add_eval_arguments, "bench": _add_bench_arguments}[command](parser)
 
 
-def _load_teacher(path, dataset: str, option: str):
+def _load_float_model(path, dataset: str, option: str):
     """A float model from `path` whose input geometry fits `dataset` (SystemExit naming `option` otherwise)."""
     from models.evaluation import load_model_file
 
@@ -137,7 +140,7 @@ def _student(args, data):
         torch.manual_seed(args.seed)
         return ResMLP(args.variant, args.hidden_factor, embed_dim=args.embed_dim, depth=args.depth,
                       **DATASET_GEOMETRY[args.dataset].model_kwargs())
-    model = _load_teacher(args.init, args.dataset, "--init")
+    model = _load_float_model(args.init, args.dataset, "--init")
     if not args.qat:
         return model.train()
     from export.qat import to_qat_model
@@ -149,7 +152,7 @@ def run_train(args) -> int:
     settings = TrainSettings(**{f.name: getattr(args, f.name) for f in fields(TrainSettings)})
     device = _device(args.device)
     data = load_dataset(args.dataset, args.data_dir, args.download)
-    teacher = _load_teacher(args.teacher, args.dataset, "--teacher") if args.teacher else None
+    teacher = _load_float_model(args.teacher, args.dataset, "--teacher") if args.teacher else None
     model = _student(args, data)
     io = {}
     if args.qat:
@@ -182,12 +185,13 @@ def run_eval(args) -> int:
     device = _device(args.device)
     if args.all:
         paths = find_reference_models(args.all)
-        accuracies = {}
+        accuracies, datasets = {}, {}
         for key, path in paths.items():
             model, stored = load_model_file(path)
             name = args.dataset or stored or dataset_of_config(model.config)
-            result = evaluate(model.to(device), load_dataset(name, args.data_dir, args.download),
-                              args.batch_size, device)
+            if name not in datasets:
+                datasets[name] = load_dataset(name, args.data_dir, args.download)
+            result = evaluate(model.to(device), datasets[name], args.batch_size, device)
             print(f"{path}: {result['accuracy']:.2f}% (loss {result['loss']:.4f})")
             accuracies[key] = result["accuracy"]
         print(format_accuracy_table(accuracies))
@@ -213,7 +217,7 @@ def run_bench(args) -> int:
     device = _device(args.device)
     if args.benchmark == "accuracy":
         config = AccuracyBenchConfig(seeds=args.seeds, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
-                                     embed_dim=args.embed_dim, depth=args.depth)
+                                     embed_dim=args.embed_dim, depth=args.depth, lr=args.lr)
         run_accuracy_bench(config, json_path=args.json, plot_path=args.plot, device=device)
     else:
         run_kernel_bench(scale=args.scale, repeats=args.repeats, json_path=args.json, device=device)
@@ -225,5 +229,5 @@ def run(args, command: str) -> int:
     try:
         return {"train": run_train, "eval": run_eval, "bench": run_bench}[command](args)
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
         return 2

@@ -136,10 +136,27 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_dataset(name: str, data_dir=DEFAULT_DATA_DIR) -> Path:
-    """Fetch the official archives of `name` into `data_dir` (urllib, md5-checked, unpacked atomically)."""
-    import tarfile
+def _fetch(item: DownloadFile, target: Path) -> None:
+    """Download `item` to `target` through a temp file, checking its md5 before the rename."""
     import urllib.request
+
+    fd, part = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        print(f"downloading {item.url} -> {target}")
+        urllib.request.urlretrieve(item.url, part)
+        if _md5(Path(part)) != item.md5:
+            raise OSError(f"md5 mismatch for {item.url} (got {_md5(Path(part))}, expected {item.md5}); "
+                          f"try again or fetch the file by hand into {target.parent}")
+        os.replace(part, target)
+    finally:
+        if os.path.exists(part):
+            os.unlink(part)
+
+
+def download_dataset(name: str, data_dir=DEFAULT_DATA_DIR) -> Path:
+    """Fetch the official files of `name` into `data_dir` (urllib, md5-checked); CIFAR-10 is unpacked atomically."""
+    import tarfile
 
     root = Path(data_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
@@ -147,25 +164,13 @@ def download_dataset(name: str, data_dir=DEFAULT_DATA_DIR) -> Path:
         target = root / item.filename
         if name == "cifar10" and (root / CIFAR10_FOLDER).is_dir():
             continue
-        if target.is_file() and _md5(target) == item.md5:
-            continue
-        with tempfile.NamedTemporaryFile(dir=root, prefix=item.filename + ".", suffix=".part", delete=False) as tmp:
-            part = Path(tmp.name)
-        try:
-            print(f"downloading {item.url} -> {target}")
-            urllib.request.urlretrieve(item.url, part)
-            if _md5(part) != item.md5:
-                raise OSError(f"md5 mismatch for {item.url}: got {_md5(part)}, expected {item.md5}")
-            if name == "cifar10":
-                with tempfile.TemporaryDirectory(dir=root) as unpack:
-                    with tarfile.open(part, "r:gz") as tar:
-                        tar.extractall(unpack, filter="data")
-                    os.replace(Path(unpack) / CIFAR10_FOLDER, root / CIFAR10_FOLDER)
-                part.unlink()
-            else:
-                os.replace(part, target)
-        finally:
-            part.unlink(missing_ok=True)
+        if not (target.is_file() and _md5(target) == item.md5):
+            _fetch(item, target)
+        if name == "cifar10":
+            with tempfile.TemporaryDirectory(dir=root) as unpack:
+                with tarfile.open(target, "r:gz") as tar:
+                    tar.extractall(unpack, filter="data")
+                os.replace(Path(unpack) / CIFAR10_FOLDER, root / CIFAR10_FOLDER)
     return root
 
 

@@ -31,8 +31,9 @@ class ReportFiles:
     warnings: list = field(default_factory=list)
 
 
-def report_markdown(summaries, labels, warnings, plot_names, title: str, intro: str = "") -> str:
-    """The Markdown text of the report (plots linked by file name, so they sit beside it)."""
+def report_markdown(summaries, labels, warnings, plot_names, title: str, intro: str = "", appendix: str = "") -> str:
+    """The Markdown text of the report (plots linked by file name, so they sit beside it); `intro` goes after the
+    title, `appendix` at the end."""
     parts = [f"# {title}\n"]
     if intro:
         parts.append(intro.rstrip() + "\n")
@@ -52,10 +53,13 @@ def report_markdown(summaries, labels, warnings, plot_names, title: str, intro: 
         if summary.synth_check is not None:
             parts.append(f"### {label}: yosys synthesis of the LUT layers beside the estimates\n")
             parts.append(synth_check_table(summary))
+    if appendix:
+        parts.append(appendix.rstrip() + "\n")
     return "\n".join(parts)
 
 
-def write_report(build_dirs, out_dir, title: str = "psa-finn build report", intro: str = "") -> ReportFiles:
+def write_report(build_dirs, out_dir, title: str = "psa-finn build report", intro: str = "",
+                 appendix: str = "") -> ReportFiles:
     """Load every build directory, then write report.md, builds.csv and the plots into `out_dir`."""
     summaries = [load_build_summary(d) for d in build_dirs]
     labels = build_labels(summaries)
@@ -65,6 +69,6 @@ def write_report(build_dirs, out_dir, title: str = "psa-finn build report", intr
     write_text_atomic(files.csv, csv_text(comparison_rows(summaries, labels)))
     for name, (make_figure, _) in PLOT_FILES.items():
         files.plots.append(save_figure_atomic(make_figure(summaries, labels), out_dir / name))
-    text = report_markdown(summaries, labels, warnings, list(PLOT_FILES), title, intro)
+    text = report_markdown(summaries, labels, warnings, list(PLOT_FILES), title, intro, appendix)
     write_text_atomic(files.report, text)
     return files

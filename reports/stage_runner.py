@@ -21,6 +21,7 @@ from reports.atomic_write import write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = "logs"
+HEARTBEAT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,10 @@ class Stage:
 
 @dataclass
 class StageResult:
-    """How a stage ended: "done", "skipped" (up to date), "failed" or "blocked" (a stage it needs failed)."""
+    """How a stage ended: "done", "skipped" (up to date), "failed" or "blocked" (a stage it needs failed).
+
+    `seconds` is the stage's run time; for a skipped stage, that of the run that made its outputs.
+    """
 
     name: str
     status: str
@@ -78,6 +82,11 @@ def is_up_to_date(work_dir, stage: Stage) -> bool:
     return oldest_output >= newest_input
 
 
+def _recorded_seconds(work_dir: Path, stage: Stage) -> float:
+    """How long the stage took when it last ran (from its stamp)."""
+    return float(json.loads(_stamp_path(work_dir, stage).read_text()).get("seconds", 0.0))
+
+
 def _child_environment(jobs: int) -> dict:
     """The stages' environment: the repository importable, and CPU threads shared among the stages running at once."""
     env = dict(os.environ)
@@ -88,6 +97,13 @@ def _child_environment(jobs: int) -> dict:
     return env
 
 
+def _final_state(raw: bytes) -> str:
+    """A line of a stage's output as a terminal would leave it: the text after the last carriage return (progress
+    bars redraw themselves with \\r), without trailing blanks."""
+    segments = [seg for seg in raw.decode(errors="replace").rstrip("\n").split("\r") if seg.strip()]
+    return segments[-1].rstrip() if segments else ""
+
+
 def _run_stage(work_dir: Path, stage: Stage, console: _Console, env: dict) -> StageResult:
     log = work_dir / LOG_DIR / f"{stage.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -95,11 +111,13 @@ def _run_stage(work_dir: Path, stage: Stage, console: _Console, env: dict) -> St
     command = [sys.executable, str(REPO_ROOT / "build.py"), *stage.command]
     with open(log, "w") as log_file:
         log_file.write("$ " + " ".join(command) + "\n")
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True, bufsize=1)
-        for line in process.stdout:
-            log_file.write(line)
-            console.line(f"  [{stage.name}] {line.rstrip()}")
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for raw in process.stdout:
+            line = _final_state(raw)
+            if line:
+                log_file.write(line + "\n")
+                log_file.flush()
+                console.line(f"  [{stage.name}] {line}")
         status = process.wait()
     seconds = time.monotonic() - start
     if status != 0:
@@ -121,33 +139,34 @@ def run_stages(stages, work_dir, jobs: int = 2, stream=None) -> list:
         raise ValueError(f"stage names must be unique and dependencies known; unknown: {sorted(unknown)}")
     console = _Console(stream or sys.stdout)
     env = _child_environment(jobs)
-    results, running = {}, {}
+    results, running, started = {}, {}, {}
     total = len(stages)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         while len(results) < total:
-            done_before = len(results)
+            settled_before = len(results)
             for stage in stages:
                 if stage.name in results or stage.name in running:
                     continue
-                if any(results.get(dep) and results[dep].status in ("failed", "blocked") for dep in stage.after):
+                if any(results[dep].status in ("failed", "blocked") for dep in stage.after if dep in results):
                     results[stage.name] = StageResult(stage.name, "blocked", detail="a stage it needs failed")
                     console.line(f"[{len(results)}/{total}] {stage.name}: blocked (a stage it needs failed)")
-                    continue
-                if not all(dep in results for dep in stage.after) or len(running) >= jobs:
-                    continue
-                if is_up_to_date(work_dir, stage):
-                    results[stage.name] = StageResult(stage.name, "skipped")
-                    console.line(f"[{len(results)}/{total}] {stage.name}: up to date, skipped")
-                    continue
-                console.line(f"-> {stage.name}: build.py {' '.join(stage.command)}")
-                running[stage.name] = pool.submit(_run_stage, work_dir, stage, console, env)
-            progressed = len(results) > done_before or running
+                elif all(dep in results for dep in stage.after) and len(running) < jobs:
+                    if is_up_to_date(work_dir, stage):
+                        results[stage.name] = StageResult(stage.name, "skipped", _recorded_seconds(work_dir, stage))
+                        console.line(f"[{len(results)}/{total}] {stage.name}: up to date, skipped")
+                    else:
+                        console.line(f"-> {stage.name}: build.py {' '.join(stage.command)}")
+                        running[stage.name] = pool.submit(_run_stage, work_dir, stage, console, env)
+                        started[stage.name] = time.monotonic()
             if not running:
-                if len(results) < total and not progressed:
+                if len(results) == settled_before and len(results) < total:
                     raise ValueError(f"stages wait on each other in a cycle: {sorted(set(names) - set(results))}")
                 continue
-            finished, _ = wait(running.values(), return_when=FIRST_COMPLETED)
-            for name in [n for n, f in running.items() if f in finished]:
+            finished, _ = wait(running.values(), timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
+            if not finished:
+                now = time.monotonic()
+                console.line("   ... still running: " + ", ".join(f"{n} ({now - started[n]:.0f} s)" for n in running))
+            for name in [n for n, future in running.items() if future in finished]:
                 result = running.pop(name).result()
                 results[name] = result
                 ending = "done" if result.status == "done" else f"FAILED ({result.detail}); log: {result.log}"

@@ -1,45 +1,47 @@
 """Markdown table of a build's `synth_check` (yosys cell counts of the LUT layers) beside finn-plus's estimates.
 
-Each layer yosys synthesised is one row: the yosys figures, and for LUT, DSP and BRAM18 the estimate of the same
-layer from `layers` in summary.json. yosys maps more LUTs than Vivado would: the figures are relative, not absolute.
+`synth_check` is written by `build.py synth-check` (build_configs/synth_check.py): per layer the yosys figures
+(lut, lutram, ff, bram18, uram, dsp, carry), the layer's estimate {lut, bram18, uram, dsp} and its attributes, plus
+totals. yosys maps more LUTs than Vivado would: its figures are relative, not absolute.
 """
 
-from reports.build_summary import RESOURCE_KEYS
+PAIRED = (("lut", "LUT"), ("bram18", "BRAM18"), ("uram", "URAM"), ("dsp", "DSP"))
+YOSYS_ONLY = (("lutram", "LUTRAM"), ("ff", "FF"), ("carry", "CARRY4"))
 
 
 def _cell(value) -> str:
-    if isinstance(value, bool) or value is None:
-        return "-" if value is None else str(value)
-    if isinstance(value, (int, float)):
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
     return str(value)
 
 
+def _row(name, attributes, yosys, estimate) -> str:
+    cells = [name, _cell(attributes.get("mode")), _cell(attributes.get("PE"))]
+    cells += [f"{_cell(yosys.get(key))} / {_cell(estimate.get(key))}" for key, _ in PAIRED]
+    cells += [_cell(yosys.get(key)) for key, _ in YOSYS_ONLY]
+    return "| " + " | ".join(cells) + " |"
+
+
 def synth_check_table(summary) -> str:
-    """Markdown for `summary.synth_check`: per-layer yosys figures with estimates beside them, then any notes."""
+    """Markdown for `summary.synth_check`: one row per synthesised layer (yosys / estimate), a totals row, notes.
+
+    A layer's estimate comes from the synth_check record, else from the build's own `layers` of the same name.
+    """
     check = summary.synth_check or {}
-    layers = [entry for entry in check.get("layers", []) if isinstance(entry, dict)]
-    notes = {k: v for k, v in check.items() if k != "layers" and not isinstance(v, (dict, list))}
-    lines = []
-    if layers:
-        estimates = {layer.name: layer for layer in summary.layers}
-        keys = [k for k in layers[0] if k not in ("name", "op_type") and not isinstance(layers[0][k], (dict, list))]
-        header = ["layer"]
-        for key in keys:
-            header.append(f"yosys {key}")
-            if key in RESOURCE_KEYS:
-                header.append(f"estimate {key}")
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for entry in layers:
-            estimate = estimates.get(entry.get("name"))
-            cells = [str(entry.get("name", "?"))]
-            for key in keys:
-                cells.append(_cell(entry.get(key)))
-                if key in RESOURCE_KEYS:
-                    cells.append(_cell(getattr(estimate, key)) if estimate else "-")
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    lines += [f"- {key}: {_cell(value)}" for key, value in notes.items()]
-    if not lines:
-        lines.append("(synth_check is empty)")
-    return "\n".join(lines) + "\n"
+    build_layers = {layer.name: layer for layer in summary.layers}
+    header = ["layer", "mode", "PE", *(f"{name} yosys / est." for _, name in PAIRED), *(n for _, n in YOSYS_ONLY)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for entry in check.get("layers", []):
+        estimate = entry.get("estimate")
+        if estimate is None and entry.get("name") in build_layers:
+            estimate = {key: getattr(build_layers[entry["name"]], key) for key, _ in PAIRED}
+        lines.append(_row(str(entry.get("name", "?")), entry.get("attributes", {}), entry, estimate or {}))
+    totals = check.get("totals", {})
+    if totals:
+        lines.append(_row("**total**", {}, totals.get("yosys", {}), totals.get("estimate", {})))
+    if len(lines) == 2:
+        lines = ["(synth_check holds no layers)"]
+    notes = [f"- {key}: {_cell(check[key])}" for key in ("tool", "fpga_part", "family", "note") if key in check]
+    return "\n".join(lines + [""] + notes) + "\n"

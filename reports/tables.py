@@ -66,7 +66,8 @@ def markdown_table(rows) -> str:
 
 
 def undercount_warnings(summaries, labels) -> list:
-    """One line per build whose totals are too low: op types estimated at zero, or nodes left off hardware."""
+    """One line per build and reason its totals are too low: op types estimated at zero in every resource, op types
+    with no LUT estimate (e.g. MVAU_rtl), nodes left off hardware."""
     warnings = []
     for summary, label in zip(summaries, labels, strict=True):
         if summary.zero_estimate_ops:
@@ -74,11 +75,25 @@ def undercount_warnings(summaries, labels) -> list:
             layers = sum(1 for layer in summary.layers if layer.op_type in ops)
             warnings.append(f"{label}: totals undercount: finn-plus estimates zero resources for "
                             f"{', '.join(sorted(ops))} ({layers} layer(s)); FIFOs are not counted either")
+        partly_zero = _op_types_without_lut_estimate(summary)
+        if partly_zero:
+            warnings.append(f"{label}: LUT total undercounts: finn-plus estimates zero LUTs (but some DSP/BRAM/URAM) "
+                            f"for every {', '.join(partly_zero)} layer")
         if not summary.all_nodes_on_hw:
             nodes = ", ".join(summary.off_hw_nodes) or "see summary.json"
             warnings.append(f"{label}: not every node is on hardware ({nodes}); totals cover the hardware "
                             f"partition only")
     return warnings
+
+
+def _op_types_without_lut_estimate(summary) -> list:
+    """Op types (not already in zero_estimate_ops) whose layers all have a zero LUT estimate but other resources."""
+    by_op = {}
+    for layer in summary.layers:
+        by_op.setdefault(layer.op_type, []).append(layer)
+    return sorted(op for op, layers in by_op.items()
+                  if op not in summary.zero_estimate_ops and all(layer.lut == 0 for layer in layers)
+                  and any(layer.dsp or layer.bram18 or layer.uram for layer in layers))
 
 
 def op_type_table(summary) -> str:

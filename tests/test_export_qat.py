@@ -103,7 +103,7 @@ def test_bits_set_every_quantizer():
     qat = to_qat_model(tiny_float_model("lerp_psa"), 4, [images(16)])
     acts = [m.act_quant.bit_width() for m in qat.modules() if isinstance(m, (QuantIdentity, QuantReLU))]
     weights = [m.weight_quant.bit_width() for m in qat.modules() if isinstance(m, QuantLinear)]
-    assert len(acts) == 1 + 2 * (2 + 4) + 1 and len(weights) == 1 + 2 * 3 + 1  # input, blocks, pool
+    assert len(acts) == 1 + 2 * (3 + 4) + 1 and len(weights) == 1 + 2 * 3 + 1  # input, blocks, pool
     assert {int(w) for w in acts + weights} == {4}
 
 

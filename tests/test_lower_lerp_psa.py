@@ -309,6 +309,8 @@ def test_cli_writes_the_model_and_the_json_report(tmp_path):
     assert cli.run(args, "lower") == 0
     report = json.loads((tmp_path / "out" / "lowered.json").read_text())
     assert report["forms"] == {"PerChannelLUT lerp64": 1}
+    assert report["lerp64_max_abs_error"] == report["nodes"][0]["lerp64_max_abs_error"]
+    assert report["lerp64_mean_abs_error"] == report["nodes"][0]["lerp64_mean_abs_error"]
     assert report["nodes"][0]["node"] == "psa" and report["nodes"][0]["entries_per_channel"] == 65
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["lowered.json", "lowered.onnx"]
     lowered = ModelWrapper(str(tmp_path / "out" / "lowered.onnx"))

@@ -50,8 +50,8 @@ def two_builds(tmp_path):
                         layer("ElementwiseAdd_hls_0", "ElementwiseAdd_hls", 1536, 0)],
                        fps=32552.08, latency_ns=123450.0, zero_estimate_ops=["ElementwiseAdd_hls"])
     psa = write_build(tmp_path / "demo" / "lerp_psa" / "unrolled",
-                      [layer("MVAU_rtl_0", "MVAU_rtl", 3072, 500, dsp=100, bram18=3),
-                       layer("PerChannelLUT_hls_0", "PerChannelLUT_hls", 1536, 200, dsp=25, bram18=8)],
+                      [layer("MVAU_rtl_0", "MVAU_rtl", 3072, 0, dsp=100, bram18=3),
+                       layer("PerChannelLUT_hls_0", "PerChannelLUT_hls", 1536, 700, dsp=25, bram18=8)],
                       fps=65104.17, latency_ns=61000.0, model="m/lerp_psa/lowered.onnx")
     return relu, psa
 
@@ -87,10 +87,12 @@ def test_warnings_name_zero_estimate_ops_and_off_hardware_nodes(tmp_path, two_bu
     summaries = [load_build_summary(d) for d in (*two_builds, off)]
     labels = build_labels(summaries)
     warnings = undercount_warnings(summaries, labels)
-    assert len(warnings) == 2
+    assert len(warnings) == 3
     assert warnings[0].startswith(f"{labels[0]}: totals undercount")
     assert "ElementwiseAdd_hls (1 layer(s))" in warnings[0]
-    assert warnings[1].startswith("partial: not every node is on hardware (MatMul_3 (MatMul))")
+    assert warnings[1] == ("demo/lerp_psa/unrolled: LUT total undercounts: finn-plus estimates zero LUTs (but some "
+                           "DSP/BRAM/URAM) for every MVAU_rtl layer")
+    assert warnings[2].startswith("partial: not every node is on hardware (MatMul_3 (MatMul))")
     table = markdown_table(comparison_rows(summaries, labels))
     assert "| partial (*) |" in table and "hardware partition only" in table
 
@@ -116,18 +118,28 @@ def test_stacked_layer_bars_add_up_to_each_layer(two_builds):
     lut_axes = figure.axes[0]
     assert lut_axes.get_title() == "LUT"
     heights = [(round(p.get_x() + p.get_width() / 2), p.get_y(), p.get_height()) for p in lut_axes.patches]
-    assert heights == [(0, 0, 600), (0, 600, 400), (1, 0, 500), (1, 500, 200)]
+    assert heights == [(0, 0, 600), (0, 600, 400), (1, 0, 700)], "zero-LUT layers (MVAU_rtl_0 of PSA) add no segment"
 
 
 def test_synth_check_shows_yosys_beside_estimates(tmp_path):
-    d = write_build(tmp_path / "b", [layer("PerChannelLUT_rtl_0", "PerChannelLUT_rtl", 96, 120, bram18=2)],
-                    fps=1.0, latency_ns=1.0,
-                    synth_check={"tool": "yosys 0.23",
-                                 "layers": [{"name": "PerChannelLUT_rtl_0", "lut": 310, "ff": 40}]})
-    table = synth_check_table(load_build_summary(d))
-    assert "| layer | yosys lut | estimate lut | yosys ff |" in table
-    assert "| PerChannelLUT_rtl_0 | 310 | 120 | 40 |" in table
-    assert "- tool: yosys 0.23" in table
+    yosys = dict(lut=310, lutram=0, ff=40, bram18=2, uram=0, dsp=0, carry=3)
+    record = {"tool": "yosys 0.23", "family": "xcup", "note": "relative figures",
+              "layers": [{"name": "PerChannelLUT_rtl_0", "op_type": "PerChannelLUT_rtl", **yosys,
+                          "estimate": {"lut": 120, "bram18": 2, "uram": 0, "dsp": 0},
+                          "attributes": {"mode": "lerp64", "PE": 4}},
+                         {"name": "PerChannelLUT_rtl_1", "op_type": "PerChannelLUT_rtl", **yosys}],
+              "totals": {"yosys": {"lut": 620, "bram18": 4}, "estimate": {"lut": 240, "bram18": 4}}}
+    d = write_build(tmp_path / "b", [layer("PerChannelLUT_rtl_0", "PerChannelLUT_rtl", 96, 120, bram18=2),
+                                     layer("PerChannelLUT_rtl_1", "PerChannelLUT_rtl", 96, 77, bram18=1)],
+                    fps=1.0, latency_ns=1.0, synth_check=record)
+    lines = synth_check_table(load_build_summary(d)).splitlines()
+    assert lines[0] == ("| layer | mode | PE | LUT yosys / est. | BRAM18 yosys / est. | URAM yosys / est. "
+                        "| DSP yosys / est. | LUTRAM | FF | CARRY4 |")
+    assert lines[2] == "| PerChannelLUT_rtl_0 | lerp64 | 4 | 310 / 120 | 2 / 2 | 0 / 0 | 0 / 0 | 0 | 40 | 3 |"
+    assert lines[3] == "| PerChannelLUT_rtl_1 | - | - | 310 / 77 | 2 / 1 | 0 / 0 | 0 / 0 | 0 | 40 | 3 |", \
+        "without its own estimate a layer takes the build's"
+    assert lines[4] == "| **total** | - | - | 620 / 240 | 4 / 4 | - / - | - / - | - | - | - |"
+    assert "- tool: yosys 0.23" in lines and "- note: relative figures" in lines
 
 
 @pytest.mark.parametrize("breakage, message", [

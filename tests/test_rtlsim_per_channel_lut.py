@@ -110,6 +110,38 @@ def test_rtlsim_matches_python_execution_and_takes_the_expected_cycles(tmp_path,
     assert cycles == layer.get_exp_cycles() + PIPELINE_LATENCY[mode] == 6 * CHANNELS // pe + PIPELINE_LATENCY[mode]
 
 
+@needs_simulator
+@pytest.mark.parametrize("mode", ["full", "lerp64"])
+@pytest.mark.parametrize("input_dt,output_dt", [("UINT3", "INT8"), ("INT3", "INT4"), ("UINT9", "INT9")])
+def test_rtlsim_narrow_and_wide_types(tmp_path, mode, input_dt, output_dt):
+    model, layer, reference = rtl_model(tmp_path, mode, 2, input_dt, output_dt)
+    x = random_lut_input(model)
+    layer.set_nodeattr("exec_mode", "rtlsim")
+    np.testing.assert_array_equal(execute_onnx(model, {"x": x})["y"], execute_onnx(reference, {"x": x})["y"])
+
+
+@needs_simulator
+def test_prepare_ip_generates_the_rtl_and_finn_analyses_see_the_layer(tmp_path, monkeypatch):
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
+    from finn.analysis.fpgadataflow.res_estimation import res_estimation
+    from finn.transformation.fpgadataflow.prepare_ip import PrepareIP
+
+    from build_configs.finn_shims import boot_finn
+
+    monkeypatch.setenv("FINN_BUILD_DIR", str(tmp_path / "finn_tmp"))
+    boot_finn(tmp_path)
+    reference = make_lut_layer_model(CHANNELS, 4, mode="lerp64")
+    model = make_lut_layer_model(CHANNELS, 4, mode="lerp64", impl_style="rtl")
+    model = model.transform(PrepareIP(DEFAULT_FPGA_PART, 5.0))
+    layer = getCustomOp(model.graph.node[0])
+    assert model.analysis(exp_cycles_per_layer) == {"PerChannelLUT_rtl_0": 6 * CHANNELS // 4}
+    estimates = res_estimation(model, DEFAULT_FPGA_PART)
+    assert estimates["PerChannelLUT_rtl_0"] == layer.node_res_estimation(DEFAULT_FPGA_PART)
+    layer.set_nodeattr("exec_mode", "rtlsim")
+    x = random_lut_input(model)
+    np.testing.assert_array_equal(execute_onnx(model, {"x": x})["y"], execute_onnx(reference, {"x": x})["y"])
+
+
 def _stream(layer, model, x, tmp_path, **sim):
     """Drive the generated module directly (for stalls); returns (output array, StreamSimResult)."""
     geometry = layer.get_geometry()

@@ -170,3 +170,24 @@ def test_cli_train_from_init_checkpoint(tmp_path):
                        "--out", str(tmp_path / "ft"), "--no-progress", "--device", "cpu"]) == 0
     model, _ = load_checkpoint(tmp_path / "ft" / "model.pt")
     assert model.config == init.config
+
+
+@pytest.mark.slow
+def test_cli_qat_fine_tunes_resumes_and_evaluates(tmp_path, capsys):
+    from export.qat import load_qat_checkpoint
+
+    save_checkpoint(tmp_path / "float.pt", tiny("lerp_psa"), dataset="digits")
+    args = ["train", "--qat", "--bits", "6", "--init", str(tmp_path / "float.pt"), "--epochs", "2", "--lr", "1e-4",
+            "--batch-size", "512", "--out", str(tmp_path / "qat"), "--no-progress", "--device", "cpu"]
+    assert build.main(args) == 0
+    qat, extra = load_qat_checkpoint(tmp_path / "qat" / "model.pt")
+    assert qat.bits == 6 and extra["training"]["epoch"] == 2 and extra["init"] == str(tmp_path / "float.pt")
+    capsys.readouterr()
+    assert build.main(["eval", "--checkpoint", str(tmp_path / "qat" / "model.pt"), "--device", "cpu"]) == 0
+    accuracy = extra["training"]["history"][-1]["test_accuracy"]
+    assert f"accuracy {accuracy:.2f}%" in capsys.readouterr().out
+
+
+def test_cli_qat_needs_an_init_checkpoint(tmp_path):
+    with pytest.raises(SystemExit, match="--init"):
+        build.main(["train", "--qat", "--out", str(tmp_path), "--no-progress"])

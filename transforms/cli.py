@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-QUANT_OP_TYPES = {"Quant", "IntQuant", "BipolarQuant", "Trunc"}
+QONNX_QUANTIZER_OPS = {"Quant", "IntQuant", "BipolarQuant", "FloatQuant", "Trunc"}
 
 
 def add_arguments(parser, command):
@@ -34,8 +34,12 @@ def run(args, command) -> int:
         print(f"build.py lower: error: {err}", file=sys.stderr)
         return 1
     report_path = args.out.with_suffix(".json")
+    channels = sum(entry.channels for entry in report)
     document = {"model": str(args.model), "mode": args.mode,
                 "forms": dict(Counter(entry.form for entry in report)),
+                "lerp64_max_abs_error": max((entry.lerp64_max_abs_error for entry in report), default=0),
+                "lerp64_mean_abs_error": sum(entry.lerp64_mean_abs_error * entry.channels for entry in report)
+                / max(channels, 1),
                 "nodes": [asdict(entry) for entry in report]}
     _write_atomically(args.out, model.save)
     _write_atomically(report_path, lambda path: Path(path).write_text(json.dumps(document, indent=2) + "\n"))
@@ -59,7 +63,7 @@ def lower_model_file(path, mode):
     except DecodeError as err:
         raise ValueError(f"{path} is not an ONNX model ({err}); pass the .onnx file written by `build.py export`") \
             from err
-    if not any(node.op_type in QUANT_OP_TYPES for node in model.graph.node):
+    if not any(node.op_type in QONNX_QUANTIZER_OPS for node in model.graph.node):
         raise ValueError(f"{path} is not a QONNX model (it has no Quant nodes); export it with `build.py export`")
     lowering = LowerLerpPSA(mode)
     model = model.transform(InferShapes()).transform(lowering)

@@ -18,6 +18,7 @@ from custom_ops.fpgadataflow.rtl.per_channel_lut_verilog import (
     PIPELINE_LATENCY,
     LutLayerGeometry,
     generate_per_channel_lut_verilog,
+    rom_file_name,
     rom_files,
 )
 from custom_ops.fpgadataflow.sim.axis_stream_sim import SIMULATORS, simulate_axis_stream
@@ -55,10 +56,11 @@ class PerChannelLUT_rtl(PerChannelLUT, RTLBackend):
 
     def generate_hdl(self, model, fpgapart, clk):
         """Write <top>.v and the lanes' memory files into code_gen_dir_ipgen."""
-        code_gen_dir = Path(self.get_nodeattr("code_gen_dir_ipgen"))
-        if not str(code_gen_dir) or not code_gen_dir.is_dir():
-            raise ValueError(f"{self.onnx_node.name}: code_gen_dir_ipgen {str(code_gen_dir)!r} is not a folder; "
+        code_gen_dir = self.get_nodeattr("code_gen_dir_ipgen")
+        if not code_gen_dir or not Path(code_gen_dir).is_dir():
+            raise ValueError(f"{self.onnx_node.name}: code_gen_dir_ipgen {code_gen_dir!r} is not a folder; "
                              "run PrepareIP (step_hw_codegen) or set it before generate_hdl")
+        code_gen_dir = Path(code_gen_dir)
         if self.get_resolved_ram_style() == "ultra" and not is_versal(fpgapart):
             raise ValueError(f"{self.onnx_node.name}: ram_style=ultra needs a Versal part (UltraScale+ URAM cannot "
                              f"be initialised with the table); got {fpgapart}. Use block, distributed or auto.")
@@ -84,8 +86,8 @@ class PerChannelLUT_rtl(PerChannelLUT, RTLBackend):
         top = self.get_nodeattr("gen_top_module") or self.get_verilog_top_module_name()
         prefix = self.get_nodeattr("code_gen_dir_ipgen") + "/" if abspath else ""
         geometry = self.get_geometry()
-        return [f"{prefix}{top}_{bank}_lane{lane}.dat" for bank in geometry.bank_names()
-                for lane in range(geometry.pe)]
+        return [prefix + rom_file_name(top, bank, lane)
+                for bank in geometry.bank_names() for lane in range(geometry.pe)]
 
     def code_generation_ipi(self):
         """Vivado IPI: add the Verilog and memory files, instantiate the module."""
@@ -101,11 +103,12 @@ class PerChannelLUT_rtl(PerChannelLUT, RTLBackend):
             PerChannelLUT.execute_node(self, context, graph)
             return
         node = self.onnx_node
-        code_gen_dir = Path(self.get_nodeattr("code_gen_dir_ipgen"))
+        code_gen_dir = self.get_nodeattr("code_gen_dir_ipgen")
         top = self.get_nodeattr("gen_top_module")
-        if not top or not (code_gen_dir / f"{top}.v").is_file():
-            raise ValueError(f"{node.name}: no generated Verilog in {str(code_gen_dir)!r}; run PrepareIP "
+        if not (code_gen_dir and top and (Path(code_gen_dir) / f"{top}.v").is_file()):
+            raise ValueError(f"{node.name}: no generated Verilog in {code_gen_dir!r}; run PrepareIP "
                              "(or generate_hdl) before exec_mode='rtlsim'")
+        code_gen_dir = Path(code_gen_dir)
         x = np.asarray(context[node.input[0]], dtype=np.float32)
         if x.shape != tuple(self.get_normal_input_shape(0)):
             raise ValueError(f"{node.name}: input shape {x.shape}, expected {self.get_normal_input_shape(0)}")

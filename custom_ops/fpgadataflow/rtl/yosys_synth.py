@@ -32,6 +32,9 @@ _FF = {"FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE"}
 _CARRY = {"CARRY4", "CARRY8"}
 _DSP = {"DSP48E1", "DSP48E2"}
 _URAM = {"URAM288", "URAM288_BASE"}
+# Yosys has no mapping for a read-only memory marked "distributed" (it fails with "no valid mapping found"); on
+# Xilinx parts a distributed ROM is LUT logic (LUT6 + free MUXF7/MUXF8), which yosys builds for "logic".
+_DISTRIBUTED_ROM_AS_LOGIC = 'setattr -set ram_style "logic" a:ram_style=distributed'
 CATEGORIES = ("LUT", "LUTRAM", "FF", "BRAM", "URAM", "DSP", "CARRY")
 
 
@@ -86,7 +89,9 @@ def synthesize(verilog_files, top: str, family: str, work_dir, timeout_s: float 
     work = Path(work_dir)
     stat_file = work / "yosys_stat.json"
     reads = "; ".join(f"read_verilog -defer {Path(f).resolve()}" for f in verilog_files)
-    script = f"{reads}; synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf; tee -q -o {stat_file.name} stat -json"
+    script = (f"{reads}; hierarchy -top {top}; {_DISTRIBUTED_ROM_AS_LOGIC}; "
+              f"synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf; "
+              f"tee -q -o {stat_file.name} stat -json")
     proc = subprocess.run(["yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work, capture_output=True,
                           text=True, timeout=timeout_s)
     if proc.returncode != 0:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SIMULATORS = ("verilator", "iverilog")
-_EXECUTABLES = {"verilator": ("verilator",), "iverilog": ("iverilog", "vvp")}
+_EXECUTABLES = {"verilator": ("verilator", "make", "g++"), "iverilog": ("iverilog", "vvp")}
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,8 @@ def run_hls_cppsim(node_inst, model, x, work_dir, fpgapart="xcu50-fsvh2104-2-e",
     folded = np.asarray(x, dtype=np.float32).reshape(node_inst.get_folded_input_shape(0))
     words = npy_to_rtlsim_input(folded, idt, in_bits)
     digits = (in_bits + 3) // 4
-    (work / "in_words.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
+    # "0x" on every word: ap_int's string parser reads a leading "0b" / "0o" / "0d" as a radix prefix
+    (work / "in_words.hex").write_text("".join(f"0x{w:0{digits}x}\n" for w in words))
     log = _run([str(work / "cppsim")], work, f"C++ simulation of {name}")
     if "PSA_CPPSIM_DONE" not in log:
         raise RuntimeError(f"C++ simulation of {name} did not finish: {log[-2000:]}")

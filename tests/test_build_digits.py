@@ -1,0 +1,102 @@
+"""Full finn-plus builds of the digits ResMLP (all three variants): summary.json, reports, python-mode equivalence."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from build_configs.summary import SUMMARY_KEYS
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_FPS = 32051
+VARIANTS = ("relu", "lerp_psa", "bspline")
+
+
+def _cli(*args):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", "XILINX_VIVADO")}
+    return subprocess.run([sys.executable, "build.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    """variant -> (build dir, exit status, stdout); relu runs the whole config (code generation too)."""
+    root = tmp_path_factory.mktemp("digits_builds")
+    done = {}
+
+    def build(variant):
+        if variant not in done:
+            model = root / f"{variant}.onnx"
+            exported = _cli("export", "--variant", variant, "--hidden-factor", "1", "--dataset", "digits",
+                            "--random-init", "--out", str(model))
+            assert exported.returncode == 0, exported.stderr[-2000:]
+            stop = [] if variant == "relu" else ["--stop-step", "step_generate_estimate_reports"]
+            result = _cli("build", "--model", str(model), "--config", "build_configs/unrolled.yaml",
+                          "--out", str(root / variant), *stop)
+            done[variant] = (root / variant, result.returncode, result.stdout + result.stderr)
+        return done[variant]
+
+    return build
+
+
+@pytest.mark.slow
+def test_relu_build_writes_reports_models_and_summary(builds):
+    out, status, log = builds("relu")
+    assert status == 0, log[-3000:]
+    for report in ("estimate_layer_resources.json", "estimate_layer_cycles.json", "estimate_network_performance.json",
+                   "op_and_param_counts.json", "time_per_step.json"):
+        assert (out / "report" / report).is_file()
+    for step in ("step_streamline_resmlp", "step_convert_to_hw_resmlp", "step_specialize_layers", "step_hw_codegen"):
+        assert (out / "intermediate_models" / f"{step}.onnx").is_file()
+    assert "skipping step_create_stitched_ip: XILINX_VIVADO is not set" in log
+    assert list((out / "finn_tmp").rglob("*.v")) or list((out / "finn_tmp").rglob("*.sv"))
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert tuple(summary) == SUMMARY_KEYS
+    perf = json.loads((out / "report" / "estimate_network_performance.json").read_text())
+    assert summary["fps"] == perf["estimated_throughput_fps"] >= TARGET_FPS
+    assert summary["latency_ns"] == perf["estimated_latency_ns"] > 0
+    assert summary["all_nodes_on_hw"] is True and summary["off_hw_nodes"] == []
+    assert summary["host_nodes"] and all(n.endswith(("(Mul)", "(Add)")) for n in summary["host_nodes"])
+    layers = summary["layers"]
+    assert summary["max_cycles"] == max(layer["cycles"] for layer in layers)
+    assert summary["max_cycles_node"] in {layer["name"] for layer in layers}
+    for key in ("lut", "dsp", "bram18", "uram"):
+        assert summary[key] == sum(layer[key] for layer in layers)
+    assert summary["luts_plus_dsp"] == summary["lut"] + summary["dsp"]
+    op_types = {layer["op_type"] for layer in layers}
+    assert {"MVAU_rtl", "Thresholding_rtl", "GlobalAccPool_hls", "InnerShuffle_rtl"} <= op_types
+    assert sum(layer["op_type"].startswith("MVAU") for layer in layers) == 14
+    zero = {t for t in op_types if not any(l[k] for l in layers if l["op_type"] == t
+                                           for k in ("lut", "dsp", "bram18", "uram"))}
+    assert set(summary["zero_estimate_ops"]) == zero
+    assert summary["skipped_steps"] and summary["steps_run"][-1] == "step_hw_codegen"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_hw_model_in_python_mode_equals_lowered_model(builds, variant):
+    from build_configs import finn_shims
+
+    out, status, log = builds(variant)
+    assert status == 0, log[-3000:]
+    finn_shims.boot_finn(out)
+    from build_configs.verify import compare_with_lowered
+    from models import patchify
+    from models.datasets import load_digits_split
+
+    _, _, x_test, _ = load_digits_split()
+    result = compare_with_lowered(out, patchify(x_test[:3], 2).numpy())
+    assert result["hw_vs_finn_onnx_max_abs_diff"] == 0.0
+    assert result["same_argmax_as_lowered"]
+    lowered = result["outputs"]["lowered"]
+    assert result["hw_vs_lowered_max_abs_diff"] <= 0.05 * np.abs(lowered).max()
+    if variant != "relu":
+        summary = json.loads((out / "summary.json").read_text())
+        assert any(layer["op_type"].startswith(("PerChannelLUT", "Thresholding")) for layer in summary["layers"])
+        report = json.loads((out / "report" / "lowering_report.json").read_text())
+        assert len(report) == 8
