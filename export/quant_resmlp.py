@@ -34,7 +34,11 @@ def act_quant(bits: int) -> QuantIdentity:
 
 
 class ChannelAffine(nn.Module):
-    """`x * weight + bias` on the last axis, as two ops (exported Mul then Add, each rounded once)."""
+    """`x * weight + bias` on the last axis of [N, T, C], as two ops (exported Mul then Add, each rounded once).
+
+    The parameters enter the graph as [1, 1, C] initializers: FINN's MoveTransposePastEltwise transposes an
+    initializer with the full 3-axis permutation and fails on a rank-1 one.
+    """
 
     def __init__(self, num_channels: int):
         super().__init__()
@@ -42,7 +46,7 @@ class ChannelAffine(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_channels))
 
     def forward(self, x):
-        return x * self.weight + self.bias
+        return x * self.weight.view(1, 1, -1) + self.bias.view(1, 1, -1)
 
 
 class QuantLinearFloatBias(QuantLinear):

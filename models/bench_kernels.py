@@ -10,10 +10,13 @@ Variants: `lerp_psa` (LerpPSA, save_memory off), `lerp_psa_save_memory`, `psa` (
 `bspline` (BSpline, save_memory on as in the reference), `relu`, `gelu`; 768 channels, E = 8, LERP grid 64 and
 B-spline grid 65 over [-4, 4].
 
-Time: median of `repeats` steps after warm-up, the variants' steps interleaved round-robin (CUDA: CUDA events). Peak memory: on CUDA `max_memory_allocated`
-over one step; on CPU the bytes resident at the start of a step (parameters, optimiser state, input) plus the
-highest running total of the allocations and frees torch's profiler records during one step (its memory events),
-which is the CPU equivalent of CUDA's figure. Ratios are to `bspline`.
+Time: median of `repeats` steps after warm-up, the variants' steps interleaved round-robin (CUDA: CUDA events).
+On CPU the process CPU time per step is reported too (`median_cpu_ms`): on a machine shared with other work it
+varies far less than the wall time (with several threads it adds them up; OMP_NUM_THREADS=1 gives comparable
+figures). Peak memory: on CUDA `max_memory_allocated` over one step; on CPU the bytes resident at the start of a
+step (parameters, optimiser state, input) plus the highest running total of the allocations and frees that torch's
+profiler records during one step (its memory events): the CPU counterpart of CUDA's figure, temporaries included.
+Ratios are to `bspline`.
 """
 
 import json
@@ -114,6 +117,7 @@ class KernelCase:
         self.optimizers = _optimizers(self.model)
         self.x = torch.randn(rows, CHANNELS, device=device)
         self.times_ms = []
+        self.cpu_times_ms = []
 
     def step(self) -> None:
         _training_step(self.model, self.optimizers, self.x, self.variant == "bspline")
@@ -127,9 +131,10 @@ class KernelCase:
             torch.cuda.synchronize()
             self.times_ms.append(start.elapsed_time(end))
         else:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             self.step()
             self.times_ms.append(1e3 * (time.perf_counter() - t0))
+            self.cpu_times_ms.append(1e3 * (time.process_time() - c0))
 
     def peak_bytes(self) -> int:
         if self.device.type == "cuda":
@@ -151,8 +156,13 @@ def measure_variants(variants, rows: int, repeats: int, device) -> dict:
     for _ in range(repeats):
         for case in cases:
             case.timed_step()
-    return {case.variant: {"median_ms": statistics.median(case.times_ms), "peak_mb": case.peak_bytes() / 2 ** 20,
-                           "times_ms": case.times_ms} for case in cases}
+    results = {}
+    for case in cases:
+        results[case.variant] = {"median_ms": statistics.median(case.times_ms), "peak_mb": case.peak_bytes() / 2 ** 20,
+                                 "times_ms": case.times_ms}
+        if case.cpu_times_ms:
+            results[case.variant]["median_cpu_ms"] = statistics.median(case.cpu_times_ms)
+    return results
 
 
 def run_kernel_bench(scale: float = DEFAULT_SCALE, repeats: int = KERNEL_REPEATS, json_path=None,
@@ -169,12 +179,20 @@ def run_kernel_bench(scale: float = DEFAULT_SCALE, repeats: int = KERNEL_REPEATS
         if base is not None:
             figures["time_vs_bspline"] = figures["median_ms"] / base["median_ms"]
             figures["memory_vs_bspline"] = figures["peak_mb"] / base["peak_mb"]
+            if "median_cpu_ms" in figures:
+                figures["cpu_time_vs_bspline"] = figures["median_cpu_ms"] / base["median_cpu_ms"]
     print(f"training step of [Act, Linear({CHANNELS},{CHANNELS})] x {APPLICATIONS} on [{rows}, {CHANNELS}] "
           f"({device}, {torch.get_num_threads()} threads, median of {repeats})")
-    print(f"{'variant':22s} {'median_ms':>10s} {'peak_mb':>9s} {'time/bspl':>9s} {'mem/bspl':>9s}")
+    cpu = device.type == "cpu"
+    print(f"{'variant':22s} {'median_ms':>10s}" + (f"{'cpu_ms':>9s}" if cpu else "") + f" {'peak_mb':>9s} "
+          f"{'time/bspl':>9s}" + (f"{'cpu/bspl':>9s}" if cpu else "") + f" {'mem/bspl':>9s}")
     for variant, f in results.items():
-        ratios = (f"{f['time_vs_bspline']:9.2f} {f['memory_vs_bspline']:9.2f}" if base is not None else "")
-        print(f"{variant:22s} {f['median_ms']:10.1f} {f['peak_mb']:9.1f} {ratios}")
+        cpu_column = f" {f['median_cpu_ms']:8.1f}" if cpu else ""
+        ratios = ""
+        if base is not None:
+            ratios = f"{f['time_vs_bspline']:9.2f}" + (f" {f['cpu_time_vs_bspline']:8.2f}" if cpu else "") + \
+                f" {f['memory_vs_bspline']:9.2f}"
+        print(f"{variant:22s} {f['median_ms']:10.1f}{cpu_column} {f['peak_mb']:9.1f} {ratios}")
     if "psa" in results and "lerp_psa" in results:
         print(f"lerp_psa / psa time: {results['lerp_psa']['median_ms'] / results['psa']['median_ms']:.2f}")
     report = {"device": str(device), "rows": rows, "channels": CHANNELS, "scale": scale, "repeats": repeats,

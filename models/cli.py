@@ -28,7 +28,8 @@ SETTING_HELP = {
     "kt_epochs": "knowledge-transfer epochs per block before CE/KD (block-wise feature matching to --teacher)",
     "kt_lr": "AdamW learning rate of knowledge transfer (constant)", "kt_weight_decay": "AdamW weight decay of KT",
     "spline_lr": "Adam learning rate of the B-spline coefficients (separate optimiser)",
-    "bspline_lambda": "weight of the TV2 regulariser (B-spline models)", "seed": "seed of init, shuffling, augmentation",
+    "bspline_lambda": "weight of the TV2 regulariser (B-spline models)",
+    "seed": "seed of init, shuffling, augmentation",
 }
 
 

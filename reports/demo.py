@@ -2,12 +2,13 @@
 
 Trains a small ReLU ResMLP and a small LERP-PSA ResMLP (the paper's comparison: the PSA model with half the hidden
 width), fine-tunes both with quantization-aware training, exports them to QONNX, lowers the LerpPSA nodes, runs
-finn-plus estimate builds (fully unrolled and folded), measures accuracy against hidden size, and writes the report
-(report.md, builds.csv, plots) into DIR. Every stage is a `build.py` subcommand run by `reports.stage_runner`, so a
+finn-plus estimate builds (fully unrolled and folded), synthesises the LUT layers with yosys when it is installed,
+measures accuracy against hidden size, and writes the report (report.md, builds.csv, plots) into DIR. Every stage is a `build.py` subcommand run by `reports.stage_runner`, so a
 second run skips what is already done. `--quick` (tiny epochs, unrolled builds only) is what the tests run.
 """
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from reports.stage_runner import LOG_DIR, REPO_ROOT, Stage, run_stages
 DEFAULT_OUT = "out/demo"
 ACCURACY_JSON = "accuracy_vs_hidden.json"
 STAGES_JSON = "demo_stages.json"
+SYNTH_CHECK_MODEL = "step_generate_estimate_reports.onnx"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,24 @@ def demo_stages(out_dir: Path, settings: DemoSettings) -> list:
                                                            str(config_file), "--out", str(build_dir), *stop),
                                 inputs=(p["lowered"], config_file), outputs=(build_dir / "summary.json",),
                                 after=(f"lower_{name}",)))
+    return stages
+
+
+def synth_check_stages(out_dir: Path, settings: DemoSettings) -> list:
+    """yosys synthesis of the LUT layers of every finished build that has some (`build.py synth-check`).
+
+    Built after the builds ran, since only then is it known which builds hold PerChannelLUT layers (a LerpPSA
+    node whose tables are all monotone becomes a MultiThreshold instead).
+    """
+    stages = []
+    for build_dir in build_directories(out_dir, settings):
+        summary, model = build_dir / "summary.json", build_dir / "intermediate_models" / SYNTH_CHECK_MODEL
+        if not summary.is_file() or not model.is_file():
+            continue
+        if any(layer["op_type"].startswith("PerChannelLUT") for layer in json.loads(summary.read_text())["layers"]):
+            stages.append(Stage(f"synth_check_{build_dir.parent.name}_{build_dir.name}",
+                                ("synth-check", "--model", str(model), "--out", str(build_dir)),
+                                inputs=(model,), outputs=(build_dir / "synth_check",)))
     return stages
 
 
@@ -163,6 +183,10 @@ def run(args, command) -> int:
     print(f"psa-finn demo -> {out_dir} ({'quick' if args.quick else 'full'} run; "
           f"stages already done are skipped)", flush=True)
     results = run_stages(demo_stages(out_dir, settings), out_dir, jobs=args.jobs)
+    if shutil.which("yosys"):
+        results += run_stages(synth_check_stages(out_dir, settings), out_dir, jobs=args.jobs)
+    else:
+        print("yosys not found: no synthesis check of the LUT layers (install yosys to get one)")
     wall_s = time.monotonic() - start
     builds = [d for d in build_directories(out_dir, settings) if (d / "summary.json").is_file()]
     report_files = None

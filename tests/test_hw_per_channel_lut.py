@@ -17,7 +17,8 @@ from qonnx.util.basic import qonnx_make_model
 
 import custom_ops  # noqa: F401
 import custom_ops.fpgadataflow  # noqa: F401
-from custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT, bram18_count, lutrom_luts
+from custom_ops.fpgadataflow.per_channel_lut import (PerChannelLUT, bram18_count, bram18_read_mux_luts,
+                                                     lutrom_luts)
 from custom_ops.lut_tables import table_entries
 from transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
 
@@ -113,6 +114,9 @@ def test_memory_primitive_counts():
     assert lutrom_luts(33, 8) == 8  # 64 x 1 per LUT
     assert lutrom_luts(256, 8) == 32  # 4 LUT6 per bit + free MUXF7/F8
     assert lutrom_luts(1024, 8) == 8 * (16 + 1)  # 4 groups of 256 need one 4:1 mux LUT per bit
+    assert bram18_read_mux_luts(6144, 8) == 8  # 3 x (2K x 9) stacked: a 3:1 mux per bit (yosys: 8 LUT5 per lane)
+    assert bram18_read_mux_luts(3072, 8) == 0  # 2 x (4K x 4) side by side: no mux
+    assert bram18_read_mux_luts(24576, 8) == 8  # 12 RAMB18 either way; 8K x 2 stacks 3 deep (2K x 9 would stack 12)
 
 
 def test_estimates_full_table_folded_to_one_lane():
@@ -121,8 +125,9 @@ def test_estimates_full_table_folded_to_one_lane():
     assert layer.get_lane_banks() == [(24576, 8)]
     assert layer.get_resolved_ram_style() == "block"
     assert layer.bram_estimation(PART) == 12
-    # LUTs: only the 7-bit fold counter (power-of-two depth per channel: address {t, k} is free)
-    assert layer.lut_estimation(PART) == 7
+    # LUTs: the 7-bit fold counter (power-of-two depth per channel: address {t, k} is free) + the read mux over
+    # 3 RAMB18 of 8K x 2 stacked in depth: one 3:1 mux LUT per output bit
+    assert layer.lut_estimation(PART) == 7 + 8
     assert layer.dsp_estimation(PART) == 0 and layer.uram_estimation(PART) == 0
     assert layer.get_exp_cycles() == 6144
     assert layer.bram_efficiency_estimation(PART) == pytest.approx(24576 * 8 / (12 * 18432))

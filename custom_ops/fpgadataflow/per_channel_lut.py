@@ -55,9 +55,28 @@ def lutrom_luts(depth: int, width: int) -> int:
     return width * (ceil(depth / 64) + mux_luts)
 
 
+def bram18_shape(depth: int, width: int) -> tuple:
+    """The RAMB18 aspect ratio (depth, width) that holds a depth x width ROM in the fewest blocks.
+
+    Among equally cheap ratios the deepest wins: fewer blocks stacked in depth means a narrower read mux.
+    """
+    return min(BRAM18_SHAPES,
+               key=lambda shape: (ceil(depth / shape[0]) * ceil(width / shape[1]), ceil(depth / shape[0])))
+
+
 def bram18_count(depth: int, width: int) -> int:
     """RAMB18 count of a depth x width ROM with one read port, using the cheapest aspect ratio."""
-    return min(ceil(depth / d) * ceil(width / w) for d, w in BRAM18_SHAPES)
+    shape_depth, shape_width = bram18_shape(depth, width)
+    return ceil(depth / shape_depth) * ceil(width / shape_width)
+
+
+def bram18_read_mux_luts(depth: int, width: int) -> int:
+    """LUT6 count of the read-data mux over RAMB18s stacked in depth (a LUT6 is a 4:1 mux, saving 3 inputs).
+
+    Checked against yosys synth_xilinx: a 6144 x 8 lane ROM is 3 stacked 2K x 9 blocks and a 3:1 mux per bit.
+    """
+    stack = ceil(depth / bram18_shape(depth, width)[0])
+    return width * ceil((stack - 1) / 3)
 
 
 def uram_count(depth: int, width: int) -> int:
@@ -310,7 +329,7 @@ class PerChannelLUT(HWCustomOp):
         return 1 if urams == 0 else self._stored_bits() / (urams * URAM_DEPTH * URAM_WIDTH)
 
     def lut_estimation(self, fpgapart):
-        """LUT6 count: distributed ROMs (if used) + lerp64 datapath per lane + address logic.
+        """LUT6 count: distributed ROMs or the read mux of stacked block RAMs + lerp64 datapath + address logic.
 
         Per lane in lerp64 mode (W = output bits, B = input bits): even/odd swap of y0/y1 (2W mux2 = W LUT6_2),
         subtract y1 - y0 (W + 1), 2-bit multiply as one gated add (W + 2), round half up +2 >> 2 (W + 1),
@@ -320,8 +339,11 @@ class PerChannelLUT(HWCustomOp):
         pe = self.get_nodeattr("PE")
         tmem = self.calc_tmem()
         luts = ceil(log2(tmem)) if tmem > 1 else 0
-        if self.get_resolved_ram_style() == "distributed":
+        ram_style = self.get_resolved_ram_style()
+        if ram_style == "distributed":
             luts += pe * sum(lutrom_luts(d, w) for d, w in self.get_lane_banks())
+        elif ram_style == "block":
+            luts += pe * sum(bram18_read_mux_luts(d, w) for d, w in self.get_lane_banks())
         if self.get_nodeattr("mode") == "lerp64":
             width = self.get_output_datatype().bitwidth()
             in_bits = self.get_input_datatype(0).bitwidth()
