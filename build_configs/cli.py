@@ -8,6 +8,8 @@ Vivado the steps that need it are skipped and listed. Exit status: 0 when every 
 is on the hardware, 1 when some node stays off it (they are named), 2 when the build itself fails.
 """
 
+import importlib
+import importlib.util
 import shutil
 import sys
 import time
@@ -27,17 +29,17 @@ def add_arguments(parser, command):
     parser.add_argument("--model", required=True, type=Path, help="exported (QONNX) or lowered ONNX model")
     parser.add_argument("--config", required=True, type=Path,
                         help="finn-plus build config (build_configs/unrolled.yaml or folded.yaml)")
-    parser.add_argument("--out", required=True, type=Path, help="output directory (replaced if it exists)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output directory (new, empty, or an earlier build directory, which is replaced)")
     parser.add_argument("--stop-step", default=None,
                         help="last step to run, e.g. step_generate_estimate_reports to skip code generation")
 
 
 def _synth_check_module():
-    try:
-        from build_configs import synth_check
-    except ImportError:
+    """build_configs.synth_check (issue 8's yosys check), or None where this checkout does not have it."""
+    if importlib.util.find_spec("build_configs.synth_check") is None:
         return None
-    return synth_check
+    return importlib.import_module("build_configs.synth_check")
 
 
 def _synth_check_module_arguments(parser):
@@ -82,17 +84,21 @@ def run_build(model_path, config_path, out_dir, stop_step=None):
     if not config_path.is_file():
         _print(f"error: build config {config_path} does not exist (see build_configs/*.yaml)")
         return EXIT_BUILD_FAILED, None
-    if out_dir.exists():
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not (out_dir / "build_dataflow.log").exists():
+            _print(f"error: {out_dir} exists and is not a build directory; choose a new --out")
+            return EXIT_BUILD_FAILED, None
         shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     finn_shims.boot_finn(out_dir)
     from finn.builder.build_dataflow import build_dataflow_cfg
+    from finn.builder.build_dataflow_config import default_build_dataflow_steps
 
     from build_configs.summary import build_summary, write_json_atomic
 
     cfg = _load_config(config_path, out_dir, stop_step)
-    cfg.steps, skipped = finn_shims.vivado_less_steps(cfg.steps)
+    cfg.steps, skipped = finn_shims.vivado_less_steps(cfg.steps or default_build_dataflow_steps)
     for entry in skipped:
         _print(f"skipping {entry['step']}: {entry['reason']}")
     with finn_shims.contained_vivado_root():
@@ -107,6 +113,10 @@ def run_build(model_path, config_path, out_dir, stop_step=None):
     summary = build_summary(out_dir, model_path=model_path, config_path=config_path, cfg=cfg,
                             skipped_steps=skipped, build_time_s=time.time() - started)
     write_json_atomic(out_dir / SUMMARY, summary)
+    if summary["fps"] is None:
+        _print(f"summary: {out_dir / SUMMARY} (no estimate reports: the build stopped before "
+               f"step_generate_estimate_reports)")
+        return 0, summary
     _print(f"{summary['config_name']}: {summary['fps']:.0f} FPS, latency {summary['latency_ns'] / 1e3:.1f} us, "
            f"LUT {summary['lut']}, DSP {summary['dsp']}, BRAM18 {summary['bram18']}, URAM {summary['uram']} "
            f"(bottleneck {summary['max_cycles_node']}: {summary['max_cycles']} cycles)")

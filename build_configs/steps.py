@@ -1,13 +1,15 @@
 """psa-finn's custom build steps, each a finn-plus step `(model, cfg) -> model`, named in the build configs.
 
-The ResMLP needs five things the stock estimate flow lacks (shared ARCHITECTURE.md, "what made the whole network
+The ResMLP needs these things the stock estimate flow lacks (shared ARCHITECTURE.md, "what made the whole network
 map to HW layers"):
 
 - step_lower_lerp_psa: an exported model still holding LerpPSA nodes is lowered first (transforms.lower_lerp_psa);
   a lowered model passes unchanged.
 - step_streamline_resmlp: FINN+'s StreamlinePlus (the stock Streamline cannot move the residual quantizer's scale
-  past forks and Adds; run through transforms.lean_composed, 3x less CPU for the same graph), then the ResMLP fix-ups: token-mixer transposes moved behind shared-threshold quantizers,
-  ReduceMean over tokens -> GlobalAccPool, MultiThreshold layouts reset to channels-last.
+  past forks and Adds), run through transforms.lean_composed (3x less CPU, same graph), then the ResMLP fix-ups:
+  token-mixer transposes moved behind shared-threshold quantizers, ReduceMean over tokens -> GlobalAccPool,
+  a monotone table's MultiThreshold merged into the requantizer before it, MultiThreshold layouts reset to
+  channels-last.
 - step_convert_to_hw_resmlp: PerChannelLUT nodes -> the PerChannelLUT HW layer, then the stock conversion, with the
   output dequantisation kept on the host.
 - step_fold_lut_layers, step_fold_shuffles: fold the layers SetFolding does not know, BEFORE
@@ -33,6 +35,7 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 from transforms.clamp_folding import ClampFoldingToDivisors
+from transforms.compose_thresholds import ComposeConsecutiveThresholds
 from transforms.fold_shuffles import FoldShuffles
 from transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant
 from transforms.lean_composed import apply_lean
@@ -84,6 +87,7 @@ def step_streamline_resmlp(model, cfg):
         AbsorbAddIntoMultiThreshold(),
         AbsorbMulIntoMultiThreshold(),
         ConvertTokenMeanToGlobalAccPool(),
+        ComposeConsecutiveThresholds(),
         RoundAndClipThresholds(),
     ]))
     model = model.transform(SetMultiThresholdChannelsLast())

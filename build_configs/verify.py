@@ -1,8 +1,9 @@
 """Python-mode check of a build: the HW-layer model computes what the lowered QONNX model computes.
 
 `hw_model(out_dir, step)` rebuilds the whole network from a build directory: finn-plus's dataflow_parent.onnx (host
-side pre/post-processing around one StreamingDataflowPartition) with the partition pointing at the intermediate HW
-model of `step` (default: after specialisation, so every node is an hls/rtl layer executed in python mode).
+side pre/post-processing around one StreamingDataflowPartition) with the partition executing the intermediate HW
+model of `step` (default: after specialisation) in python mode: each hls/rtl layer runs as its generic HW layer,
+FINN's python simulation of it (rtl layers have no python mode of their own).
 `compare_with_lowered(out_dir, inputs)` runs it, the FINN-ONNX model and the lowered QONNX model (the output of
 step_lower_lerp_psa) sample by sample with qonnx's execute_onnx and reports the largest differences.
 """

@@ -5,15 +5,24 @@
                            --random-init --out model.onnx [--bits 8]
 
 A float checkpoint is converted to its QAT twin (export.qat) and its quantizer ranges calibrated on a few training
-batches of its dataset; a QAT checkpoint (export.qat.save_qat_checkpoint) is exported as it is; `--random-init`
-calibrates random weights on random inputs (hardware studies). The file is written atomically.
+batches of its dataset (or on random images with `--calibration random`); a QAT checkpoint
+(export.qat.save_qat_checkpoint) is exported as it is; `--random-init` calibrates random weights on random inputs
+(hardware studies). The file is written atomically; bad input ends with a message and exit status 2.
 """
 
 import argparse
+from pathlib import Path
 
 import torch
 
-from export.quantizers import DEFAULT_BITS, MAX_BITS, MIN_BITS
+from export.qat import (is_qat_checkpoint, qat_model_from_payload, random_calibration_batches, to_qat_model)
+from export.qonnx_export import export_qonnx_model
+from export.quantizers import DEFAULT_BITS, MAX_BITS, MIN_BITS, check_bits
+from models import ResMLP, load_checkpoint, load_reference_checkpoint
+from models.checkpoint import read_torch_file
+from models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, DatasetNotFoundError, load_dataset
+from models.evaluation import dataset_of_config
+from models.resmlp import VARIANTS
 
 CALIBRATION_SEED = 0
 
@@ -23,87 +32,77 @@ def add_arguments(parser, command: str) -> None:
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="our .pt checkpoint (float or QAT) or a reference *_model.bin")
-    source.add_argument("--random-init", action="store_true", help="random weights (needs --variant, "
-                        "--hidden-factor, --dataset)")
+    source.add_argument("--random-init", action="store_true",
+                        help="random weights (needs --variant, --hidden-factor, --dataset)")
     parser.add_argument("--out", required=True, help="QONNX file to write")
     parser.add_argument("--bits", type=int, default=None,
                         help=f"weight and activation bits, {MIN_BITS}..{MAX_BITS} (default {DEFAULT_BITS}; a QAT "
                              f"checkpoint keeps its own)")
-    parser.add_argument("--variant", choices=("relu", "lerp_psa", "bspline"),
-                        help="model variant (with --checkpoint: checked against the checkpoint)")
+    parser.add_argument("--variant", choices=VARIANTS, help="model variant (with --checkpoint: must match it)")
     parser.add_argument("--hidden-factor", type=float, help="hidden width = int(embed_dim * F)")
-    parser.add_argument("--dataset", choices=("cifar10", "svhn", "digits"),
+    parser.add_argument("--dataset", choices=sorted(DATASET_GEOMETRY),
                         help="input geometry (and calibration data for a float checkpoint)")
     parser.add_argument("--embed-dim", type=int, default=96, help="embedding width (--random-init)")
     parser.add_argument("--depth", type=int, default=4, help="number of blocks (--random-init)")
     parser.add_argument("--seed", type=int, default=0, help="weight seed (--random-init)")
+    parser.add_argument("--calibration", choices=("dataset", "random"), default="dataset",
+                        help="what a float checkpoint's quantizer ranges are calibrated on")
     parser.add_argument("--calibration-batches", type=int, default=8, help="batches to calibrate ranges on")
     parser.add_argument("--batch-size", type=int, default=64, help="calibration batch size")
-    parser.add_argument("--data-dir", default="~/icml_data", help="folder of cifar10/svhn files")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="folder of the cifar10/svhn files")
 
 
-def _check_against_flags(model_config: dict, dataset: str, args, source: str) -> None:
-    from models.datasets import DATASET_GEOMETRY
-
+def _check_against_flags(config: dict, args, source) -> None:
+    """ValueError when --variant/--hidden-factor/--dataset contradict the checkpoint's model."""
     wrong = []
-    if args.variant and args.variant != model_config["variant"]:
-        wrong.append(f"variant {model_config['variant']!r} (not --variant {args.variant})")
-    if args.hidden_factor is not None and args.hidden_factor != model_config["hidden_factor"]:
-        wrong.append(f"hidden factor {model_config['hidden_factor']} (not --hidden-factor {args.hidden_factor})")
+    if args.variant and args.variant != config["variant"]:
+        wrong.append(f"variant {config['variant']!r} (not --variant {args.variant})")
+    if args.hidden_factor is not None and args.hidden_factor != config["hidden_factor"]:
+        wrong.append(f"hidden factor {config['hidden_factor']} (not --hidden-factor {args.hidden_factor})")
     if args.dataset:
         geometry = DATASET_GEOMETRY[args.dataset].model_kwargs()
-        mismatch = {k: model_config[k] for k, v in geometry.items() if model_config[k] != v}
+        mismatch = {k: config[k] for k, v in geometry.items() if config[k] != v}
         if mismatch:
             wrong.append(f"input geometry {mismatch} (not that of --dataset {args.dataset}: {geometry})")
     if wrong:
         raise ValueError(f"{source} holds a ResMLP of {'; '.join(wrong)}; drop the disagreeing flags or pass the "
-                         f"checkpoint you meant (dataset {dataset})")
+                         f"checkpoint you meant")
 
 
-def _calibration_batches(dataset: str, args):
-    from models.datasets import load_dataset
-
+def _calibration_batches(config: dict, dataset: str, args):
+    if args.calibration == "random":
+        return random_calibration_batches(config, args.calibration_batches, args.batch_size, CALIBRATION_SEED)
     data = load_dataset(dataset, args.data_dir)
     batches = data.train_batches(args.batch_size, torch.Generator().manual_seed(CALIBRATION_SEED))
     return [x for _, (x, _) in zip(range(args.calibration_batches), batches)]
 
 
-def _qat_from_checkpoint(args):
-    from pathlib import Path
-
-    from export.qat import is_qat_checkpoint, qat_model_from_payload, to_qat_model
-    from models import load_checkpoint, load_reference_checkpoint
-    from models.checkpoint import read_torch_file
-    from models.evaluation import dataset_of_config
-
+def qat_from_checkpoint(args):
+    """(calibrated QAT model, dataset name) for `--checkpoint`."""
     path = Path(args.checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
-    payload = read_torch_file(path) if path.suffix != ".bin" else None
+    payload = None if path.suffix == ".bin" else read_torch_file(path)
     if is_qat_checkpoint(payload):
         qat = qat_model_from_payload(payload, path)
         if args.bits is not None and args.bits != qat.bits:
             raise ValueError(f"{path} is a QAT checkpoint trained at {qat.bits} bits; omit --bits or pass "
-                             f"--bits {qat.bits} (re-train with `build.py train --qat` for other bits)")
-        dataset = payload.get("dataset") or args.dataset or dataset_of_config(qat.config)
-        _check_against_flags(qat.config, dataset, args, str(path))
-        return qat, dataset
+                             f"--bits {qat.bits} (re-train with `build.py train --qat --bits B` for other bits)")
+        _check_against_flags(qat.config, args, path)
+        return qat, payload.get("dataset") or args.dataset or dataset_of_config(qat.config)
     if payload is None:
         model, dataset = load_reference_checkpoint(path), None
     else:
         model, extra = load_checkpoint(path)
         dataset = extra.get("dataset")
+    _check_against_flags(model.config, args, path)
     dataset = dataset or args.dataset or dataset_of_config(model.config)
-    _check_against_flags(model.config, dataset, args, str(path))
     bits = DEFAULT_BITS if args.bits is None else args.bits
-    return to_qat_model(model, bits, _calibration_batches(dataset, args)), dataset
+    return to_qat_model(model, bits, _calibration_batches(model.config, dataset, args)), dataset
 
 
-def _qat_from_random_init(args):
-    from export.qat import random_calibration_batches, to_qat_model
-    from models import ResMLP
-    from models.datasets import DATASET_GEOMETRY
-
+def qat_from_random_init(args):
+    """(QAT model of a seeded random ResMLP calibrated on random images, dataset name) for `--random-init`."""
     missing = [flag for flag, value in (("--variant", args.variant), ("--hidden-factor", args.hidden_factor),
                                         ("--dataset", args.dataset)) if value is None]
     if missing:
@@ -118,16 +117,10 @@ def _qat_from_random_init(args):
 
 def run(args, command: str) -> int:
     """Export; input errors end with their message and exit status 2."""
-    from models.datasets import DatasetNotFoundError
-
     try:
-        from export.quantizers import check_bits
-
         if args.bits is not None:
             check_bits(args.bits)
-        qat, dataset = _qat_from_random_init(args) if args.random_init else _qat_from_checkpoint(args)
-        from export.qonnx_export import export_qonnx_model
-
+        qat, dataset = qat_from_random_init(args) if args.random_init else qat_from_checkpoint(args)
         model = export_qonnx_model(qat, args.out)
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}")

@@ -12,11 +12,11 @@ B-spline grid 65 over [-4, 4].
 
 Time: median of `repeats` steps after warm-up, the variants' steps interleaved round-robin (CUDA: CUDA events).
 On CPU the process CPU time per step is reported too (`median_cpu_ms`): on a machine shared with other work it
-varies far less than the wall time (with several threads it adds them up; OMP_NUM_THREADS=1 gives comparable
-figures). Peak memory: on CUDA `max_memory_allocated` over one step; on CPU the bytes resident at the start of a
-step (parameters, optimiser state, input) plus the highest running total of the allocations and frees that torch's
-profiler records during one step (its memory events): the CPU counterpart of CUDA's figure, temporaries included.
-Ratios are to `bspline`.
+varies far less than the wall time (`build.py bench` runs one thread unless --threads says otherwise; with several
+threads the CPU time adds them up). Peak memory: on CUDA `max_memory_allocated` over one step; on CPU the bytes
+resident at the start of a step (parameters, optimiser state, input) plus the highest running total of the
+allocations and frees that torch's profiler records during one step (its memory events): the CPU counterpart of
+CUDA's figure, temporaries included. Ratios are to `bspline`.
 """
 
 import json

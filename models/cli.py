@@ -110,6 +110,9 @@ def _add_bench_arguments(parser) -> None:
                          help="fraction of the reference 8192 rows (16 x 512 tokens) of 768 channels")
     kernels.add_argument("--repeats", type=int, default=KERNEL_REPEATS, help="timed training steps per variant")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (1: steadier timings and no spinning on a shared machine; the "
+                             "accuracy bench's small models gain nothing from more)")
 
 
 def add_arguments(parser, command: str) -> None:
@@ -216,6 +219,9 @@ def run_bench(args) -> int:
     from models.bench_kernels import run_kernel_bench
 
     device = _device(args.device)
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     if args.benchmark == "accuracy":
         config = AccuracyBenchConfig(seeds=args.seeds, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
                                      embed_dim=args.embed_dim, depth=args.depth, lr=args.lr)

@@ -10,7 +10,8 @@ from reports.atomic_write import save_figure_atomic, write_text_atomic
 from reports.build_summary import build_labels, load_build_summary
 from reports.plots import baseline_vs_psa_figure, resources_by_layer_figure, resources_vs_fps_figure
 from reports.synth_check_table import synth_check_table
-from reports.tables import comparison_rows, csv_text, markdown_table, op_type_table, undercount_warnings
+from reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table, op_type_table,
+                            undercount_warnings)
 
 REPORT_FILE = "report.md"
 CSV_FILE = "builds.csv"
@@ -40,6 +41,9 @@ def report_markdown(summaries, labels, warnings, plot_names, title: str, intro: 
     parts.append("Estimates from finn-plus (no Vivado synthesis); the first build is the reference for "
                  "'LUT+DSP vs first'.\n")
     parts.append(markdown_table(comparison_rows(summaries, labels)))
+    if len(summaries) > 1:
+        parts.append("Each build against the first build of the same config (for the demo: LERP-PSA over ReLU):\n")
+        parts.append(config_baseline_table(summaries, labels))
     if warnings:
         parts.append("## Warnings\n")
         parts.append("".join(f"- {w}\n" for w in warnings))
@@ -47,8 +51,11 @@ def report_markdown(summaries, labels, warnings, plot_names, title: str, intro: 
     parts.append("".join(f"![{PLOT_FILES[name][1]}]({name})\n\n" for name in plot_names))
     for summary, label in zip(summaries, labels):
         parts.append(f"## {label}: layers by op type\n")
-        parts.append(f"Build directory: `{summary.path}`; model: `{summary.model or '-'}`; "
+        target = f"target {summary.target_fps:,} FPS" if summary.target_fps else "fixed folding"
+        parts.append(f"Build directory: `{summary.path}`; model: `{summary.model or '-'}`; {target}; "
                      f"{len(summary.layers)} hardware layers.\n")
+        if summary.skipped_steps:
+            parts.append(f"Not run (they need Vivado): {', '.join(summary.skipped_steps)}.\n")
         parts.append(op_type_table(summary))
         if summary.synth_check is not None:
             parts.append(f"### {label}: yosys synthesis of the LUT layers beside the estimates\n")

@@ -5,6 +5,7 @@ Bad input raises `BuildSummaryError` naming the directory or file and what to do
 """
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,16 +50,12 @@ class BuildSummary:
     config_name: str = ""
     target_fps: float | None = None
     off_hw_nodes: tuple = ()
-    skipped_steps: tuple = ()
+    skipped_steps: tuple = ()  # names of the steps not run (they need Vivado)
     synth_check: dict | None = None
 
     @property
     def luts_plus_dsp(self) -> float:
         return self.lut + self.dsp
-
-    def resource(self, key: str) -> float:
-        """Total of one resource by its summary key ("lut", "dsp", "bram18", "uram")."""
-        return getattr(self, key)
 
 
 def _number(value, what: str, where: Path) -> float:
@@ -110,7 +107,8 @@ def load_build_summary(build_dir) -> BuildSummary:
         config_name=str(data.get("config_name", "")),
         target_fps=data.get("target_fps"),
         off_hw_nodes=tuple(data.get("off_hw_nodes", ())),
-        skipped_steps=tuple(data.get("skipped_steps", ())),
+        skipped_steps=tuple(str(e.get("step", e)) if isinstance(e, dict) else str(e)
+                            for e in data.get("skipped_steps", ())),
         synth_check=synth_check,
     )
 
@@ -120,15 +118,5 @@ def build_labels(summaries) -> list:
     paths = [s.path.resolve() for s in summaries]
     if len(paths) == 1:
         return [paths[0].name]
-    common = Path(*_common_parts([p.parts for p in paths]))
-    labels = [str(p.relative_to(common)) if p != common else p.name for p in paths]
-    return labels
-
-
-def _common_parts(parts_lists) -> tuple:
-    common = []
-    for parts in zip(*parts_lists):
-        if len(set(parts)) != 1:
-            break
-        common.append(parts[0])
-    return tuple(common)
+    common = Path(os.path.commonpath(paths))
+    return [str(p.relative_to(common)) if p != common else p.name for p in paths]

@@ -7,6 +7,7 @@ measures accuracy against hidden size, and writes the report (report.md, builds.
 second run skips what is already done. `--quick` (tiny epochs, unrolled builds only) is what the tests run.
 """
 
+import argparse
 import json
 import shutil
 import time
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from reports.atomic_write import write_text_atomic
 from reports.build_report import write_report
+from reports.build_summary import build_labels, load_build_summary
 from reports.stage_runner import LOG_DIR, REPO_ROOT, Stage, run_stages
+from reports.tables import comparison_rows, markdown_table
 
 DEFAULT_OUT = "out/demo"
 ACCURACY_JSON = "accuracy_vs_hidden.json"
@@ -149,12 +152,35 @@ def report_appendix(results, wall_s: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_arguments(parser, command):
     """Arguments of `build.py demo`."""
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--quick", action="store_true",
                         help="tiny epochs and models, unrolled builds only (a few minutes; what the tests run)")
-    parser.add_argument("--jobs", type=int, default=2, help="stages run at once (default 2, one per core)")
+    parser.add_argument("--jobs", type=_positive_int, default=2, help="stages run at once (default 2, one per core)")
+
+
+def _write_demo_report(out_dir: Path, settings: DemoSettings, results, wall_s: float):
+    """report.md, builds.csv and the plots over the builds that finished (None when none did); prints the tables."""
+    builds = [d for d in build_directories(out_dir, settings) if (d / "summary.json").is_file()]
+    if not builds:
+        return None
+    files = write_report(builds, out_dir, title="psa-finn demo: ReLU against LERP-PSA ResMLP",
+                         intro=report_intro(out_dir, settings), appendix=report_appendix(results, wall_s))
+    if files.warnings:
+        print(f"{len(files.warnings)} warning(s) about the estimates (totals that undercount, nodes off hardware): "
+              f"see the Warnings section of {files.report}")
+    summaries = [load_build_summary(d) for d in builds]
+    print("\n" + report_intro(out_dir, settings))
+    print(markdown_table(comparison_rows(summaries, build_labels(summaries))))
+    return files
 
 
 def _print_locations(out_dir: Path, settings: DemoSettings, report_files) -> None:
@@ -172,7 +198,9 @@ def _print_locations(out_dir: Path, settings: DemoSettings, report_files) -> Non
             print(f"  {'':13s} build ({config}) {p[f'build_{config}']}")
     print(f"  accuracy      {out_dir / ACCURACY_JSON}")
     print(f"  logs          {out_dir / LOG_DIR}")
-    print(f"  notebooks     notebooks/*.ipynb (set PSA_FINN_DEMO_DIR={out_dir} if not {DEFAULT_OUT})")
+    default = (REPO_ROOT / DEFAULT_OUT).resolve()
+    hint = "" if out_dir == default else f" (with PSA_FINN_DEMO_DIR={out_dir})"
+    print(f"  notebooks     {REPO_ROOT / 'notebooks'}/*.ipynb{hint}")
 
 
 def run(args, command) -> int:
@@ -188,13 +216,7 @@ def run(args, command) -> int:
     else:
         print("yosys not found: no synthesis check of the LUT layers (install yosys to get one)")
     wall_s = time.monotonic() - start
-    builds = [d for d in build_directories(out_dir, settings) if (d / "summary.json").is_file()]
-    report_files = None
-    if builds:
-        report_files = write_report(builds, out_dir, title="psa-finn demo: ReLU against LERP-PSA ResMLP",
-                                    intro=report_intro(out_dir, settings), appendix=report_appendix(results, wall_s))
-        for warning in report_files.warnings:
-            print(f"warning: {warning}")
+    report_files = _write_demo_report(out_dir, settings, results, wall_s)
     write_text_atomic(out_dir / STAGES_JSON, json.dumps(
         {"quick": args.quick, "wall_s": round(wall_s, 1),
          "stages": [dict(name=r.name, status=r.status, seconds=round(r.seconds, 1), detail=r.detail)

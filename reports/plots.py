@@ -11,6 +11,8 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from reports.tables import relative_to_config_baseline
+
 PLOT_RESOURCES = (("lut", "LUT"), ("dsp", "DSP"), ("bram18", "BRAM18"), ("uram", "URAM"))
 
 
@@ -42,9 +44,11 @@ def resources_by_layer_figure(summaries, labels):
         ax.set_title(name)
         ax.set_xticks(range(len(summaries)), labels, rotation=30, ha="right")
         ax.grid(axis="y", alpha=0.3)
-    handles = [Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
-    fig.legend(handles, list(colours), loc="center right", fontsize="small", title="op type")
-    fig.suptitle("Estimated resources per layer (one segment per layer)")
+    drawn = [op for op in colours if any(getattr(layer, key) for s in summaries for layer in s.layers
+                                         if layer.op_type == op for key, _ in resources)]
+    handles = [Rectangle((0, 0), 1, 1, color=colours[op]) for op in drawn]
+    fig.legend(handles, drawn, loc="center right", fontsize="small", title="op type")
+    fig.suptitle("Estimated resources per layer (one segment per layer; layers estimated at zero are not drawn)")
     fig.tight_layout(rect=(0, 0, 1 - 2.3 / fig.get_figwidth(), 1))
     return fig
 
@@ -84,22 +88,6 @@ def resources_vs_fps_figure(summaries, labels):
     fig.suptitle("Resources against throughput")
     fig.tight_layout()
     return fig
-
-
-def relative_to_config_baseline(summaries, labels) -> dict:
-    """{config_name: [(label, {metric: value / first build's value})]}: the first build of each config is 1.0."""
-    metrics = {"FPS": lambda s: s.fps, "LUT": lambda s: s.lut, "DSP": lambda s: s.dsp,
-               "BRAM18": lambda s: s.bram18, "LUT+DSP": lambda s: s.luts_plus_dsp}
-    groups = {}
-    for summary, label in zip(summaries, labels, strict=True):
-        groups.setdefault(summary.config_name or "build", []).append((summary, label))
-    relative = {}
-    for config, members in groups.items():
-        base = members[0][0]
-        relative[config] = [
-            (label, {m: (f(s) / f(base) if f(base) else float("nan")) for m, f in metrics.items()})
-            for s, label in members]
-    return relative
 
 
 def baseline_vs_psa_figure(summaries, labels):

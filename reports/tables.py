@@ -6,6 +6,7 @@ The first build is the reference: `luts_plus_dsp_rel_first` is each build's LUT+
 
 import csv
 import io
+import math
 
 CSV_COLUMNS = ("build", "config_name", "fps", "latency_ns", "lut", "dsp", "bram18", "uram", "luts_plus_dsp",
                "luts_plus_dsp_rel_first", "all_nodes_on_hw", "path")
@@ -94,6 +95,35 @@ def _op_types_without_lut_estimate(summary) -> list:
     return sorted(op for op, layers in by_op.items()
                   if op not in summary.zero_estimate_ops and all(layer.lut == 0 for layer in layers)
                   and any(layer.dsp or layer.bram18 or layer.uram for layer in layers))
+
+
+def relative_to_config_baseline(summaries, labels) -> dict:
+    """{config_name: [(label, {metric: value / first build's value})]}: the first build of each config is 1.0."""
+    metrics = {"FPS": lambda s: s.fps, "LUT": lambda s: s.lut, "DSP": lambda s: s.dsp,
+               "BRAM18": lambda s: s.bram18, "LUT+DSP": lambda s: s.luts_plus_dsp}
+    groups = {}
+    for summary, label in zip(summaries, labels, strict=True):
+        groups.setdefault(summary.config_name or "build", []).append((summary, label))
+    relative = {}
+    for config, members in groups.items():
+        base = members[0][0]
+        relative[config] = [
+            (label, {m: (f(s) / f(base) if f(base) else float("nan")) for m, f in metrics.items()})
+            for s, label in members]
+    return relative
+
+
+def config_baseline_table(summaries, labels) -> str:
+    """Markdown table of relative_to_config_baseline: each build's figures over its config's first build."""
+    relative = relative_to_config_baseline(summaries, labels)
+    metrics = list(next(iter(relative.values()))[0][1])
+    lines = ["| config | build | " + " | ".join(f"{m} ratio" for m in metrics) + " |",
+             "|" + "---|" * (len(metrics) + 2)]
+    for config, members in relative.items():
+        for label, values in members:
+            cells = ["n/a" if math.isnan(values[m]) else f"{values[m]:.3f}" for m in metrics]
+            lines.append(f"| {config} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def op_type_table(summary) -> str:

@@ -16,6 +16,7 @@ from build_configs import finn_shims
 finn_shims.boot_finn("/tmp/psa_finn_test_build_transforms")
 
 from transforms.clamp_folding import ClampFoldingToDivisors  # noqa: E402
+from transforms.compose_thresholds import ComposeConsecutiveThresholds  # noqa: E402
 from transforms.fold_shuffles import FoldShuffles, shuffle_simd_candidates  # noqa: E402
 from transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant  # noqa: E402
 from transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast  # noqa: E402
@@ -183,3 +184,35 @@ def test_vivado_less_steps_names_every_skipped_step(monkeypatch):
     assert all("XILINX_VIVADO" in s["reason"] for s in skipped)
     monkeypatch.setenv("XILINX_VIVADO", "/opt/Xilinx/Vivado/2024.2")
     assert finn_shims.vivado_less_steps(steps) == (steps, [])
+
+
+def _two_threshold_model(fork=False):
+    first = np.sort(RNG.integers(-3000, 3000, size=(6, 255)), axis=1).astype(np.float32)
+    second = np.sort(RNG.uniform(-140, 140, size=(6, 15)), axis=1).astype(np.float32)
+    nodes = [helper.make_node("MultiThreshold", ["x", "ta"], ["n"], domain="qonnx.custom_op.general",
+                              out_dtype="INT8", out_bias=-128.0, data_layout="NWC", name="requant"),
+             helper.make_node("MultiThreshold", ["n", "tb"], ["y"], domain="qonnx.custom_op.general",
+                              out_dtype="INT4", out_bias=-8.0, data_layout="NWC", name="table")]
+    outputs = [("y", [1, 5, 6])]
+    if fork:
+        nodes.append(helper.make_node("Neg", ["n"], ["z"], name="other_consumer"))
+        outputs.append(("z", [1, 5, 6]))
+    return _model(nodes, [("x", [1, 5, 6])], outputs, [("ta", first), ("tb", second)], [("x", "INT16")])
+
+
+def test_monotone_table_thresholds_merge_into_the_requantizer_bit_exactly():
+    model = _two_threshold_model()
+    x = RNG.integers(-3200, 3200, size=(1, 5, 6)).astype(np.float32)
+    x[0, 0, :3] = [-32768, 32767, 0]
+    expected = _run(model, {"x": x})
+    merged = model.transform(ComposeConsecutiveThresholds())
+    assert [n.name for n in merged.graph.node] == ["table"]
+    assert merged.graph.node[0].input[0] == "x"
+    np.testing.assert_array_equal(_run(merged, {"x": x}), expected)
+    for value in (-32768, 32767):
+        probe = np.full((1, 5, 6), value, dtype=np.float32)
+        np.testing.assert_array_equal(_run(merged, {"x": probe}), _run(model, {"x": probe}))
+
+
+def test_requantizer_with_another_consumer_is_not_merged():
+    assert not ComposeConsecutiveThresholds().apply(_two_threshold_model(fork=True))[1]

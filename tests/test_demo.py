@@ -7,6 +7,7 @@ The stage-runner tests use `build.py report` over a synthetic build directory as
 import csv
 import json
 import os
+import shutil
 import time
 
 import pytest
@@ -87,6 +88,12 @@ def test_demo_stages_chain_each_model_from_training_to_builds(tmp_path):
                                                      tmp_path / "relu" / "folded", tmp_path / "lerp_psa" / "folded"]
 
 
+def test_demo_rejects_zero_jobs(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build.main(["demo", "--jobs", "0"])
+    assert exit_info.value.code == 2 and "must be at least 1, got 0" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     """Run `build.py demo --quick` (shared with tests/test_notebooks.py through the session's base temp folder)."""
@@ -113,6 +120,9 @@ def test_quick_demo_writes_report_and_every_stage_output(quick_demo):
     assert "| relu | 2 |" in report and "| lerp_psa | 1 |" in report
     for plot in ("resources_by_layer.png", "resources_vs_fps.png", "baseline_vs_psa.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
+    if shutil.which("yosys"):
+        assert "lerp_psa/unrolled: yosys synthesis of the LUT layers beside the estimates" in report
+        assert "synth_check_lerp_psa_unrolled" in [s["name"] for s in stages]
 
 
 @pytest.mark.slow

@@ -102,3 +102,15 @@ def test_missing_or_foreign_checkpoint(tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert "not a readable torch checkpoint" in error_of(capsys, "--checkpoint", str(tmp_path / "junk.pt"),
                                                          "--out", str(tmp_path / "m.onnx"))
+
+
+def test_cifar10_checkpoint_without_its_data_calibrates_on_random_images_when_asked(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = ResMLP("lerp_psa", 0.25, embed_dim=16, depth=1, **DATASET_GEOMETRY["cifar10"].model_kwargs())
+    save_checkpoint(tmp_path / "c.pt", model, dataset="cifar10")
+    args = ["--checkpoint", str(tmp_path / "c.pt"), "--out", str(tmp_path / "c.onnx"), "--data-dir",
+            str(tmp_path / "no_data"), "--calibration-batches", "1", "--batch-size", "8"]
+    message = error_of(capsys, *args)
+    assert "cifar" in message.lower() and not (tmp_path / "c.onnx").exists()
+    assert export(*args, "--calibration", "random") == 0
+    assert load_qonnx_model(tmp_path / "c.onnx").get_tensor_shape("global_in") == [1, 64, 48]

@@ -185,3 +185,17 @@ def test_whole_digits_test_set_full_width_models(digits, tmp_path):
             expected.append(qat(x_test).numpy())
     for out, ref in zip(execute_in_fresh_process(paths, patchify(x_test, 2).numpy(), tmp_path), expected):
         assert_same_outputs(out, ref)
+
+
+@pytest.mark.slow
+def test_finn_streamlines_the_relu_export_to_integer_matmuls(digits, tmp_path):
+    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
+    from finn.transformation.streamline.streamline_plus import StreamlinePlus
+
+    qat = digits_qat("relu", 8, digits[0], depth=1)
+    model = export_qonnx_model(qat, tmp_path / "m.onnx")
+    model = model.transform(ConvertQONNXtoFINN()).transform(StreamlinePlus())
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
+    assert len(matmuls) == 1 + 3 + 1  # embed, token, two channel, classifier
+    for node in matmuls + [n for n in model.graph.node if n.op_type == "Add"][:-1]:  # last Add: host dequant
+        assert all(model.get_tensor_datatype(i).is_integer() for i in node.input), node.name

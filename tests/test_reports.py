@@ -17,9 +17,10 @@ from models.grid import grid_points
 from reports.build_report import write_report
 from reports.build_summary import BuildSummaryError, build_labels, load_build_summary
 from reports.learned_functions import lerp_psa_nodes, sweep_lerp_psa_node
-from reports.plots import relative_to_config_baseline, resources_by_layer_figure
+from reports.plots import resources_by_layer_figure
 from reports.synth_check_table import synth_check_table
-from reports.tables import comparison_rows, csv_text, markdown_table, undercount_warnings
+from reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table,
+                            relative_to_config_baseline, undercount_warnings)
 
 
 def layer(name, op_type, cycles, lut, dsp=0, bram18=0, uram=0):
@@ -27,16 +28,16 @@ def layer(name, op_type, cycles, lut, dsp=0, bram18=0, uram=0):
 
 
 def write_build(path, layers, fps, latency_ns, config_name="unrolled", model="m/relu/lowered.onnx",
-                zero_estimate_ops=(), off_hw_nodes=(), **extra):
+                zero_estimate_ops=(), off_hw_nodes=(), skipped_steps=(), target_fps=None, **extra):
     """A build directory whose totals are the sums of `layers` (as build_configs/summary.py writes them)."""
     path.mkdir(parents=True)
     totals = {k: sum(entry[k] for entry in layers) for k in ("lut", "dsp", "bram18", "uram")}
     summary = dict(model=model, config=f"{config_name}.yaml", config_name=config_name, fpga_part="xcu50",
-                   clk_ns=5.0, target_fps=None, fps=fps, latency_ns=latency_ns,
+                   clk_ns=5.0, target_fps=target_fps, fps=fps, latency_ns=latency_ns,
                    max_cycles=max(entry["cycles"] for entry in layers),
                    **totals, luts_plus_dsp=totals["lut"] + totals["dsp"], all_nodes_on_hw=not off_hw_nodes,
                    off_hw_nodes=list(off_hw_nodes), host_nodes=[], layers=layers,
-                   zero_estimate_ops=list(zero_estimate_ops), skipped_steps=[], **extra)
+                   zero_estimate_ops=list(zero_estimate_ops), skipped_steps=list(skipped_steps), **extra)
     (path / "summary.json").write_text(json.dumps(summary))
     return path
 
@@ -110,6 +111,10 @@ def test_relative_to_config_baseline_groups_by_config(tmp_path, two_builds):
     (folded_label, alone), = relative["folded"]
     assert folded_label == "relu/folded" and alone["LUT"] == 1.0 and alone["DSP"] == 1.0
     assert math.isnan(alone["BRAM18"]), "no BRAM18 in the baseline: no ratio"
+    lines = config_baseline_table(summaries, build_labels(summaries)).splitlines()
+    assert lines[0] == "| config | build | FPS ratio | LUT ratio | DSP ratio | BRAM18 ratio | LUT+DSP ratio |"
+    assert lines[3] == "| unrolled | lerp_psa/unrolled | 2.000 | 0.700 | 1.250 | 1.833 | 0.750 |"
+    assert lines[4] == "| folded | relu/folded | 1.000 | 1.000 | 1.000 | n/a | 1.000 |"
 
 
 def test_stacked_layer_bars_add_up_to_each_layer(two_builds):
@@ -187,10 +192,16 @@ def test_cli_bad_directory_exits_2_with_message(tmp_path, capsys):
 
 
 def test_write_report_single_build_uses_its_name(tmp_path):
-    d = write_build(tmp_path / "only", [layer("MVAU_hls_0", "MVAU_hls", 100, 50)], fps=10.0, latency_ns=5.0)
+    d = write_build(tmp_path / "only", [layer("MVAU_hls_0", "MVAU_hls", 100, 50)], fps=10.0, latency_ns=5.0,
+                    target_fps=32051, skipped_steps=[{"step": "step_hw_ipgen", "reason": "no Vivado"},
+                                                     {"step": "step_create_stitched_ip", "reason": "no Vivado"}])
     files = write_report([d], tmp_path / "r")
     assert files.warnings == []
-    assert "| only | unrolled | 10 | 0.01 | 50 | 0 | 0 | 0 | 50 | 1.000 (+0.0 %) |" in files.report.read_text()
+    text = files.report.read_text()
+    assert "| only | unrolled | 10 | 0.01 | 50 | 0 | 0 | 0 | 50 | 1.000 (+0.0 %) |" in text
+    assert "target 32,051 FPS; 1 hardware layers." in text
+    assert "Not run (they need Vivado): step_hw_ipgen, step_create_stitched_ip." in text
+    assert "| config | build | FPS ratio |" not in text, "no ratio table for a single build"
 
 
 def lerp_psa_chain(table, in_scale=0.25, out_scale=0.5, bits=4):

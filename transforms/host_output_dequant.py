@@ -3,9 +3,9 @@
 After streamlining, the classifier's integer accumulators leave the last MVAU and a `Mul` (scale) and `Add` (bias)
 by constants turn them into float logits. `step_convert_to_hw` would map those to float ElementwiseMul/Add HW
 layers. `split_host_output_dequant(model)` cuts that tail off: it returns the model whose outputs are the integer
-tensors feeding the tail, and the tail (nodes, their constants, original outputs) for `attach_host_output_dequant` to put back after
-hardware conversion, where `step_create_dataflow_partition` leaves it outside the partition like any host-side
-post-processing.
+tensors feeding the tail, and the tail (nodes, their constants, original outputs) for `attach_host_output_dequant`
+to put back after hardware conversion, where `step_create_dataflow_partition` leaves it outside the partition like
+any host-side post-processing.
 """
 
 from copy import deepcopy

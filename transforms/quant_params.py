@@ -17,7 +17,6 @@ QUANT_OP_TYPES = ("Quant", "IntQuant")
 class QuantParams:
     """One Quant node's integer quantizer; scale/zeropt are float arrays of shape [] (per tensor) or [C]."""
 
-    node_name: str
     scale: np.ndarray
     zeropt: np.ndarray
     bits: int
@@ -90,6 +89,6 @@ def read_quant_params(model, node, channels: int, where: str) -> QuantParams:
     if bits < 2:
         raise ValueError(f"{where}: Quant node '{node.name}' has {bits} bit(s); lowering needs 2 bits or more")
     quant = getCustomOp(node)
-    return QuantParams(node_name=node.name, scale=scale, zeropt=zeropt, bits=bits,
+    return QuantParams(scale=scale, zeropt=zeropt, bits=bits,
                        signed=bool(quant.get_nodeattr("signed")), narrow=bool(quant.get_nodeattr("narrow")),
                        rounding_mode=str(quant.get_nodeattr("rounding_mode")))

@@ -5,7 +5,7 @@ cannot absorb the per-token scale and bias into the quantizer's thresholds there
 axis 1, while thresholds are per channel of the last axis. A per-tensor quantizer's thresholds are one row shared by
 every channel, so thresholding commutes with the Transpose. `MoveTransposePastSharedThreshold` rewrites
 
-    x -> Transpose(perm) -> MultiThreshold(T with one row) -> y     into     x -> MultiThreshold(T) -> Transpose(perm) -> y
+    x -> Transpose(perm) -> MultiThreshold(T with one row) -> y   into   x -> MultiThreshold(T) -> Transpose(perm) -> y
 
 after which `AbsorbAddIntoMultiThreshold` / `AbsorbMulIntoMultiThreshold` fold the per-token affine into per-token
 thresholds, and the MVAU that follows the quantizer is a plain integer layer.
