@@ -205,6 +205,13 @@ def run_kernel_bench(scale: float = DEFAULT_SCALE, repeats: int = KERNEL_REPEATS
     return report
 
 
+def readable_file_mode() -> int:
+    """0o666 less the process umask: what a plain open() would give (mkstemp creates files 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_json_atomic(path, payload) -> None:
     """Write `payload` as indented JSON to `path` via a temp file in the same folder and a rename."""
     path = Path(path)
@@ -214,6 +221,7 @@ def write_json_atomic(path, payload) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, indent=2)
             f.write("\n")
+        os.chmod(tmp, readable_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -28,10 +28,12 @@ SYNTH_CHECK_MODEL = "step_generate_estimate_reports.onnx"
 
 @dataclass(frozen=True)
 class DemoModel:
-    """One network of the demo: its variant and MLP hidden factor (hidden width = embed_dim * factor)."""
+    """One network of the demo: its variant, MLP hidden factor (hidden width = embed_dim * factor) and the
+    `build.py lower --mode` forms it is built in ("auto": MultiThreshold where monotone, else the full table)."""
 
     variant: str
     hidden_factor: float
+    lowerings: tuple = ("auto",)
 
 
 @dataclass(frozen=True)
@@ -48,19 +50,24 @@ class DemoSettings:
     build_stop_step: str = ""
     bench_seeds: int = 2
     bench_epochs: int = 15
-    models: tuple = (DemoModel("relu", 2.0), DemoModel("lerp_psa", 1.0))
+    models: tuple = (DemoModel("relu", 2.0), DemoModel("lerp_psa", 1.0, ("auto", "lerp64")))
 
     @classmethod
     def quick(cls):
         return cls(embed_dim=16, depth=1, epochs=2, qat_epochs=1, build_configs=("unrolled",),
-                   build_stop_step="step_generate_estimate_reports", bench_seeds=1, bench_epochs=1)
+                   build_stop_step="step_generate_estimate_reports", bench_seeds=1, bench_epochs=1,
+                   models=(DemoModel("relu", 2.0), DemoModel("lerp_psa", 1.0)))
 
 
 def model_paths(out_dir: Path, model: DemoModel) -> dict:
-    """Where the demo puts each file of one model (one folder per variant)."""
+    """Where the demo puts the trained and exported files of one model (one folder per variant)."""
     base = out_dir / model.variant
-    return dict(float=base / "float" / "model.pt", qat=base / "qat" / "model.pt", onnx=base / "model.onnx",
-                lowered=base / "lowered.onnx", **{f"build_{c}": base / c for c in ("unrolled", "folded")})
+    return dict(float=base / "float" / "model.pt", qat=base / "qat" / "model.pt", onnx=base / "model.onnx")
+
+
+def lowering_folder(out_dir: Path, model: DemoModel, lowering: str) -> Path:
+    """The folder of one lowered form of a model and its builds: the variant's own for "auto", else variant_mode."""
+    return out_dir / (model.variant if lowering == "auto" else f"{model.variant}_{lowering}")
 
 
 def demo_stages(out_dir: Path, settings: DemoSettings) -> list:
@@ -85,15 +92,20 @@ def demo_stages(out_dir: Path, settings: DemoSettings) -> list:
                             inputs=(p["float"],), outputs=(p["qat"],), after=(f"train_{name}",)))
         stages.append(Stage(f"export_{name}", ("export", "--checkpoint", str(p["qat"]), "--out", str(p["onnx"])),
                             inputs=(p["qat"],), outputs=(p["onnx"],), after=(f"qat_{name}",)))
-        stages.append(Stage(f"lower_{name}", ("lower", "--model", str(p["onnx"]), "--out", str(p["lowered"])),
-                            inputs=(p["onnx"],), outputs=(p["lowered"],), after=(f"export_{name}",)))
-        for config in settings.build_configs:
-            build_dir, config_file = p[f"build_{config}"], REPO_ROOT / "build_configs" / f"{config}.yaml"
-            stop = ("--stop-step", settings.build_stop_step) if settings.build_stop_step else ()
-            stages.append(Stage(f"build_{name}_{config}", ("build", "--model", str(p["lowered"]), "--config",
-                                                           str(config_file), "--out", str(build_dir), *stop),
-                                inputs=(p["lowered"], config_file), outputs=(build_dir / "summary.json",),
-                                after=(f"lower_{name}",)))
+        for lowering in model.lowerings:
+            folder = lowering_folder(out_dir, model, lowering)
+            lowered = folder / "lowered.onnx"
+            stages.append(Stage(f"lower_{folder.name}", ("lower", "--model", str(p["onnx"]), "--mode", lowering,
+                                                         "--out", str(lowered)),
+                                inputs=(p["onnx"],), outputs=(lowered,), after=(f"export_{name}",)))
+            for config in settings.build_configs:
+                build_dir, config_file = folder / config, REPO_ROOT / "build_configs" / f"{config}.yaml"
+                stop = ("--stop-step", settings.build_stop_step) if settings.build_stop_step else ()
+                stages.append(Stage(f"build_{folder.name}_{config}",
+                                    ("build", "--model", str(lowered), "--config", str(config_file),
+                                     "--out", str(build_dir), *stop),
+                                    inputs=(lowered, config_file), outputs=(build_dir / "summary.json",),
+                                    after=(f"lower_{folder.name}",)))
     return stages
 
 
@@ -116,8 +128,9 @@ def synth_check_stages(out_dir: Path, settings: DemoSettings) -> list:
 
 
 def build_directories(out_dir: Path, settings: DemoSettings) -> list:
-    """The demo's build directories in report order: per config, the ReLU baseline first, then LERP-PSA."""
-    return [model_paths(out_dir, m)[f"build_{c}"] for c in settings.build_configs for m in settings.models]
+    """The demo's build directories in report order: per config, the ReLU baseline first, then each LERP-PSA form."""
+    return [lowering_folder(out_dir, m, lowering) / c for c in settings.build_configs for m in settings.models
+            for lowering in m.lowerings]
 
 
 def _final_accuracy(checkpoint: Path):
@@ -140,6 +153,14 @@ def report_intro(out_dir: Path, settings: DemoSettings) -> str:
         accuracies = [_final_accuracy(p[k]) for k in ("float", "qat")]
         cells = ["-" if a is None else f"{a:.2f}" for a in accuracies]
         lines.append(f"| {model.variant} | {model.hidden_factor:g} | {cells[0]} | {cells[1]} |")
+    lines += ["", "Lowered forms: `<variant>` builds use `build.py lower --mode auto` (MultiThreshold where every "
+              "channel's table is monotone, else the full 2^b-entry table)"]
+    for model in settings.models:
+        for lowering in (m for m in model.lowerings if m != "auto"):
+            lines[-1] += (f"; `{lowering_folder(out_dir, model, lowering).name}` builds are the same {model.variant} "
+                          f"model lowered with `--mode {lowering}`")
+    lines[-1] += (" (lerp64: every 4th entry plus 2 interpolated fraction bits, the paper's hardware)."
+                  if any("lerp64" in m.lowerings for m in settings.models) else ".")
     return "\n".join(lines) + "\n"
 
 
@@ -192,10 +213,11 @@ def _print_locations(out_dir: Path, settings: DemoSettings, report_files) -> Non
             print(f"  plot          {plot}")
     for model in settings.models:
         p = model_paths(out_dir, model)
-        print(f"  {model.variant:13s} checkpoints {p['float']}, {p['qat']}")
-        print(f"  {'':13s} QONNX {p['onnx']}, lowered {p['lowered']}")
-        for config in settings.build_configs:
-            print(f"  {'':13s} build ({config}) {p[f'build_{config}']}")
+        print(f"  {model.variant:13s} checkpoints {p['float']}, {p['qat']}; QONNX {p['onnx']}")
+        for lowering in model.lowerings:
+            folder = lowering_folder(out_dir, model, lowering)
+            builds = ", ".join(str(folder / c) for c in settings.build_configs)
+            print(f"  {'':13s} lowered ({lowering}) {folder / 'lowered.onnx'}; builds {builds}")
     print(f"  accuracy      {out_dir / ACCURACY_JSON}")
     print(f"  logs          {out_dir / LOG_DIR}")
     default = (REPO_ROOT / DEFAULT_OUT).resolve()

@@ -2,6 +2,8 @@
 must see beside the numbers (totals that undercount, nodes left off hardware).
 
 The first build is the reference: `luts_plus_dsp_rel_first` is each build's LUT+DSP divided by the first one's.
+`relative_to_config_baseline` compares within each build config instead (the first build of a config is 1.0):
+in the demo, LERP-PSA over ReLU at the same folding.
 """
 
 import csv

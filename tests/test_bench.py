@@ -31,7 +31,7 @@ def test_kernel_models_follow_the_reference_workload():
 def test_kernel_bench_json(tmp_path, capsys):
     path = tmp_path / "kernels.json"
     assert build.main(["bench", "kernels", "--scale", "0.004", "--repeats", "1", "--json", str(path),
-                       "--device", "cpu"]) == 0
+                       "--device", "cpu", "--threads", str(torch.get_num_threads())]) == 0
     report = json.loads(path.read_text())
     assert report["rows"] == 33 and report["channels"] == CHANNELS
     for variant in KERNEL_VARIANTS:

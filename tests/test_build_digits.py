@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from build_configs.summary import SUMMARY_KEYS
@@ -91,10 +90,11 @@ def test_hw_model_in_python_mode_equals_lowered_model(builds, variant):
 
     _, _, x_test, _ = load_digits_split()
     result = compare_with_lowered(out, patchify(x_test[:3], 2).numpy())
+    # bit-exact against the integer FINN-ONNX model. Against the float QONNX model, a quantizer input exactly at a
+    # rounding tie (common: power-of-two scales) rounds half-to-even there and half-up in FINN's thresholds, so
+    # single codes can differ: only the classes must agree
     assert result["hw_vs_finn_onnx_max_abs_diff"] == 0.0
     assert result["same_argmax_as_lowered"]
-    lowered = result["outputs"]["lowered"]
-    assert result["hw_vs_lowered_max_abs_diff"] <= 0.05 * np.abs(lowered).max()
     if variant != "relu":
         summary = json.loads((out / "summary.json").read_text())
         assert any(layer["op_type"].startswith(("PerChannelLUT", "Thresholding")) for layer in summary["layers"])

@@ -73,19 +73,22 @@ def test_stage_graph_errors_are_named(tmp_path):
 def test_demo_stages_chain_each_model_from_training_to_builds(tmp_path):
     settings = DemoSettings()
     stages = {s.name: s for s in demo_stages(tmp_path, settings)}
-    for variant in ("relu", "lerp_psa"):
+    forms = {"relu": "relu", "lerp_psa": "lerp_psa", "lerp_psa_lerp64": "lerp_psa"}
+    for folder, variant in forms.items():
         for config in settings.build_configs:
-            build_stage = stages[f"build_{variant}_{config}"]
-            assert build_stage.outputs == (tmp_path / variant / config / "summary.json",)
+            build_stage = stages[f"build_{folder}_{config}"]
+            assert build_stage.outputs == (tmp_path / folder / config / "summary.json",)
             chain = [build_stage]
             while chain[-1].after:
                 chain.append(stages[chain[-1].after[0]])
             assert [s.name for s in chain][::-1] == [f"train_{variant}", f"qat_{variant}", f"export_{variant}",
-                                                     f"lower_{variant}", build_stage.name]
+                                                     f"lower_{folder}", build_stage.name]
             for later, earlier in zip(chain, chain[1:]):
                 assert set(earlier.outputs) <= set(later.inputs)
-    assert build_directories(tmp_path, settings) == [tmp_path / "relu" / "unrolled", tmp_path / "lerp_psa" / "unrolled",
-                                                     tmp_path / "relu" / "folded", tmp_path / "lerp_psa" / "folded"]
+    assert stages["lower_lerp_psa_lerp64"].command[-4:] == ("--mode", "lerp64", "--out",
+                                                              str(tmp_path / "lerp_psa_lerp64" / "lowered.onnx"))
+    assert build_directories(tmp_path, settings) == [tmp_path / f / c for c in ("unrolled", "folded") for f in forms]
+    assert len(stages) == 1 + 2 * 3 + 3 * 3, "bench, train/qat/export per model, lower + 2 builds per form"
 
 
 def test_demo_rejects_zero_jobs(capsys):
