@@ -10,49 +10,115 @@ buffers are kept only so that reference state dicts load strictly (and ours load
 computation takes the grid from models/grid.py (exact in any dtype), and loading buffer values that disagree with it
 is an error.
 
-In eval mode without autograd the table is cached together with a copy of every tensor it was computed from and
-reused only while those are still equal (value, dtype, device): it cannot go stale after `load_state_dict`, an
-optimiser step, `.to()` or any in-place edit.
+Table reuse. The table is computed once and reused by later forwards while every tensor it depends on is unchanged:
+the same objects, unchanged version counters (optimiser steps, `load_state_dict`, in-place edits), and equal values,
+dtype and device (which also catches `.to()` and edits through `.data`). Two cases:
+
+* not recorded by autograd (no_grad / inference mode, or no parameter requires grad), in either mode: the table is
+  detached, so reuse is always safe;
+* recorded by autograd, training mode only: forwards share one table, so a training step that applies the same
+  module several times (shared weights) evaluates the grid PSA and its backward once. The shared table is dropped
+  as soon as a backward passes through it (a tensor hook), so forward/backward/step loops, gradient accumulation,
+  `retain_graph=True` and `torch.autograd.grad` behave as without sharing. The one pattern that changes: two
+  training-mode outputs computed from one shared table and then back-propagated by separate `backward()` calls
+  without `retain_graph=True` -- the first call frees the table's graph, so the second raises a RuntimeError that
+  says so (back-propagate the sum of the losses once, or pass `retain_graph=True` to the earlier calls).
+
+A recorded forward in eval mode always computes a fresh table (plain PyTorch semantics for input-gradient work).
 """
+
+import functools
+import weakref
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from models.grid import LERP_GRID_RANGE, LERP_GRID_SIZE, grid_points
 from models.lerp import lerp_table
-from models.psa import PSA, PSA_EXPANSION, psa_terms
+from models.psa import PSA, PSA_EXPANSION
+
+SHARED_TABLE_FREED = (
+    "LerpPSA: backward through a grid table whose graph an earlier backward already freed. In training mode the "
+    "forwards of one LerpPSA share its grid table until a backward passes through it, so outputs computed before "
+    "that backward cannot be back-propagated by separate backward() calls: back-propagate the sum of the losses "
+    "once, or pass retain_graph=True to all but the last call")
+
+
+def _expansion_first(tensor):
+    """[C, E] -> [E, 1, C]: broadcasts against a [G, C] grid with the expansion axis leading."""
+    return tensor.t()[:, None, :]
 
 
 class GridPSAFunction(torch.autograd.Function):
     """PSA evaluated on a grid [G, C] -> table [G, C], with a hand-written backward over the grid only.
 
-    Saves the grid attention [G, C, E] and pre-affine output [G, C] (no batch dimension anywhere). No gradient for
-    the grid or epsilon (both buffers).
+    Computed with the expansion axis first, [E, G, C] with the softmax over dim 0: on CPU a softmax over a leading
+    axis vectorises across G * C, one over a trailing axis of E = 8 elements does not (about 18x slower). Saves the
+    attention [E, G, C] and the attention-weighted value mean m = sum_k a_k v_k [G, C] (no batch dimension
+    anywhere); the table is o_weight * grid * m + o_bias. No gradient for the grid or epsilon (both buffers).
     """
 
     @staticmethod
     def forward(ctx, grid, v_weight, q_weight, q_bias, o_weight, o_bias, epsilon):
-        attention, pre_affine, table = psa_terms(grid, v_weight, q_weight, q_bias, o_weight, o_bias, epsilon)
-        ctx.save_for_backward(grid, v_weight, q_weight, q_bias, o_weight, epsilon, attention, pre_affine)
-        return table
+        width2 = _expansion_first(q_weight * q_weight + epsilon)
+        logits = (grid - _expansion_first(q_bias)).square_().div_(width2).neg_()
+        attention = torch.softmax(logits, dim=0)
+        value_mean = (attention * _expansion_first(v_weight)).sum(dim=0)
+        ctx.save_for_backward(grid, v_weight, q_weight, q_bias, o_weight, epsilon, attention, value_mean)
+        return o_weight * (grid * value_mean) + o_bias
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_table):
-        grid, v_weight, q_weight, q_bias, o_weight, epsilon, attention, pre_affine = ctx.saved_tensors
+        try:
+            saved = ctx.saved_tensors
+        except RuntimeError as error:
+            raise RuntimeError(f"{SHARED_TABLE_FREED} ({error})") from error
+        grid, v_weight, q_weight, q_bias, o_weight, epsilon, attention, value_mean = saved
         grad_o_bias = grad_table.sum(dim=0)
-        grad_o_weight = (grad_table * pre_affine).sum(dim=0)
-        grad_pre = (grad_table * o_weight).unsqueeze(-1)                      # [G, C, 1]
-        xe = grid.unsqueeze(-1)                                               # [G, C, 1]
-        grad_v_weight = (grad_pre * attention * xe).sum(dim=0)
-        grad_attention = grad_pre * (xe * v_weight)                           # [G, C, E]
-        grad_logits = attention * (grad_attention - (grad_attention * attention).sum(dim=-1, keepdim=True))
+        grad_o_weight = (grad_table * grid * value_mean).sum(dim=0)
+        grad_mean = grad_table * o_weight * grid                              # dL/dm [G, C]
+        weighted = attention * grad_mean                                      # [E, G, C]
+        grad_v_weight = weighted.sum(dim=1).t()
+        grad_logits = weighted * (_expansion_first(v_weight) - value_mean)    # softmax backward: a_k (v_k - m) dL/dm
+        diff = grid - _expansion_first(q_bias)
+        grad_diff = grad_logits * diff                                        # logit_k = -diff^2 / width2
         width2 = q_weight * q_weight + epsilon
-        diff = xe - q_bias
-        grad_scores = -grad_logits
-        grad_q_bias = (grad_scores * (-2.0 * diff / width2)).sum(dim=0)
-        grad_q_weight = (grad_scores * (-2.0 * diff * diff * q_weight / (width2 * width2))).sum(dim=0)
+        grad_q_bias = 2.0 * grad_diff.sum(dim=1).t() / width2
+        grad_q_weight = 2.0 * (grad_diff * diff).sum(dim=1).t() * q_weight / (width2 * width2)
         return None, grad_v_weight, grad_q_weight, grad_q_bias, grad_o_weight, grad_o_bias, None
+
+
+class _TableCache:
+    """A grid table with the tensors it was computed from (the objects, their versions and a copy of the values)."""
+
+    __slots__ = ("sources", "versions", "requires_grad", "snapshot", "table", "__weakref__")
+
+    def __init__(self, sources, table):
+        self.sources = sources
+        self.versions = tuple(s._version for s in sources)
+        self.requires_grad = tuple(s.requires_grad for s in sources)
+        self.snapshot = tuple(s.detach().clone() for s in sources)
+        self.table = table
+
+    def matches(self, sources, recorded: bool) -> bool:
+        """Whether `table` is what these sources give now, and usable by a forward that is (not) `recorded`."""
+        if recorded != self.table.requires_grad:
+            return False
+        if self.table.is_inference() and not torch.is_inference_mode_enabled():
+            return False
+        if recorded and not all(s is c and s._version == v and s.requires_grad == r for s, c, v, r in
+                                zip(sources, self.sources, self.versions, self.requires_grad)):
+            return False
+        return all(s.dtype == c.dtype and s.device == c.device and torch.equal(s, c)
+                   for s, c in zip(sources, self.snapshot))
+
+
+def _drop_shared_table(module_ref, cache_ref, grad):
+    """Tensor hook on a shared table: a backward reached it, so later forwards must compute a new table."""
+    module = module_ref()
+    if module is not None and module._cache is cache_ref():
+        module._cache = None
 
 
 class LerpPSA(PSA):
@@ -93,19 +159,24 @@ class LerpPSA(PSA):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _grid_table(self):
-        """The [G, C] grid table, reused from the eval cache while every tensor it depends on is unchanged."""
+        """The [G, C] grid table, reused while every tensor it depends on is unchanged (see the module docstring)."""
         sources = self.function_parameters()
-        use_cache = not self.training and not (torch.is_grad_enabled() and any(s.requires_grad for s in sources))
-        if use_cache and self._cache is not None:
-            snapshot, table = self._cache
-            usable = torch.is_inference_mode_enabled() or not table.is_inference()
-            if usable and all(s.dtype == c.dtype and s.device == c.device and torch.equal(s, c)
-                              for s, c in zip(sources, snapshot)):
-                return table
+        recorded = torch.is_grad_enabled() and any(s.requires_grad for s in sources)
+        reusable = self.training or not recorded
+        if reusable and self._cache is not None and self._cache.matches(sources, recorded):
+            return self._cache.table
         grid = self._grid_columns(self.v_weight.dtype, self.v_weight.device)
         table = GridPSAFunction.apply(grid, *sources)
-        self._cache = (tuple(s.detach().clone() for s in sources), table.detach()) if use_cache else None
-        return table
+        if not reusable:
+            return table
+        self._cache = _TableCache(sources, table if recorded else table.detach())
+        if recorded:
+            table.register_hook(functools.partial(_drop_shared_table, weakref.ref(self), weakref.ref(self._cache)))
+        return self._cache.table
+
+    def __getstate__(self):
+        """Copies and pickles leave the table cache behind (a recorded table cannot be deep-copied)."""
+        return dict(super().__getstate__(), _cache=None)
 
     def forward(self, x):
         return lerp_table(x, self._grid_table().t(), self.grid_range, self.save_memory)

@@ -1,11 +1,11 @@
 """`build.py demo [--out DIR] [--quick]`: the whole flow on the built-in digits data, end to end.
 
 Trains a small ReLU ResMLP and a small LERP-PSA ResMLP (the paper's comparison: the PSA model with half the hidden
-width), fine-tunes both with quantization-aware training, exports them to QONNX, lowers the LerpPSA nodes, runs
-finn-plus estimate builds (fully unrolled and folded), synthesises the LUT layers with yosys when it is installed,
-measures accuracy against hidden size, and writes the report (report.md, builds.csv, plots) into DIR. Every stage is a `build.py` subcommand run by `reports.stage_runner`, so a
-second run skips what is already done. `--quick` (tiny epochs, unrolled builds only) is what the tests run.
-"""
+width), fine-tunes both with quantization-aware training, exports them to QONNX, lowers the LerpPSA nodes (auto, and
+lerp64 as the paper's hardware), runs finn-plus estimate builds (fully unrolled and folded), synthesises the LUT
+layers with yosys when it is installed, measures accuracy against hidden size, and writes the report (report.md,
+builds.csv, plots) into DIR. Every stage is a `build.py` subcommand run by `reports.stage_runner`, so a second run
+skips what is already done. `--quick` (tiny epochs and models, auto lowering, unrolled builds) is what the tests run."""
 
 import argparse
 import json
@@ -17,6 +17,7 @@ from pathlib import Path
 from reports.atomic_write import write_text_atomic
 from reports.build_report import write_report
 from reports.build_summary import build_labels, load_build_summary
+from reports.onnx_accuracy import onnx_accuracies
 from reports.stage_runner import LOG_DIR, REPO_ROOT, Stage, run_stages
 from reports.tables import comparison_rows, markdown_table
 
@@ -24,6 +25,7 @@ DEFAULT_OUT = "out/demo"
 ACCURACY_JSON = "accuracy_vs_hidden.json"
 STAGES_JSON = "demo_stages.json"
 SYNTH_CHECK_MODEL = "step_generate_estimate_reports.onnx"
+ONNX_ACCURACY_JSON = "onnx_accuracy.json"
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,12 @@ def demo_stages(out_dir: Path, settings: DemoSettings) -> list:
                                 inputs=(p["onnx"],), outputs=(lowered,), after=(f"export_{name}",)))
             for config in settings.build_configs:
                 build_dir, config_file = folder / config, REPO_ROOT / "build_configs" / f"{config}.yaml"
+                config_files = tuple(sorted(config_file.parent.glob(f"{config}*")))  # e.g. folded_folding.json
                 stop = ("--stop-step", settings.build_stop_step) if settings.build_stop_step else ()
                 stages.append(Stage(f"build_{folder.name}_{config}",
                                     ("build", "--model", str(lowered), "--config", str(config_file),
                                      "--out", str(build_dir), *stop),
-                                    inputs=(lowered, config_file), outputs=(build_dir / "summary.json",),
+                                    inputs=(lowered, *config_files), outputs=(build_dir / "summary.json",),
                                     after=(f"lower_{folder.name}",)))
     return stages
 
@@ -144,23 +147,28 @@ def _final_accuracy(checkpoint: Path):
 
 
 def report_intro(out_dir: Path, settings: DemoSettings) -> str:
-    """The demo's opening of report.md: the models and their test accuracies (float, then after QAT)."""
+    """The demo's opening of report.md: the models' test accuracies (float, after QAT, exported) and those of the
+    lowered forms that went into the builds."""
+    lowered = {lowering_folder(out_dir, m, lowering) / "lowered.onnx": (m, lowering)
+               for m in settings.models for lowering in m.lowerings}
+    onnx = onnx_accuracies([*(model_paths(out_dir, m)["onnx"] for m in settings.models), *lowered],
+                           out_dir / ONNX_ACCURACY_JSON)
+
+    def cell(accuracy):
+        return "-" if accuracy is None else f"{accuracy:.2f}"
+
     lines = [f"ResMLPs on scikit-learn digits (8x8, patch 2): embed_dim {settings.embed_dim}, depth {settings.depth}, "
-             f"{settings.epochs} float + {settings.qat_epochs} QAT epochs, 8-bit.", "",
-             "| model | hidden factor | float accuracy (%) | QAT accuracy (%) |", "|---|---|---|---|"]
+             f"{settings.epochs} float + {settings.qat_epochs} QAT epochs, 8-bit. Test accuracy (%, 360 digits):", "",
+             "| model | hidden factor | float | QAT | exported QONNX |", "|---|---|---|---|---|"]
     for model in settings.models:
         p = model_paths(out_dir, model)
-        accuracies = [_final_accuracy(p[k]) for k in ("float", "qat")]
-        cells = ["-" if a is None else f"{a:.2f}" for a in accuracies]
-        lines.append(f"| {model.variant} | {model.hidden_factor:g} | {cells[0]} | {cells[1]} |")
-    lines += ["", "Lowered forms: `<variant>` builds use `build.py lower --mode auto` (MultiThreshold where every "
-              "channel's table is monotone, else the full 2^b-entry table)"]
-    for model in settings.models:
-        for lowering in (m for m in model.lowerings if m != "auto"):
-            lines[-1] += (f"; `{lowering_folder(out_dir, model, lowering).name}` builds are the same {model.variant} "
-                          f"model lowered with `--mode {lowering}`")
-    lines[-1] += (" (lerp64: every 4th entry plus 2 interpolated fraction bits, the paper's hardware)."
-                  if any("lerp64" in m.lowerings for m in settings.models) else ".")
+        lines.append(f"| {model.variant} | {model.hidden_factor:g} | {cell(_final_accuracy(p['float']))} "
+                     f"| {cell(_final_accuracy(p['qat']))} | {cell(onnx.get(str(p['onnx'])))} |")
+    lines += ["", "| lowered form (builds) | `build.py lower --mode` | test accuracy |", "|---|---|---|"]
+    for path, (model, lowering) in lowered.items():
+        lines.append(f"| {path.parent.name} | {lowering} | {cell(onnx.get(str(path)))} |")
+    lines += ["", "auto: MultiThreshold where every channel's table is monotone, else the full 2^b-entry table; "
+              "lerp64: every 4th entry plus 2 interpolated fraction bits, as the paper's hardware."]
     return "\n".join(lines) + "\n"
 
 
@@ -186,6 +194,8 @@ def add_arguments(parser, command):
     parser.add_argument("--quick", action="store_true",
                         help="tiny epochs and models, unrolled builds only (a few minutes; what the tests run)")
     parser.add_argument("--jobs", type=_positive_int, default=2, help="stages run at once (default 2, one per core)")
+    parser.add_argument("--force", action="store_true",
+                        help="run every stage again, also those whose outputs are up to date (after a code change)")
 
 
 def _write_demo_report(out_dir: Path, settings: DemoSettings, results, wall_s: float):
@@ -193,13 +203,14 @@ def _write_demo_report(out_dir: Path, settings: DemoSettings, results, wall_s: f
     builds = [d for d in build_directories(out_dir, settings) if (d / "summary.json").is_file()]
     if not builds:
         return None
-    files = write_report(builds, out_dir, title="psa-finn demo: ReLU against LERP-PSA ResMLP",
-                         intro=report_intro(out_dir, settings), appendix=report_appendix(results, wall_s))
+    intro = report_intro(out_dir, settings)
+    files = write_report(builds, out_dir, title="psa-finn demo: ReLU against LERP-PSA ResMLP", intro=intro,
+                         appendix=report_appendix(results, wall_s))
     if files.warnings:
         print(f"{len(files.warnings)} warning(s) about the estimates (totals that undercount, nodes off hardware): "
               f"see the Warnings section of {files.report}")
     summaries = [load_build_summary(d) for d in builds]
-    print("\n" + report_intro(out_dir, settings))
+    print("\n" + intro)
     print(markdown_table(comparison_rows(summaries, build_labels(summaries))))
     return files
 
@@ -232,9 +243,9 @@ def run(args, command) -> int:
     start = time.monotonic()
     print(f"psa-finn demo -> {out_dir} ({'quick' if args.quick else 'full'} run; "
           f"stages already done are skipped)", flush=True)
-    results = run_stages(demo_stages(out_dir, settings), out_dir, jobs=args.jobs)
+    results = run_stages(demo_stages(out_dir, settings), out_dir, jobs=args.jobs, force=args.force)
     if shutil.which("yosys"):
-        results += run_stages(synth_check_stages(out_dir, settings), out_dir, jobs=args.jobs)
+        results += run_stages(synth_check_stages(out_dir, settings), out_dir, jobs=args.jobs, force=args.force)
     else:
         print("yosys not found: no synthesis check of the LUT layers (install yosys to get one)")
     wall_s = time.monotonic() - start

@@ -29,10 +29,10 @@ SWEPT_FORMS = {"full": "full", "lerp64": "lerp64", "MultiThreshold": "threshold"
 class FunctionSweep:
     """One LerpPSA node over all input codes: inputs [K, C] (real values) and outputs [K, C] per form.
 
-    `output_scale` ([] or [C]) is the output quantizer's step: output differences divided by it are in codes.
-
-    `outputs["exported"]` is the exported Quant -> LerpPSA -> Quant; the other keys are the lowered forms.
-    A form that cannot represent the node (MultiThreshold of a non-monotone table) is in `unavailable` with why.
+    `float_outputs` is the LerpPSA function before the output quantizer. `outputs["exported"]` is the exported
+    Quant -> LerpPSA -> Quant; the other keys are the lowered forms. A form that cannot represent the node
+    (MultiThreshold of a non-monotone table) is in `unavailable` with the reason. `output_scale` ([] or [C]) is the
+    output quantizer's step: output differences divided by it are in codes.
     """
 
     node: str
@@ -68,7 +68,7 @@ def single_function_model(model, name, rows: int) -> ModelWrapper:
     channels = model.get_initializer(node.input[1]).shape[0]
     x = helper.make_tensor_value_info(quant_in.input[0], TensorProto.FLOAT, [1, rows, channels])
     y = helper.make_tensor_value_info(consumers[0].output[0], TensorProto.FLOAT, [1, rows, channels])
-    initializers = [name for n in nodes for name in n.input if model.get_initializer(name) is not None]
+    initializers = [tensor for n in nodes for tensor in n.input if model.get_initializer(tensor) is not None]
     graph = helper.make_graph(nodes, f"{name}_alone", [x], [y])
     small = ModelWrapper(qonnx_make_model(graph, opset_imports=list(model.model.opset_import)))
     for tensor in initializers:

@@ -130,8 +130,10 @@ def _run_stage(work_dir: Path, stage: Stage, console: _Console, env: dict) -> St
     return StageResult(stage.name, "done", seconds, log)
 
 
-def run_stages(stages, work_dir, jobs: int = 2, stream=None) -> list:
-    """Run `stages` (dependencies through `after`), at most `jobs` at a time; returns a StageResult per stage."""
+def run_stages(stages, work_dir, jobs: int = 2, stream=None, force: bool = False) -> list:
+    """Run `stages` (dependencies through `after`), at most `jobs` at a time; returns a StageResult per stage.
+
+    With `force`, stages run even when they are up to date."""
     work_dir = Path(work_dir)
     names = [s.name for s in stages]
     unknown = {dep for s in stages for dep in s.after} - set(names)
@@ -151,7 +153,7 @@ def run_stages(stages, work_dir, jobs: int = 2, stream=None) -> list:
                     results[stage.name] = StageResult(stage.name, "blocked", detail="a stage it needs failed")
                     console.line(f"[{len(results)}/{total}] {stage.name}: blocked (a stage it needs failed)")
                 elif all(dep in results for dep in stage.after) and len(running) < jobs:
-                    if is_up_to_date(work_dir, stage):
+                    if not force and is_up_to_date(work_dir, stage):
                         results[stage.name] = StageResult(stage.name, "skipped", _recorded_seconds(work_dir, stage))
                         console.line(f"[{len(results)}/{total}] {stage.name}: up to date, skipped")
                     else:

@@ -69,24 +69,30 @@ def markdown_table(rows) -> str:
 
 
 def undercount_warnings(summaries, labels) -> list:
-    """One line per build and reason its totals are too low: op types estimated at zero in every resource, op types
-    with no LUT estimate (e.g. MVAU_rtl), nodes left off hardware."""
-    warnings = []
+    """One line per reason some totals are too low, naming the builds it holds for: op types estimated at zero in
+    every resource, op types with no LUT estimate (e.g. MVAU_rtl), nodes left off hardware."""
+    builds_by_reason = {}
     for summary, label in zip(summaries, labels, strict=True):
-        if summary.zero_estimate_ops:
-            ops = set(summary.zero_estimate_ops)
-            layers = sum(1 for layer in summary.layers if layer.op_type in ops)
-            warnings.append(f"{label}: totals undercount: finn-plus estimates zero resources for "
-                            f"{', '.join(sorted(ops))} ({layers} layer(s)); FIFOs are not counted either")
-        partly_zero = _op_types_without_lut_estimate(summary)
-        if partly_zero:
-            warnings.append(f"{label}: LUT total undercounts: finn-plus estimates zero LUTs (but some DSP/BRAM/URAM) "
-                            f"for every {', '.join(partly_zero)} layer")
-        if not summary.all_nodes_on_hw:
-            nodes = ", ".join(summary.off_hw_nodes) or "see summary.json"
-            warnings.append(f"{label}: not every node is on hardware ({nodes}); totals cover the hardware "
-                            f"partition only")
-    return warnings
+        for reason in _undercount_reasons(summary):
+            builds_by_reason.setdefault(reason, []).append(label)
+    return [f"{', '.join(builds)}: {reason}" for reason, builds in builds_by_reason.items()]
+
+
+def _undercount_reasons(summary) -> list:
+    reasons = []
+    if summary.zero_estimate_ops:
+        ops = set(summary.zero_estimate_ops)
+        layers = sum(1 for layer in summary.layers if layer.op_type in ops)
+        reasons.append(f"totals undercount: finn-plus estimates zero resources for {', '.join(sorted(ops))} "
+                       f"({layers} layer(s)); FIFOs are not counted either")
+    partly_zero = _op_types_without_lut_estimate(summary)
+    if partly_zero:
+        reasons.append(f"LUT total undercounts: finn-plus estimates zero LUTs (but some DSP/BRAM/URAM) for every "
+                       f"{', '.join(partly_zero)} layer")
+    if not summary.all_nodes_on_hw:
+        nodes = ", ".join(summary.off_hw_nodes) or "see summary.json"
+        reasons.append(f"not every node is on hardware ({nodes}); totals cover the hardware partition only")
+    return reasons
 
 
 def _op_types_without_lut_estimate(summary) -> list:

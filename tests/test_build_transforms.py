@@ -39,6 +39,7 @@ def _model(nodes, inputs, outputs, initializers=(), datatypes=()):
 
 
 def _run(model, feed):
+    assert set(feed) == {i.name for i in model.graph.input}, "feed every graph input by its name"
     return execute_onnx(model, feed)[model.graph.output[0].name]
 
 
@@ -216,3 +217,33 @@ def test_monotone_table_thresholds_merge_into_the_requantizer_bit_exactly():
 
 def test_requantizer_with_another_consumer_is_not_merged():
     assert not ComposeConsecutiveThresholds().apply(_two_threshold_model(fork=True))[1]
+
+
+def test_lean_streamline_plus_gives_the_stock_graph():
+    from finn.transformation.streamline.streamline_plus import StreamlinePlus
+
+    from transforms.lean_composed import apply_lean
+
+    thresholds = np.sort(RNG.normal(size=(1, 15)) * 30, axis=1).astype(np.float32)
+    nodes = [helper.make_node("MultiThreshold", ["x", "t0"], ["q"], domain="qonnx.custom_op.general",
+                              out_dtype="UINT4", name="quant_in"),
+             helper.make_node("Mul", ["q", "s0"], ["qs"], name="scale_in"),
+             helper.make_node("MatMul", ["qs", "w"], ["acc"], name="mm"),
+             helper.make_node("Mul", ["acc", "s1"], ["accs"], name="scale_w"),
+             helper.make_node("Add", ["accs", "b"], ["pre"], name="bias"),
+             helper.make_node("MultiThreshold", ["pre", "t1"], ["y"], domain="qonnx.custom_op.general",
+                              out_dtype="UINT4", name="quant_out")]
+    model = _model(nodes, [("x", [1, 3, 8])], [("y", [1, 3, 8])],
+                   [("t0", thresholds), ("s0", np.array(0.5)), ("w", _int8([8, 8])), ("s1", np.array(0.25)),
+                    ("b", RNG.normal(size=8)), ("t1", thresholds * 4)], [("w", "INT8")])
+    x = RNG.normal(size=(1, 3, 8)).astype(np.float32) * 30
+    stock = model.transform(StreamlinePlus())
+    lean = apply_lean(model, StreamlinePlus())
+    assert [(n.op_type, list(n.input)) for n in lean.graph.node] == [(n.op_type, list(n.input))
+                                                                      for n in stock.graph.node]
+    assert "Mul" not in [n.op_type for n in lean.graph.node]
+    for init in stock.graph.initializer:
+        np.testing.assert_array_equal(lean.get_initializer(init.name), stock.get_initializer(init.name))
+    expected = _run(model, {"x": x})
+    for streamlined in (lean, stock):
+        np.testing.assert_array_equal(_run(streamlined, {streamlined.graph.input[0].name: x}), expected)

@@ -7,14 +7,15 @@ The stage-runner tests use `build.py report` over a synthetic build directory as
 import csv
 import json
 import os
+import re
 import shutil
 import time
 
 import pytest
 
 import build
-from reports.demo import STAGES_JSON, DemoSettings, build_directories, demo_stages
-from reports.stage_runner import LOG_DIR, Stage, is_up_to_date, run_stages
+from reports.demo import ONNX_ACCURACY_JSON, STAGES_JSON, DemoSettings, build_directories, demo_stages
+from reports.stage_runner import LOG_DIR, REPO_ROOT, Stage, is_up_to_date, run_stages
 
 QUICK_DEMO_DIR = "quick_demo"
 
@@ -40,6 +41,7 @@ def test_stage_runs_then_is_skipped_until_its_input_or_command_changes(tmp_path)
     assert [r.status for r in run_stages([stage], tmp_path, jobs=1)] == ["done"]
     assert (tmp_path / "r" / "report.md").is_file() and (tmp_path / LOG_DIR / "report_b.log").is_file()
     assert [r.status for r in run_stages([stage], tmp_path, jobs=1)] == ["skipped"]
+    assert [r.status for r in run_stages([stage], tmp_path, jobs=1, force=True)] == ["done"]
     later = time.time() + 10
     os.utime(build_dir / "summary.json", (later, later))
     assert not is_up_to_date(tmp_path, stage)
@@ -85,10 +87,12 @@ def test_demo_stages_chain_each_model_from_training_to_builds(tmp_path):
                                                      f"lower_{folder}", build_stage.name]
             for later, earlier in zip(chain, chain[1:]):
                 assert set(earlier.outputs) <= set(later.inputs)
+            assert REPO_ROOT / "build_configs" / f"{config}.yaml" in build_stage.inputs
     assert stages["lower_lerp_psa_lerp64"].command[-4:] == ("--mode", "lerp64", "--out",
                                                               str(tmp_path / "lerp_psa_lerp64" / "lowered.onnx"))
     assert build_directories(tmp_path, settings) == [tmp_path / f / c for c in ("unrolled", "folded") for f in forms]
     assert len(stages) == 1 + 2 * 3 + 3 * 3, "bench, train/qat/export per model, lower + 2 builds per form"
+    assert REPO_ROOT / "build_configs" / "folded_folding.json" in stages["build_relu_folded"].inputs
 
 
 def test_demo_rejects_zero_jobs(capsys):
@@ -120,7 +124,10 @@ def test_quick_demo_writes_report_and_every_stage_output(quick_demo):
     assert [r["build"] for r in rows] == ["relu/unrolled", "lerp_psa/unrolled"]
     assert all(float(r["fps"]) > 0 and float(r["lut"]) > 0 for r in rows)
     report = (out / "report.md").read_text()
-    assert "| relu | 2 |" in report and "| lerp_psa | 1 |" in report
+    assert re.search(r"\| relu \| 2 \| \d+\.\d\d \| \d+\.\d\d \| \d+\.\d\d \|", report), "float, QAT, QONNX accuracy"
+    assert re.search(r"\| lerp_psa \| auto \| \d+\.\d\d \|", report), "accuracy of the lowered model"
+    cached = json.loads((out / ONNX_ACCURACY_JSON).read_text())
+    assert set(cached) == {str(out / v / f) for v in ("relu", "lerp_psa") for f in ("model.onnx", "lowered.onnx")}
     for plot in ("resources_by_layer.png", "resources_vs_fps.png", "baseline_vs_psa.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
     if shutil.which("yosys"):
@@ -131,10 +138,12 @@ def test_quick_demo_writes_report_and_every_stage_output(quick_demo):
 @pytest.mark.slow
 def test_quick_demo_rerun_reuses_every_stage(quick_demo, capsys):
     out, _, _ = quick_demo
+    cached = (out / ONNX_ACCURACY_JSON).read_text()
     start = time.monotonic()
     assert build.main(["demo", "--quick", "--out", str(out)]) == 0
     assert time.monotonic() - start < 60
     stages = json.loads((out / STAGES_JSON).read_text())["stages"]
     assert [s["status"] for s in stages] == ["skipped"] * len(stages)
+    assert (out / ONNX_ACCURACY_JSON).read_text() == cached, "unchanged models are not evaluated again"
     printed = capsys.readouterr().out
     assert "Where everything is:" in printed and str(out / "report.md") in printed

@@ -1,6 +1,5 @@
 """`build.py export`: random-init and checkpoint exports, and the clear errors of issue 4 item 6."""
 
-import pytest
 import torch
 
 import build

@@ -11,7 +11,6 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
-from qonnx.core.modelwrapper import ModelWrapper
 
 from export.onnx_eval import evaluate_onnx, load_qonnx_model
 from export.qat import to_qat_model

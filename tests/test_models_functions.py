@@ -270,9 +270,9 @@ def saved_bytes(module, x):
 def test_lerp_psa_saved_memory_per_activation_does_not_grow_with_expansion(save_memory, bytes_per_element):
     channels, small, large = 32, torch.randn(4, 16, 32, requires_grad=True), torch.randn(8, 16, 32, requires_grad=True)
     extra_elements = large.numel() - small.numel()
-    for expansion in (2, 16):
-        module = LerpPSA(channels, expansion, save_memory=save_memory)
-        growth = saved_bytes(module, large) - saved_bytes(module, small)
+    for expansion in (2, 16):   # fresh modules: a second training forward would share the first one's grid table
+        growth = saved_bytes(LerpPSA(channels, expansion, save_memory=save_memory), large) - \
+            saved_bytes(LerpPSA(channels, expansion, save_memory=save_memory), small)
         # uint8 segment index + float32 fraction (or the float32 input with save_memory), whatever E is
         assert growth == bytes_per_element * extra_elements
     exact = PSA(channels, 16)   # the plain formula for comparison: grows with the expansion

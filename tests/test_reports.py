@@ -98,6 +98,17 @@ def test_warnings_name_zero_estimate_ops_and_off_hardware_nodes(tmp_path, two_bu
     assert "| partial (*) |" in table and "hardware partition only" in table
 
 
+def test_warnings_shared_by_builds_come_once_naming_them(tmp_path):
+    layers = [layer("MVAU_rtl_0", "MVAU_rtl", 10, 0, dsp=3), layer("ElementwiseAdd_hls_0", "ElementwiseAdd_hls", 10, 0)]
+    dirs = [write_build(tmp_path / name, layers, fps=1.0, latency_ns=1.0, zero_estimate_ops=["ElementwiseAdd_hls"])
+            for name in ("a", "b")]
+    summaries = [load_build_summary(d) for d in dirs]
+    assert undercount_warnings(summaries, build_labels(summaries)) == [
+        "a, b: totals undercount: finn-plus estimates zero resources for ElementwiseAdd_hls (1 layer(s)); FIFOs are "
+        "not counted either",
+        "a, b: LUT total undercounts: finn-plus estimates zero LUTs (but some DSP/BRAM/URAM) for every MVAU_rtl layer"]
+
+
 def test_relative_to_config_baseline_groups_by_config(tmp_path, two_builds):
     folded = write_build(tmp_path / "demo" / "relu" / "folded", [layer("MVAU_hls_0", "MVAU_hls", 100, 50, dsp=4)],
                          fps=2000.0, latency_ns=10.0, config_name="folded")
