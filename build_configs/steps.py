@@ -9,7 +9,9 @@ map to HW layers"):
   past forks and Adds), run through transforms.lean_composed (3x less CPU, same graph), then the ResMLP fix-ups:
   token-mixer transposes moved behind shared-threshold quantizers, ReduceMean over tokens -> GlobalAccPool,
   a monotone table's MultiThreshold merged into the requantizer before it, MultiThreshold layouts reset to
-  channels-last.
+  channels-last. Quantizer thresholds round ties half-to-even like the QONNX Quant
+  (transforms.round_half_even_thresholds): until then no threshold is rounded to an integer (RoundAndClipThresholds
+  would erase which thresholds are ties) or composed (the composed thresholds' integer ends would look like ties).
 - step_convert_to_hw_resmlp: PerChannelLUT nodes -> the PerChannelLUT HW layer, then the stock conversion, with the
   output dequantisation kept on the host.
 - step_fold_lut_layers, step_fold_shuffles: fold the layers SetFolding does not know, BEFORE
@@ -40,6 +42,7 @@ from transforms.fold_shuffles import FoldShuffles
 from transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant
 from transforms.lean_composed import apply_lean
 from transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
+from transforms.round_half_even_thresholds import RoundHalfEvenThresholds
 from transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool
 from transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold
 
@@ -76,10 +79,18 @@ def step_lower_lerp_psa(model, cfg):
     return model
 
 
-def step_streamline_resmlp(model, cfg):
-    """StreamlinePlus (tidying only after changes), then the ResMLP fix-ups (cheap, to a fixed point)."""
-    model = apply_lean(model, StreamlinePlus())
-    model = model.transform(ComposedTransformation([
+def _round_half_even(transformation):
+    """The transformation tree with RoundHalfEvenThresholds in place of every RoundAndClipThresholds."""
+    if isinstance(transformation, RoundAndClipThresholds):
+        return RoundHalfEvenThresholds()
+    if isinstance(transformation, ComposedTransformation):
+        return ComposedTransformation([_round_half_even(t) for t in transformation.transformations])
+    return transformation
+
+
+def _resmlp_fixups():
+    """The ResMLP fix-ups after StreamlinePlus, ending with threshold composition and rounding."""
+    return [
         MoveTransposePastSharedThreshold(),
         MoveAddPastMul(),
         CollapseRepeatedMul(),
@@ -89,7 +100,19 @@ def step_streamline_resmlp(model, cfg):
         ConvertTokenMeanToGlobalAccPool(),
         ComposeConsecutiveThresholds(),
         RoundAndClipThresholds(),
-    ]))
+    ]
+
+
+def step_streamline_resmlp(model, cfg):
+    """StreamlinePlus (tidying only after changes), then the ResMLP fix-ups (cheap, to a fixed point).
+
+    Both first run with the quantizer ties made half-to-even in place of any rounding or composing of thresholds;
+    the last pass composes and rounds.
+    """
+    model = apply_lean(model, _round_half_even(StreamlinePlus()))
+    model = model.transform(ComposedTransformation(
+        [_round_half_even(t) for t in _resmlp_fixups() if not isinstance(t, ComposeConsecutiveThresholds)]))
+    model = model.transform(ComposedTransformation(_resmlp_fixups()))
     model = model.transform(SetMultiThresholdChannelsLast())
     model = model.transform(InferDataLayouts())
     model = model.transform(GiveUniqueNodeNames())

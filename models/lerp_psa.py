@@ -25,6 +25,8 @@ dtype and device (which also catches `.to()` and edits through `.data`). Two cas
   says so (back-propagate the sum of the losses once, or pass `retain_graph=True` to the earlier calls).
 
 A recorded forward in eval mode always computes a fresh table (plain PyTorch semantics for input-gradient work).
+A shared table that no backward reaches (a training forward never back-propagated) is kept, with its O(G*C*E)
+graph, until a forward finds the parameters changed.
 """
 
 import functools
@@ -49,22 +51,29 @@ def _expansion_first(tensor):
     return tensor.t()[:, None, :]
 
 
+def _grid_attention(grid, v_weight, q_weight, q_bias, epsilon):
+    """Attention [E, G, C] (softmax over dim 0) and its value mean m = sum_k a_k v_k [G, C] on the grid."""
+    negative_width2 = _expansion_first(-(q_weight * q_weight + epsilon))
+    attention = torch.softmax((grid - _expansion_first(q_bias)).square_().div_(negative_width2), dim=0)
+    return attention, (attention * _expansion_first(v_weight)).sum(dim=0)
+
+
 class GridPSAFunction(torch.autograd.Function):
     """PSA evaluated on a grid [G, C] -> table [G, C], with a hand-written backward over the grid only.
 
     Computed with the expansion axis first, [E, G, C] with the softmax over dim 0: on CPU a softmax over a leading
-    axis vectorises across G * C, one over a trailing axis of E = 8 elements does not (about 18x slower). Saves the
-    attention [E, G, C] and the attention-weighted value mean m = sum_k a_k v_k [G, C] (no batch dimension
-    anywhere); the table is o_weight * grid * m + o_bias. No gradient for the grid or epsilon (both buffers).
+    axis vectorises across G * C, one over a trailing axis of E = 8 elements does not (about 18x slower). The table
+    is o_weight * grid * m + o_bias with m = sum_k a_k v_k. Saves the attention [E, G, C] and m [G, C] (no batch
+    dimension anywhere), or with `save_memory` only the parameters (both recomputed in the backward). No gradient
+    for the grid or epsilon (both buffers).
     """
 
     @staticmethod
-    def forward(ctx, grid, v_weight, q_weight, q_bias, o_weight, o_bias, epsilon):
-        width2 = _expansion_first(q_weight * q_weight + epsilon)
-        logits = (grid - _expansion_first(q_bias)).square_().div_(width2).neg_()
-        attention = torch.softmax(logits, dim=0)
-        value_mean = (attention * _expansion_first(v_weight)).sum(dim=0)
-        ctx.save_for_backward(grid, v_weight, q_weight, q_bias, o_weight, epsilon, attention, value_mean)
+    def forward(ctx, grid, v_weight, q_weight, q_bias, o_weight, o_bias, epsilon, save_memory):
+        attention, value_mean = _grid_attention(grid, v_weight, q_weight, q_bias, epsilon)
+        ctx.save_memory = save_memory
+        ctx.save_for_backward(grid, v_weight, q_weight, q_bias, o_weight, epsilon,
+                              *(() if save_memory else (attention, value_mean)))
         return o_weight * (grid * value_mean) + o_bias
 
     @staticmethod
@@ -74,19 +83,21 @@ class GridPSAFunction(torch.autograd.Function):
             saved = ctx.saved_tensors
         except RuntimeError as error:
             raise RuntimeError(f"{SHARED_TABLE_FREED} ({error})") from error
-        grid, v_weight, q_weight, q_bias, o_weight, epsilon, attention, value_mean = saved
+        grid, v_weight, q_weight, q_bias, o_weight, epsilon = saved[:6]
+        attention, value_mean = _grid_attention(grid, v_weight, q_weight, q_bias, epsilon) if ctx.save_memory \
+            else saved[6:]
         grad_o_bias = grad_table.sum(dim=0)
         grad_o_weight = (grad_table * grid * value_mean).sum(dim=0)
         grad_mean = grad_table * o_weight * grid                              # dL/dm [G, C]
-        weighted = attention * grad_mean                                      # [E, G, C]
+        weighted = attention * grad_mean                                      # a_k dL/dm [E, G, C]
         grad_v_weight = weighted.sum(dim=1).t()
-        grad_logits = weighted * (_expansion_first(v_weight) - value_mean)    # softmax backward: a_k (v_k - m) dL/dm
+        grad_logits = weighted.mul_(_expansion_first(v_weight) - value_mean)  # softmax backward: a_k (v_k - m) dL/dm
         diff = grid - _expansion_first(q_bias)
-        grad_diff = grad_logits * diff                                        # logit_k = -diff^2 / width2
+        grad_diff = grad_logits.mul_(diff)                                    # logit_k = -diff^2 / width2
         width2 = q_weight * q_weight + epsilon
         grad_q_bias = 2.0 * grad_diff.sum(dim=1).t() / width2
-        grad_q_weight = 2.0 * (grad_diff * diff).sum(dim=1).t() * q_weight / (width2 * width2)
-        return None, grad_v_weight, grad_q_weight, grad_q_bias, grad_o_weight, grad_o_bias, None
+        grad_q_weight = 2.0 * grad_diff.mul_(diff).sum(dim=1).t() * q_weight / (width2 * width2)
+        return None, grad_v_weight, grad_q_weight, grad_q_bias, grad_o_weight, grad_o_bias, None, None
 
 
 class _TableCache:
@@ -124,7 +135,8 @@ def _drop_shared_table(module_ref, cache_ref, grad):
 class LerpPSA(PSA):
     """PSA bank evaluated by LERP of its table on `grid_points(grid_size, grid_range)` (no residual).
 
-    `save_memory=True` keeps only the input for the interpolation backward and recomputes index and fraction.
+    `save_memory=True` keeps only the input for the interpolation backward and recomputes index and fraction, and
+    recomputes the grid attention in the grid backward instead of keeping it.
     `table()` returns the grid samples [C, G] of the function (what the interpolation uses).
     """
 
@@ -166,7 +178,7 @@ class LerpPSA(PSA):
         if reusable and self._cache is not None and self._cache.matches(sources, recorded):
             return self._cache.table
         grid = self._grid_columns(self.v_weight.dtype, self.v_weight.device)
-        table = GridPSAFunction.apply(grid, *sources)
+        table = GridPSAFunction.apply(grid, *sources, self.save_memory)
         if not reusable:
             return table
         self._cache = _TableCache(sources, table if recorded else table.detach())

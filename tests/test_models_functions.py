@@ -86,10 +86,19 @@ def test_lerp_psa_matches_formula_values_and_gradients(save_memory):
     assert torch.autograd.gradcheck(lambda x_, *p: module(x_), (x, *params))
 
 
-def test_grid_psa_backward_equals_plain_autograd_on_the_grid():
+@pytest.mark.parametrize("save_memory", [False, True])
+def test_grid_psa_backward_equals_plain_autograd_on_the_grid(save_memory):
     module = perturbed_lerp_psa(num_channels=3, expansion=5, grid_size=9)
     params = list(module.function_parameters()[:5])
-    assert torch.autograd.gradcheck(lambda *p: GridPSAFunction.apply(module.grid, *p, module.epsilon), params)
+    grid = module.grid.to(DTYPE)
+    table = GridPSAFunction.apply(grid, *params, module.epsilon, save_memory)
+    expected = psa_formula(grid, *params, module.epsilon)
+    torch.testing.assert_close(table, expected, rtol=0, atol=1e-12)
+    weights = torch.randn(table.shape, dtype=DTYPE, generator=torch.Generator().manual_seed(9))
+    grads = torch.autograd.grad((table * weights).sum(), params)
+    for got, want in zip(grads, torch.autograd.grad((expected * weights).sum(), params)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda *p: GridPSAFunction.apply(grid, *p, module.epsilon, save_memory), params)
 
 
 def test_psa_matches_formula_and_gradcheck():
