@@ -26,15 +26,20 @@ def grid_step(grid_size: int, grid_range: float) -> float:
     return (grid_size - 1) / (2.0 * grid_range)
 
 
-def segment_and_fraction(x, grid_size: int, grid_range: float):
+def segment_and_fraction(x, grid_size: int, grid_range: float, index_dtype=None):
     """Segment index i = clamp(floor(t), 0, G-2) and unclamped fraction u = t - i for t = (x + R) * step.
 
     u < 0 left of -R and u > 1 right of +R, which makes the interpolation extrapolate linearly with the edge slopes.
-    Works for numpy arrays (returns int64 indices) and torch tensors (returns long indices).
+    Works for numpy arrays (int64 indices) and torch tensors (indices of `index_dtype`, default int64; one float
+    temporary, reused for the fraction, so the training hot path can call it with a one-byte index).
     """
-    t = (x + grid_range) * grid_step(grid_size, grid_range)
-    if isinstance(t, np.ndarray) or np.isscalar(t):
-        i = np.clip(np.floor(t), 0, grid_size - 2).astype(np.int64)
-    else:
-        i = t.floor().clamp(0, grid_size - 2).long()
-    return i, t - i
+    step = grid_step(grid_size, grid_range)
+    if isinstance(x, np.ndarray) or np.isscalar(x):
+        t = (np.asarray(x) + grid_range) * step
+        i = np.clip(np.floor(t), 0, grid_size - 2)
+        return i.astype(index_dtype or np.int64), t - i
+    import torch
+
+    t = (x + grid_range).mul_(step)
+    i = t.floor().clamp_(0, grid_size - 2)
+    return i.to(index_dtype or torch.int64), t.sub_(i)

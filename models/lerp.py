@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from models.grid import grid_step
+from models.grid import grid_step, segment_and_fraction
 
 MAX_TABLE_ENTRIES = 2 ** 31 - 1
 
@@ -27,12 +27,8 @@ def _segment_dtype(grid_size: int):
 
 
 def _segments(x, grid_size: int, grid_range: float):
-    """Segment index (uint8 for G <= 257) and fraction of x: `models.grid.segment_and_fraction` evaluated in place
-    (the same values; one float temporary instead of four and no int64 copy)."""
-    t = (x + grid_range).mul_(grid_step(grid_size, grid_range))
-    segment = t.floor().clamp_(0, grid_size - 2)
-    fraction = t.sub_(segment)
-    return segment.to(_segment_dtype(grid_size)), fraction
+    """Segment index (uint8 for G <= 257) and fraction of x (`models.grid.segment_and_fraction`)."""
+    return segment_and_fraction(x, grid_size, grid_range, index_dtype=_segment_dtype(grid_size))
 
 
 def _flat_index(segment, num_channels: int, grid_size: int):

@@ -24,7 +24,7 @@ PSA_EPSILON = 1.0
 def psa_terms(x, v_weight, q_weight, q_bias, o_weight, o_bias, epsilon):
     """The PSA function of x[..., C] with its intermediates: (attention [..., C, E], pre-affine [..., C], output).
 
-    The pre-affine output is `sum_k a_k * x * v_k` (before o_weight/o_bias); the grid PSA backward needs it.
+    The pre-affine output is `sum_k a_k * x * v_k` (before o_weight/o_bias).
     """
     xe = x.unsqueeze(-1)
     scores = (xe - q_bias) ** 2 / (q_weight * q_weight + epsilon)

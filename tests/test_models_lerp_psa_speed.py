@@ -4,6 +4,7 @@ training patterns, a clear error for the one pattern it changes) and the in-plac
 import copy
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -165,12 +166,13 @@ def test_copies_and_pickles_leave_the_shared_table_behind():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("grid_size, grid_range", [(64, 4.0), (65, 4.0), (16, 2.0), (300, 3.0)])
-def test_in_place_segments_equal_the_grid_definition_bit_for_bit(dtype, grid_size, grid_range):
+def test_torch_segments_equal_the_numpy_op_bit_for_bit(dtype, grid_size, grid_range):
+    """The model (torch, one-byte index) and the qonnx LerpPSA op (numpy) index the grid identically."""
     x = torch.cat([torch.randn(20000, dtype=dtype, generator=torch.Generator().manual_seed(8)) * 2 * grid_range,
                    torch.as_tensor(grid_points(grid_size, grid_range), dtype=dtype),
                    torch.tensor([1e30, -1e30, float("inf"), -float("inf"), 0.0, -0.0], dtype=dtype)])
-    segment, fraction = segment_and_fraction(x, grid_size, grid_range)
+    segment, fraction = segment_and_fraction(x.numpy(), grid_size, grid_range)
     compact_segment, compact_fraction = _segments(x, grid_size, grid_range)
     assert compact_segment.dtype == (torch.uint8 if grid_size <= 257 else torch.int64)
-    assert torch.equal(compact_segment.long(), segment)
-    assert torch.equal(compact_fraction, fraction)
+    np.testing.assert_array_equal(compact_segment.long().numpy(), segment)
+    np.testing.assert_array_equal(compact_fraction.numpy(), fraction)
