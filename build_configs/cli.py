@@ -95,7 +95,8 @@ def run_build(model_path, config_path, out_dir, stop_step=None):
     from finn.builder.build_dataflow import build_dataflow_cfg
     from finn.builder.build_dataflow_config import default_build_dataflow_steps
 
-    from build_configs.summary import build_summary, write_json_atomic
+    from build_configs.summary import build_summary
+    from common.atomic_files import write_json_atomic
 
     cfg = _load_config(config_path, out_dir, stop_step)
     cfg.steps, skipped = finn_shims.vivado_less_steps(cfg.steps or default_build_dataflow_steps)

@@ -2,12 +2,10 @@
 
 Everything here reads what the stock `step_generate_estimate_reports` wrote (report/estimate_layer_resources.json,
 estimate_layer_cycles.json, estimate_network_performance.json) and the intermediate models; nothing is estimated
-again. Key list: .notes/summary_json.txt and `SUMMARY_KEYS`.
+again. Key list: `SUMMARY_KEYS` (described in README.md, "CLI reference").
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from qonnx.core.modelwrapper import ModelWrapper
@@ -21,20 +19,6 @@ SUMMARY_KEYS = ("model", "config", "config_name", "fpga_part", "clk_ns", "target
                 "skipped_steps", "steps_run", "time_per_step_s", "build_time_s")
 RESOURCE_KEYS = {"lut": "LUT", "dsp": "DSP", "bram18": "BRAM_18K", "uram": "URAM"}
 FOLDING_ATTRS = ("PE", "SIMD", "ram_style", "ram_style_thresholds", "mem_mode", "resType", "mode")
-
-
-def write_json_atomic(path, data):
-    """Write JSON to a temp file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _describe(node):

@@ -17,8 +17,7 @@ from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from build_configs.summary import write_json_atomic
-from custom_ops.fpgadataflow.hls.per_channel_lut_hls import write_text_atomic
+from common.atomic_files import write_json_atomic, write_text_atomic
 from custom_ops.fpgadataflow.rtl.yosys_synth import (
     CATEGORIES,
     synth_family_for_part,

@@ -9,13 +9,11 @@ three variants): each BatchNorm becomes its affine `a = gamma / sqrt(var + eps)`
   - ResPSA residual: into the table (`ResPSA.table()` = psa table + grid); B-spline coefficients are the table.
 """
 
-import os
-import tempfile
-from pathlib import Path
 
 import torch
 from brevitas.graph.calibrate import calibration_mode
 
+from common.atomic_files import atomic_path
 from export.quant_resmlp import QuantLerpPSA, QuantResMLP
 from export.quantizers import DEFAULT_BITS, check_bits
 from models.checkpoint import read_torch_file
@@ -146,19 +144,10 @@ def save_qat_checkpoint(path, qat: QuantResMLP, **extra):
     clash = [k for k in ("format", "config", "bits", "state_dict") if k in extra]
     if clash:
         raise ValueError(f"save_qat_checkpoint: extra keys {clash} are reserved for the checkpoint itself")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": QAT_CHECKPOINT_FORMAT, "config": dict(qat.config), "bits": qat.bits,
                "state_dict": qat.state_dict(), **extra}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def is_qat_checkpoint(payload) -> bool:

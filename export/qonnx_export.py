@@ -5,9 +5,6 @@ function is one `custom_ops::LerpPSA` node between two `Quant` nodes; ReLU is `R
 `ReduceMean` over axis 1; the classifier's MatMul -> Mul/Add dequantisation ends the graph (host side).
 """
 
-import os
-import tempfile
-from pathlib import Path
 
 import onnx
 import torch
@@ -15,6 +12,7 @@ from brevitas.export import export_qonnx
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.cleanup import cleanup_model
 
+from common.atomic_files import atomic_path
 import custom_ops  # noqa: F401  (registers the LerpPSA op for shape and datatype inference)
 from export.lerp_psa_function import ONNX_DOMAIN, ONNX_DOMAIN_VERSION
 from export.qat import check_finite_parameters
@@ -27,12 +25,8 @@ OUTPUT_NAME = "global_out"
 def export_qonnx_model(qat: QuantResMLP, out_path) -> ModelWrapper:
     """Export `qat` (calibrated) to the QONNX file `out_path`, written atomically; returns the cleaned model."""
     check_finite_parameters(qat, "QAT model")
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(qat.input_shape)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp.onnx", dir=out_path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out_path, suffix=".tmp.onnx") as tmp:
         training = qat.training
         qat.eval()
         try:
@@ -43,11 +37,6 @@ def export_qonnx_model(qat: QuantResMLP, out_path) -> ModelWrapper:
         model = cleanup_model(ModelWrapper(tmp))
         _check_exported(model, qat)
         model.save(tmp)
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return model
 
 

@@ -15,17 +15,15 @@ Writes JSON (per variant and hidden factor: every seed's final test accuracy, me
 the teacher; the claim comparisons; wall time) and a PNG of mean accuracy +- std against hidden width.
 """
 
-import os
 import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 
+from common.atomic_files import atomic_path, write_json_atomic
 from models import ResMLP
-from models.bench_kernels import readable_file_mode, write_json_atomic
 from models.datasets import DATASET_GEOMETRY, load_dataset
 from models.training import TrainSettings, Trainer
 
@@ -95,18 +93,11 @@ def plot_accuracy(report: dict, path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.chmod(tmp, readable_file_mode())
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def run_accuracy_bench(config: AccuracyBenchConfig = AccuracyBenchConfig(), json_path=None, plot_path=None,

@@ -19,16 +19,13 @@ allocations and frees that torch's profiler records during one step (its memory 
 CUDA's figure, temporaries included. Ratios are to `bspline`.
 """
 
-import json
-import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from common.atomic_files import write_json_atomic
 from models import BSpline, LerpPSA, PSA
 
 REFERENCE_ROWS = 16 * 512
@@ -203,27 +200,3 @@ def run_kernel_bench(scale: float = DEFAULT_SCALE, repeats: int = KERNEL_REPEATS
     if json_path:
         write_json_atomic(json_path, report)
     return report
-
-
-def readable_file_mode() -> int:
-    """0o666 less the process umask: what a plain open() would give (mkstemp creates files 0o600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_json_atomic(path, payload) -> None:
-    """Write `payload` as indented JSON to `path` via a temp file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, readable_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -6,12 +6,11 @@
 is read with `weights_only=True`.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from common.atomic_files import atomic_path
 from models.resmlp import ResMLP, build_model
 
 CHECKPOINT_FORMAT = "psa-finn"
@@ -23,18 +22,9 @@ def save_checkpoint(path, model: ResMLP, **extra):
     clash = [key for key in RESERVED_KEYS if key in extra]
     if clash:
         raise ValueError(f"save_checkpoint: extra keys {clash} are reserved for the checkpoint itself")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "config": dict(model.config), "state_dict": model.state_dict(), **extra}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def read_torch_file(path):

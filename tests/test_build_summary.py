@@ -1,6 +1,5 @@
 """build_configs.summary on hand-made graphs and reports: host-side vs off-hardware nodes, per-layer tables, totals."""
 
-import json
 
 import numpy as np
 from onnx import TensorProto, helper
@@ -11,7 +10,7 @@ from build_configs import finn_shims
 
 finn_shims.boot_finn("/tmp/psa_finn_test_build_summary")
 
-from build_configs.summary import layer_table, partition_nodes, resources_by_op_type, write_json_atomic  # noqa
+from build_configs.summary import layer_table, partition_nodes, resources_by_op_type  # noqa
 
 
 def _parent_model(extra_tail_op=None):
@@ -67,9 +66,3 @@ def test_layer_table_and_per_op_totals_follow_the_reports():
     by_type = resources_by_op_type(layers)
     assert by_type["Thresholding"] == {"count": 1, "lut": 120, "dsp": 0, "bram18": 2, "uram": 0}
     assert not any(by_type["DuplicateStreams"][k] for k in ("lut", "dsp", "bram18", "uram"))
-
-
-def test_write_json_atomic_leaves_no_temp_file(tmp_path):
-    write_json_atomic(tmp_path / "summary.json", {"fps": 1.5})
-    assert json.loads((tmp_path / "summary.json").read_text()) == {"fps": 1.5}
-    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]

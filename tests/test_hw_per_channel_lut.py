@@ -17,8 +17,7 @@ from qonnx.util.basic import qonnx_make_model
 
 import custom_ops  # noqa: F401
 import custom_ops.fpgadataflow  # noqa: F401
-from custom_ops.fpgadataflow.per_channel_lut import (PerChannelLUT, bram18_count, bram18_read_mux_luts,
-                                                     lutrom_luts)
+from custom_ops.fpgadataflow.per_channel_lut import bram18_count, bram18_read_mux_luts, lutrom_luts
 from custom_ops.lut_tables import table_entries
 from transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
 

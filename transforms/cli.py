@@ -4,13 +4,12 @@ Writes the lowered QONNX model and, beside it, `<out stem>.json`: per node the c
 tables are monotone, the entries stored per channel, and the lerp64 error against the full table in output codes.
 """
 
-import json
-import os
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
+
+from common.atomic_files import atomic_path, write_json_atomic
 
 QONNX_QUANTIZER_OPS = {"Quant", "IntQuant", "BipolarQuant", "FloatQuant", "Trunc"}
 
@@ -41,8 +40,9 @@ def run(args, command) -> int:
                 "lerp64_mean_abs_error": sum(entry.lerp64_mean_abs_error * entry.channels for entry in report)
                 / max(channels, 1),
                 "nodes": [asdict(entry) for entry in report]}
-    _write_atomically(args.out, model.save)
-    _write_atomically(report_path, lambda path: Path(path).write_text(json.dumps(document, indent=2) + "\n"))
+    with atomic_path(args.out) as temp:
+        model.save(temp)
+    write_json_atomic(report_path, document)
     print(f"lowered {len(report)} LerpPSA node(s) {document['forms']} -> {args.out}, report {report_path}")
     return 0
 
@@ -69,18 +69,3 @@ def lower_model_file(path, mode):
     model = model.transform(InferShapes()).transform(lowering)
     model = model.transform(InferShapes()).transform(InferDataTypes())
     return model, lowering.report
-
-
-def _write_atomically(path, write):
-    """Call write(temp_path) beside `path`, then rename over it: a failure leaves no half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        write(temp)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise

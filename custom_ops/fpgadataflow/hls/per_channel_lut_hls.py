@@ -7,8 +7,6 @@ and ``hls_stream.h`` (no finn-hlslib). Python execution (exec_mode "") runs the 
 "rtlsim" go through the stock HLSBackend machinery (Vitis required).
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from finn.custom_op.fpgadataflow.hlsbackend import HLSBackend
 from finn.util.basic import is_versal
 from finn.util.data_packing import numpy_to_hls_code
 
+from common.atomic_files import write_text_atomic
 from custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
 
 KERNEL_HEADER = Path(__file__).with_name("per_channel_lut.hpp")
@@ -26,14 +25,6 @@ ROM_BINDINGS = {
     "block": "type=rom_1p impl=bram",
     "ultra": "type=ram_s2p impl=uram",
 }
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to path through a temporary file in the same folder and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 class PerChannelLUT_hls(PerChannelLUT, HLSBackend):

@@ -12,7 +12,7 @@ from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 from finn.util.basic import is_versal
 from finn.util.data_packing import npy_to_rtlsim_input, rtlsim_output_to_npy
 
-from custom_ops.fpgadataflow.hls.per_channel_lut_hls import write_text_atomic
+from common.atomic_files import write_text_atomic
 from custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
 from custom_ops.fpgadataflow.rtl.per_channel_lut_verilog import (
     PIPELINE_LATENCY,

@@ -1,0 +1,1 @@
+"""Infrastructure shared by every stage (nothing stage-specific lives here)."""
