@@ -6,9 +6,10 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reports.atomic_write import save_figure_atomic, write_text_atomic
+from common.atomic_files import write_text_atomic
 from reports.build_summary import build_labels, load_build_summary
-from reports.plots import baseline_vs_psa_figure, resources_by_layer_figure, resources_vs_fps_figure
+from reports.plots import (baseline_vs_psa_figure, resources_by_layer_figure, resources_vs_fps_figure,
+                           save_figure_atomic)
 from reports.synth_check_table import synth_check_table
 from reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table, op_type_table,
                             undercount_warnings)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reports.atomic_write import write_text_atomic
+from common.atomic_files import write_text_atomic
 from reports.build_report import write_report
 from reports.build_summary import build_labels, load_build_summary
 from reports.onnx_accuracy import onnx_accuracies
@@ -215,25 +215,27 @@ def _write_demo_report(out_dir: Path, settings: DemoSettings, results, wall_s: f
     return files
 
 
+def _shown(path) -> str:
+    """A path as the user typed it: relative to the working directory when inside it."""
+    path = Path(path)
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 def _print_locations(out_dir: Path, settings: DemoSettings, report_files) -> None:
-    print("\nWhere everything is:")
+    print(f"\nWhere everything is (under {_shown(out_dir)}/):")
     if report_files is not None:
-        print(f"  report        {report_files.report}")
-        print(f"  table (CSV)   {report_files.csv}")
-        for plot in report_files.plots:
-            print(f"  plot          {plot}")
+        print(f"  {report_files.report.name} (start here), {report_files.csv.name}, plots "
+              f"{', '.join(plot.name for plot in report_files.plots)}")
     for model in settings.models:
-        p = model_paths(out_dir, model)
-        print(f"  {model.variant:13s} checkpoints {p['float']}, {p['qat']}; QONNX {p['onnx']}")
+        print(f"  {model.variant}/: float/model.pt, qat/model.pt (checkpoints), model.onnx (QONNX)")
         for lowering in model.lowerings:
             folder = lowering_folder(out_dir, model, lowering)
-            builds = ", ".join(str(folder / c) for c in settings.build_configs)
-            print(f"  {'':13s} lowered ({lowering}) {folder / 'lowered.onnx'}; builds {builds}")
-    print(f"  accuracy      {out_dir / ACCURACY_JSON}")
-    print(f"  logs          {out_dir / LOG_DIR}")
+            print(f"  {folder.name}/: lowered.onnx + lowered.json ({lowering}), finn-plus builds "
+                  f"{', '.join(f'{c}/' for c in settings.build_configs)}")
+    print(f"  {ACCURACY_JSON} (bench accuracy), {ONNX_ACCURACY_JSON}, {STAGES_JSON}, {LOG_DIR}/<stage>.log")
     default = (REPO_ROOT / DEFAULT_OUT).resolve()
-    hint = "" if out_dir == default else f" (with PSA_FINN_DEMO_DIR={out_dir})"
-    print(f"  notebooks     {REPO_ROOT / 'notebooks'}/*.ipynb{hint}")
+    hint = "" if out_dir == default else f" with PSA_FINN_DEMO_DIR={out_dir}"
+    print(f"Notebooks over these outputs: {_shown(REPO_ROOT / 'notebooks')}/*.ipynb{hint}")
 
 
 def run(args, command) -> int:

@@ -7,7 +7,7 @@ JSON cache beside the demo's outputs and re-used while the file's modification t
 import json
 from pathlib import Path
 
-from reports.atomic_write import write_text_atomic
+from common.atomic_files import write_text_atomic
 
 EVAL_BATCH = 128
 

@@ -11,6 +11,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from common.atomic_files import atomic_path
 from reports.tables import relative_to_config_baseline
 
 PLOT_RESOURCES = (("lut", "LUT"), ("dsp", "DSP"), ("bram18", "BRAM18"), ("uram", "URAM"))
@@ -110,3 +111,10 @@ def baseline_vs_psa_figure(summaries, labels):
     fig.suptitle("Each build against the first build of its config (the baseline)")
     fig.tight_layout()
     return fig
+
+
+def save_figure_atomic(figure, path) -> Path:
+    """Save a matplotlib figure as PNG to `path` atomically; returns the path."""
+    with atomic_path(path, suffix=".png") as temp:
+        figure.savefig(temp, format="png", dpi=120, bbox_inches="tight")
+    return Path(path)

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reports.atomic_write import write_text_atomic
+from common.atomic_files import write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = "logs"

@@ -139,11 +139,9 @@ def test_quick_demo_writes_report_and_every_stage_output(quick_demo):
 def test_quick_demo_rerun_reuses_every_stage(quick_demo, capsys):
     out, _, _ = quick_demo
     cached = (out / ONNX_ACCURACY_JSON).read_text()
-    start = time.monotonic()
     assert build.main(["demo", "--quick", "--out", str(out)]) == 0
-    assert time.monotonic() - start < 60
     stages = json.loads((out / STAGES_JSON).read_text())["stages"]
     assert [s["status"] for s in stages] == ["skipped"] * len(stages)
     assert (out / ONNX_ACCURACY_JSON).read_text() == cached, "unchanged models are not evaluated again"
     printed = capsys.readouterr().out
-    assert "Where everything is:" in printed and str(out / "report.md") in printed
+    assert f"Where everything is (under {out}/):" in printed and "report.md (start here)" in printed

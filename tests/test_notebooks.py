@@ -4,7 +4,6 @@ The quick demo runs into the session's base temp folder under the same name as i
 files run in one session the second finds every stage done and only re-writes the report.
 """
 
-import time
 from pathlib import Path
 
 import nbformat
@@ -67,13 +66,11 @@ def test_resource_report_notebook_on_demo_builds(demo_dir, monkeypatch):
 
 @pytest.mark.slow
 def test_psa_functions_notebook_on_demo_checkpoint(demo_dir, monkeypatch):
-    start = time.monotonic()
     notebook = execute("psa_functions.ipynb", demo_dir, monkeypatch)
     printed = "".join(outputs_of(notebook, "stream"))
     assert "full            differs from the exported graph at     0 of" in printed
     assert "lerp64" in printed
     assert len(outputs_of(notebook, "image/png")) >= 2
-    assert time.monotonic() - start < 300
 
 
 @pytest.mark.slow
