@@ -33,6 +33,8 @@ VIVADO_STEPS = {
 }
 
 NO_VIVADO_REASON = "XILINX_VIVADO is not set"
+# Environment variable holding the FINN_BUILD_DIR that boot_finn chose itself (inherited by child processes)
+OWN_BUILD_DIR_MARK = "PSA_FINN_OWN_BUILD_DIR"
 
 
 def vivado_available() -> bool:
@@ -57,13 +59,16 @@ def boot_finn(out_dir) -> Path:
     """Set up finn-plus as `finn run` would: settings, FINN_BUILD_DIR (created), xsi. Returns FINN_BUILD_DIR.
 
     FINN_BUILD_DIR keeps a value set by the user; otherwise it is `<out_dir>/finn_tmp`, so that generated code
-    lands beside the build outputs. Call it before importing finn.builder. Idempotent.
+    lands beside the build outputs. A value that an earlier boot_finn set (in this process or a parent, marked by
+    OWN_BUILD_DIR_MARK) is not the user's: it moves to the new out_dir. Call it before importing finn.builder.
     """
     import finn.util.settings as finn_settings
 
-    if not os.environ.get("FINN_BUILD_DIR"):
-        os.environ["FINN_BUILD_DIR"] = str((Path(out_dir) / "finn_tmp").resolve())
-    build_dir = Path(os.environ["FINN_BUILD_DIR"])
+    current = os.environ.get("FINN_BUILD_DIR")
+    if not current or current == os.environ.get(OWN_BUILD_DIR_MARK):
+        current = str((Path(out_dir) / "finn_tmp").resolve())
+        os.environ["FINN_BUILD_DIR"] = os.environ[OWN_BUILD_DIR_MARK] = current
+    build_dir = Path(current)
     build_dir.mkdir(parents=True, exist_ok=True)
     if finn_settings._SETTINGS is None or Path(finn_settings._SETTINGS.finn_build_dir) != build_dir:
         finn_settings.initialize_dummy_settings()

@@ -66,3 +66,12 @@ def test_layer_table_and_per_op_totals_follow_the_reports():
     by_type = resources_by_op_type(layers)
     assert by_type["Thresholding"] == {"count": 1, "lut": 120, "dsp": 0, "bram18": 2, "uram": 0}
     assert not any(by_type["DuplicateStreams"][k] for k in ("lut", "dsp", "bram18", "uram"))
+
+
+def test_boot_finn_moves_its_own_build_dir_but_keeps_the_users(tmp_path, monkeypatch):
+    monkeypatch.delenv("FINN_BUILD_DIR", raising=False)
+    monkeypatch.delenv(finn_shims.OWN_BUILD_DIR_MARK, raising=False)
+    assert finn_shims.boot_finn(tmp_path / "a") == (tmp_path / "a" / "finn_tmp").resolve()
+    assert finn_shims.boot_finn(tmp_path / "b") == (tmp_path / "b" / "finn_tmp").resolve()
+    monkeypatch.setenv("FINN_BUILD_DIR", str(tmp_path / "mine"))
+    assert finn_shims.boot_finn(tmp_path / "c") == tmp_path / "mine"
