@@ -21,9 +21,8 @@ map to HW layers"):
 Import `build_configs.finn_shims` and call `boot_finn` before importing this module.
 """
 
-import json
-
 import custom_ops  # noqa: F401  (registers LerpPSA and PerChannelLUT with qonnx)
+import custom_ops.fpgadataflow  # noqa: F401  (registers the PerChannelLUT HW layer with qonnx and finn-plus)
 from finn.builder.build_dataflow_steps import step_convert_to_hw
 from finn.transformation.streamline.absorb import AbsorbAddIntoMultiThreshold, AbsorbMulIntoMultiThreshold
 from finn.transformation.streamline.collapse_repeated import CollapseRepeatedAdd, CollapseRepeatedMul
@@ -36,11 +35,15 @@ from qonnx.transformation.infer_data_layouts import InferDataLayouts
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
+from common.atomic_files import write_json_atomic
 from transforms.clamp_folding import ClampFoldingToDivisors
+from transforms.cli import lowering_document
 from transforms.compose_thresholds import ComposeConsecutiveThresholds
+from transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
 from transforms.fold_shuffles import FoldShuffles
 from transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant
 from transforms.lean_composed import apply_lean
+from transforms.lower_lerp_psa import LowerLerpPSA
 from transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
 from transforms.round_half_even_thresholds import RoundHalfEvenThresholds
 from transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool
@@ -53,29 +56,15 @@ def _has_op(model, op_type):
     return any(node.op_type == op_type for node in model.graph.node)
 
 
-def _per_channel_lut_transforms():
-    """The PerChannelLUT HW-layer conversion and folding (custom_ops.fpgadataflow registers the layer in FINN)."""
-    try:
-        import custom_ops.fpgadataflow  # noqa: F401
-        from transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
-    except ImportError as err:
-        raise RuntimeError(f"the model holds PerChannelLUT nodes but their HW layer is unavailable ({err}); "
-                           f"lower with --mode threshold or install the PerChannelLUT HW layer") from err
-    return InferPerChannelLUTLayer, FoldPerChannelLUT
-
-
 def step_lower_lerp_psa(model, cfg):
     """Lower LerpPSA nodes (mode auto: MultiThreshold when monotone, else PerChannelLUT); no-op without them."""
     if not _has_op(model, "LerpPSA"):
         return model
-    from transforms.lower_lerp_psa import LowerLerpPSA
-
     lowering = LowerLerpPSA(mode="auto")
     model = model.transform(lowering)
     model = model.transform(InferShapes())
     model = model.transform(InferDataTypes())
-    report = [vars(entry) for entry in lowering.report]
-    (cfg.get_report_directory() / LOWERING_REPORT).write_text(json.dumps(report, indent=2))
+    write_json_atomic(cfg.get_report_directory() / LOWERING_REPORT, lowering_document(lowering.report, "auto"))
     return model
 
 
@@ -123,8 +112,7 @@ def step_convert_to_hw_resmlp(model, cfg):
     """PerChannelLUT -> HW layer, then the stock step_convert_to_hw on everything but the host-side output dequant."""
     model = model.transform(SetMultiThresholdChannelsLast())
     if _has_op(model, "PerChannelLUT"):
-        infer_lut_layer, _ = _per_channel_lut_transforms()
-        model = model.transform(infer_lut_layer())
+        model = model.transform(InferPerChannelLUTLayer())
     model, host_tail = split_host_output_dequant(model)
     model = step_convert_to_hw(model, cfg)
     model = attach_host_output_dequant(model, host_tail)
@@ -138,8 +126,7 @@ def step_fold_lut_layers(model, cfg):
     target = cfg._resolve_cycles_per_frame()
     if target is None or not any(n.op_type.startswith("PerChannelLUT") for n in model.graph.node):
         return model
-    _, fold_lut = _per_channel_lut_transforms()
-    return model.transform(fold_lut(target))
+    return model.transform(FoldPerChannelLUT(target))
 
 
 def step_fold_shuffles(model, cfg):

@@ -33,18 +33,23 @@ def run(args, command) -> int:
         print(f"build.py lower: error: {err}", file=sys.stderr)
         return 1
     report_path = args.out.with_suffix(".json")
-    channels = sum(entry.channels for entry in report)
-    document = {"model": str(args.model), "mode": args.mode,
-                "forms": dict(Counter(entry.form for entry in report)),
-                "lerp64_max_abs_error": max((entry.lerp64_max_abs_error for entry in report), default=0),
-                "lerp64_mean_abs_error": sum(entry.lerp64_mean_abs_error * entry.channels for entry in report)
-                / max(channels, 1),
-                "nodes": [asdict(entry) for entry in report]}
+    document = lowering_document(report, args.mode, args.model)
     with atomic_path(args.out) as temp:
         model.save(temp)
     write_json_atomic(report_path, document)
     print(f"lowered {len(report)} LerpPSA node(s) {document['forms']} -> {args.out}, report {report_path}")
     return 0
+
+
+def lowering_document(report, mode, model_path=None) -> dict:
+    """The JSON report of one lowering: forms chosen, lerp64 error overall (channel-weighted mean) and per node."""
+    channels = sum(entry.channels for entry in report)
+    return {"model": None if model_path is None else str(model_path), "mode": mode,
+            "forms": dict(Counter(entry.form for entry in report)),
+            "lerp64_max_abs_error": max((entry.lerp64_max_abs_error for entry in report), default=0),
+            "lerp64_mean_abs_error": sum(entry.lerp64_mean_abs_error * entry.channels for entry in report)
+            / max(channels, 1),
+            "nodes": [asdict(entry) for entry in report]}
 
 
 def lower_model_file(path, mode):
