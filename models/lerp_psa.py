@@ -1,8 +1,9 @@
 """LERP-PSA: the PSA function tabulated on a uniform grid and linearly interpolated (REFERENCE_SPEC 2).
 
-Each forward evaluates the exact PSA only on the G grid points per channel (`GridPSAFunction`, memory O(G*C*E),
-independent of the batch) and interpolates the resulting table at every activation (`models.lerp.LerpFunction`,
-memory O(elements), independent of E). Outside [-R, R] the function continues linearly with the edge slopes.
+Each forward evaluates the exact PSA only on the G grid points per channel (`GridPSAFunction`: work O(G*C*E),
+independent of the batch; it saves only the parameters) and interpolates the resulting table at every activation
+(`models.lerp.LerpFunction`, memory O(elements), independent of E). Outside [-R, R] the function continues
+linearly with the edge slopes.
 
 State-dict layout equals the reference `LerpPersonalSelfAttention`: the PSA parameters, then the buffers `epsilon`
 [1], `grid` [G, C] (every column `grid_points(G, R)`) and `grid_ifeat_offset` [1, C] (c * G). The two geometry
@@ -25,8 +26,8 @@ dtype and device (which also catches `.to()` and edits through `.data`). Two cas
   says so (back-propagate the sum of the losses once, or pass `retain_graph=True` to the earlier calls).
 
 A recorded forward in eval mode always computes a fresh table (plain PyTorch semantics for input-gradient work).
-A shared table that no backward reaches (a training forward never back-propagated) is kept, with its O(G*C*E)
-graph, until a forward finds the parameters changed.
+A shared table that no backward reaches (a training forward never back-propagated) is kept, with its graph (the
+parameters and the grid), until a forward finds the parameters changed.
 """
 
 import functools
@@ -35,6 +36,7 @@ import weakref
 import torch
 from torch.autograd.function import once_differentiable
 
+from models.blocking import row_blocks
 from models.grid import LERP_GRID_RANGE, LERP_GRID_SIZE, grid_points
 from models.lerp import lerp_table
 from models.psa import PSA, PSA_EXPANSION
@@ -47,57 +49,73 @@ SHARED_TABLE_FREED = (
 
 
 def _expansion_first(tensor):
-    """[C, E] -> [E, 1, C]: broadcasts against a [G, C] grid with the expansion axis leading."""
-    return tensor.t()[:, None, :]
+    """[C, E] -> [E, 1, C], contiguous (broadcasting a strided view is several times slower on CPU): broadcasts
+    against a [g, C] block of grid rows with the expansion axis leading."""
+    return tensor.t()[:, None, :].contiguous()
 
 
-def _grid_attention(grid, v_weight, q_weight, q_bias, epsilon):
-    """Attention [E, G, C] (softmax over dim 0) and its value mean m = sum_k a_k v_k [G, C] on the grid."""
-    negative_width2 = _expansion_first(-(q_weight * q_weight + epsilon))
-    attention = torch.softmax((grid - _expansion_first(q_bias)).square_().div_(negative_width2), dim=0)
-    return attention, (attention * _expansion_first(v_weight)).sum(dim=0)
+class _GridTerms:
+    """The parameters in the [E, 1, C] layout the grid blocks broadcast against."""
+
+    def __init__(self, v_weight, q_weight, q_bias, epsilon):
+        self.v_weight = _expansion_first(v_weight)
+        self.q_bias = _expansion_first(q_bias)
+        self.negative_width2 = _expansion_first(-(q_weight * q_weight + epsilon))
+
+    def attention(self, grid_rows):
+        """For grid rows [g, C]: the offsets grid - q_bias [E, g, C], the attention [E, g, C] (softmax over dim 0)
+        and its value mean m = sum_k a_k v_k [g, C]."""
+        diff = grid_rows - self.q_bias
+        attention = torch.softmax(diff.square().div_(self.negative_width2), dim=0)
+        return diff, attention, (attention * self.v_weight).sum(dim=0)
 
 
 class GridPSAFunction(torch.autograd.Function):
     """PSA evaluated on a grid [G, C] -> table [G, C], with a hand-written backward over the grid only.
 
-    Computed with the expansion axis first, [E, G, C] with the softmax over dim 0: on CPU a softmax over a leading
-    axis vectorises across G * C, one over a trailing axis of E = 8 elements does not (about 18x slower). The table
-    is o_weight * grid * m + o_bias with m = sum_k a_k v_k. Saves the attention [E, G, C] and m [G, C] (no batch
-    dimension anywhere), or with `save_memory` only the parameters (both recomputed in the backward). No gradient
-    for the grid or epsilon (both buffers).
+    The table is o_weight * grid * m + o_bias with m = sum_k a_k v_k. Computed with the expansion axis first,
+    [E, g, C] with the softmax over dim 0 (on CPU a softmax over a leading axis vectorises across g * C, one over a
+    trailing axis of E = 8 elements does not), in cache-sized blocks of grid rows (`models.blocking`). Saves only
+    the parameters and the grid: the backward recomputes each block's attention where it needs it, which on CPU is
+    faster than keeping the [E, G, C] attention (a batch-independent O(G*C*E) array) in memory. No gradient for the
+    grid or epsilon (both buffers).
     """
 
     @staticmethod
-    def forward(ctx, grid, v_weight, q_weight, q_bias, o_weight, o_bias, epsilon, save_memory):
-        attention, value_mean = _grid_attention(grid, v_weight, q_weight, q_bias, epsilon)
-        ctx.save_memory = save_memory
-        ctx.save_for_backward(grid, v_weight, q_weight, q_bias, o_weight, epsilon,
-                              *(() if save_memory else (attention, value_mean)))
-        return o_weight * (grid * value_mean) + o_bias
+    def forward(ctx, grid, v_weight, q_weight, q_bias, o_weight, o_bias, epsilon):
+        terms = _GridTerms(v_weight, q_weight, q_bias, epsilon)
+        table = torch.empty(grid.shape, dtype=torch.promote_types(grid.dtype, v_weight.dtype), device=grid.device)
+        for block in row_blocks(grid.shape[0], v_weight.numel(), grid.device):
+            value_mean = terms.attention(grid[block])[2]
+            torch.add(o_weight * (grid[block] * value_mean), o_bias, out=table[block])
+        ctx.save_for_backward(grid, v_weight, q_weight, q_bias, o_weight, epsilon)
+        return table
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_table):
         try:
-            saved = ctx.saved_tensors
+            grid, v_weight, q_weight, q_bias, o_weight, epsilon = ctx.saved_tensors
         except RuntimeError as error:
             raise RuntimeError(f"{SHARED_TABLE_FREED} ({error})") from error
-        grid, v_weight, q_weight, q_bias, o_weight, epsilon = saved[:6]
-        attention, value_mean = _grid_attention(grid, v_weight, q_weight, q_bias, epsilon) if ctx.save_memory \
-            else saved[6:]
+        terms = _GridTerms(v_weight, q_weight, q_bias, epsilon)
         grad_o_bias = grad_table.sum(dim=0)
-        grad_o_weight = (grad_table * grid * value_mean).sum(dim=0)
-        grad_mean = grad_table * o_weight * grid                              # dL/dm [G, C]
-        weighted = attention * grad_mean                                      # a_k dL/dm [E, G, C]
-        grad_v_weight = weighted.sum(dim=1).t()
-        grad_logits = weighted.mul_(_expansion_first(v_weight) - value_mean)  # softmax backward: a_k (v_k - m) dL/dm
-        diff = grid - _expansion_first(q_bias)
-        grad_diff = grad_logits.mul_(diff)                                    # logit_k = -diff^2 / width2
+        grad_o_weight = torch.zeros_like(o_weight)
+        sums = torch.zeros(3, *v_weight.t().shape, dtype=v_weight.dtype, device=v_weight.device)
+        for block in row_blocks(grid.shape[0], v_weight.numel(), grid.device):
+            grid_rows, grad_rows = grid[block], grad_table[block]
+            diff, attention, value_mean = terms.attention(grid_rows)
+            grad_o_weight += (grad_rows * grid_rows * value_mean).sum(dim=0)
+            weighted = attention.mul_(grad_rows * o_weight * grid_rows)        # a_k dL/dm [E, g, C]
+            sums[0] += weighted.sum(dim=1)                                      # -> dL/dv
+            grad_diff = weighted.mul_(terms.v_weight - value_mean).mul_(diff)   # softmax backward, then d logit/d diff
+            sums[1] += grad_diff.sum(dim=1)                                     # -> dL/dq_bias
+            sums[2] += grad_diff.mul_(diff).sum(dim=1)                          # -> dL/dq_weight
         width2 = q_weight * q_weight + epsilon
-        grad_q_bias = 2.0 * grad_diff.sum(dim=1).t() / width2
-        grad_q_weight = 2.0 * grad_diff.mul_(diff).sum(dim=1).t() * q_weight / (width2 * width2)
-        return None, grad_v_weight, grad_q_weight, grad_q_bias, grad_o_weight, grad_o_bias, None, None
+        grad_v_weight = sums[0].t()
+        grad_q_bias = 2.0 * sums[1].t() / width2
+        grad_q_weight = 2.0 * sums[2].t() * q_weight / (width2 * width2)
+        return None, grad_v_weight, grad_q_weight, grad_q_bias, grad_o_weight, grad_o_bias, None
 
 
 class _TableCache:
@@ -135,8 +153,8 @@ def _drop_shared_table(module_ref, cache_ref, grad):
 class LerpPSA(PSA):
     """PSA bank evaluated by LERP of its table on `grid_points(grid_size, grid_range)` (no residual).
 
-    `save_memory=True` keeps only the input for the interpolation backward and recomputes index and fraction, and
-    recomputes the grid attention in the grid backward instead of keeping it.
+    `save_memory=True` keeps only the input for the interpolation backward (index and fraction are recomputed)
+    instead of a one-byte segment index and the fraction per element.
     `table()` returns the grid samples [C, G] of the function (what the interpolation uses).
     """
 
@@ -178,7 +196,7 @@ class LerpPSA(PSA):
         if reusable and self._cache is not None and self._cache.matches(sources, recorded):
             return self._cache.table
         grid = self._grid_columns(self.v_weight.dtype, self.v_weight.device)
-        table = GridPSAFunction.apply(grid, *sources, self.save_memory)
+        table = GridPSAFunction.apply(grid, *sources)
         if not reusable:
             return table
         self._cache = _TableCache(sources, table if recorded else table.detach())

@@ -7,6 +7,7 @@ import torch
 
 import build
 from models import BSpline, LerpPSA, PSA
+from models.deep_bspline import DeepBSpline
 from models.bench_accuracy import AccuracyBenchConfig, run_accuracy_bench
 from models.bench_kernels import (APPLICATIONS, CHANNELS, KERNEL_VARIANTS, build_kernel_model, run_kernel_bench)
 
@@ -24,7 +25,8 @@ def test_kernel_models_follow_the_reference_workload():
     assert build_kernel_model("lerp_psa_save_memory")[0].save_memory
     assert not build_kernel_model("lerp_psa")[0].save_memory
     assert type(build_kernel_model("psa")[0]) is PSA
-    assert isinstance(build_kernel_model("bspline")[0], BSpline)
+    assert type(build_kernel_model("bspline")[0]) is DeepBSpline           # the spec's baseline kernel
+    assert type(build_kernel_model("bspline_lerp")[0]) is BSpline and build_kernel_model("bspline_lerp")[0].save_memory
     assert isinstance(build_kernel_model("lerp_psa")[0], LerpPSA)
 
 
@@ -39,7 +41,10 @@ def test_kernel_bench_json(tmp_path, capsys):
         assert figures["median_ms"] > 0 and len(figures["times_ms"]) == 1
         # at least the Linear's weight and bias with AdamW's two moments, and the input
         assert figures["peak_mb"] * 2 ** 20 >= 4 * (3 * (CHANNELS * CHANNELS + CHANNELS) + 33 * CHANNELS)
-    assert report["bspline"]["time_vs_bspline"] == 1.0 and report["bspline"]["memory_vs_bspline"] == 1.0
+    for baseline in ("bspline", "bspline_lerp"):
+        assert report[baseline][f"time_vs_{baseline}"] == 1.0 and report[baseline][f"memory_vs_{baseline}"] == 1.0
+    ratio = report["lerp_psa"]["median_ms"] / report["bspline_lerp"]["median_ms"]
+    assert report["lerp_psa"]["time_vs_bspline_lerp"] == pytest.approx(ratio)
     assert "lerp_psa" in capsys.readouterr().out
 
 

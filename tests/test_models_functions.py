@@ -9,7 +9,9 @@ import math
 import pytest
 import torch
 
-from models import PSA, BSpline, LerpPSA, ResPSA
+import models.blocking
+from models import PSA, BSpline, LerpPSA, ResPSA, lerp_table
+from models.deep_bspline import DeepBSpline
 from models.lerp_psa import GridPSAFunction
 
 DTYPE = torch.float64
@@ -68,8 +70,17 @@ def perturbed_lerp_psa(num_channels=5, expansion=4, grid_size=16, grid_range=2.0
     return module
 
 
+@pytest.fixture(params=["one block", "blocks of two grid rows"])
+def blocking(request, monkeypatch):
+    """Runs a test with the default CPU blocks, and again with blocks so small that every tensor is split (with a
+    ragged last block): the blocked kernels must give the same values and gradients."""
+    if request.param != "one block":
+        monkeypatch.setattr(models.blocking, "CPU_BLOCK_ELEMENTS", 2 * 3 * 5)
+    return request.param
+
+
 @pytest.mark.parametrize("save_memory", [False, True])
-def test_lerp_psa_matches_formula_values_and_gradients(save_memory):
+def test_lerp_psa_matches_formula_values_and_gradients(save_memory, blocking):
     module = perturbed_lerp_psa(save_memory=save_memory)
     gen = torch.Generator().manual_seed(2)
     x = off_grid_inputs((3, 7, 5), 16, 2.0, spread=3.0, generator=gen)   # covers the extrapolation region too
@@ -86,19 +97,18 @@ def test_lerp_psa_matches_formula_values_and_gradients(save_memory):
     assert torch.autograd.gradcheck(lambda x_, *p: module(x_), (x, *params))
 
 
-@pytest.mark.parametrize("save_memory", [False, True])
-def test_grid_psa_backward_equals_plain_autograd_on_the_grid(save_memory):
+def test_grid_psa_backward_equals_plain_autograd_on_the_grid(blocking):
     module = perturbed_lerp_psa(num_channels=3, expansion=5, grid_size=9)
     params = list(module.function_parameters()[:5])
     grid = module.grid.to(DTYPE)
-    table = GridPSAFunction.apply(grid, *params, module.epsilon, save_memory)
+    table = GridPSAFunction.apply(grid, *params, module.epsilon)
     expected = psa_formula(grid, *params, module.epsilon)
     torch.testing.assert_close(table, expected, rtol=0, atol=1e-12)
     weights = torch.randn(table.shape, dtype=DTYPE, generator=torch.Generator().manual_seed(9))
     grads = torch.autograd.grad((table * weights).sum(), params)
     for got, want in zip(grads, torch.autograd.grad((expected * weights).sum(), params)):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda *p: GridPSAFunction.apply(grid, *p, module.epsilon, save_memory), params)
+    assert torch.autograd.gradcheck(lambda *p: GridPSAFunction.apply(grid, *p, module.epsilon), params)
 
 
 def test_psa_matches_formula_and_gradcheck():
@@ -113,7 +123,7 @@ def test_psa_matches_formula_and_gradcheck():
 
 
 @pytest.mark.parametrize("save_memory", [False, True])
-def test_bspline_matches_formula_values_and_gradients(save_memory):
+def test_bspline_matches_formula_values_and_gradients(save_memory, blocking):
     torch.manual_seed(4)
     module = BSpline(3, save_memory=save_memory).to(DTYPE)
     with torch.no_grad():
@@ -130,6 +140,27 @@ def test_bspline_matches_formula_values_and_gradients(save_memory):
     for got, want in zip(grads, expected_grads):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     assert torch.autograd.gradcheck(lambda x_, c: module(x_), (x, module._coefficients_vect))
+
+
+def test_reference_bspline_kernel_equals_the_bspline_module():
+    """The kernel benchmark's baseline (DeepSplines' algorithm) computes BSpline's function and gradients."""
+    torch.manual_seed(6)
+    module = BSpline(3).to(DTYPE)
+    with torch.no_grad():
+        module._coefficients_vect.add_(0.1 * torch.randn(3 * 65, dtype=DTYPE))
+    reference = DeepBSpline(3).to(DTYPE)
+    reference.load_state_dict(module.state_dict())
+    x = off_grid_inputs((4, 5, 3), 65, 4.0, spread=6.0, generator=torch.Generator().manual_seed(7))
+    actual, expected = reference(x), module(x)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-12)
+    weights = torch.randn(actual.shape, dtype=DTYPE, generator=torch.Generator().manual_seed(8))
+    grads = torch.autograd.grad((actual * weights).sum(), [x, reference._coefficients_vect])
+    expected_grads = torch.autograd.grad((expected * weights).sum(), [x, module._coefficients_vect])
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    assert torch.autograd.gradcheck(lambda x_, c: reference(x_), (x, reference._coefficients_vect))
+    with pytest.raises(ValueError, match="4 channels on its last axis, the spline has 3"):
+        reference(torch.zeros(2, 4, dtype=DTYPE))
 
 
 def test_bspline_init_and_extrapolation_hand_computed():
@@ -151,6 +182,21 @@ def test_bspline_tv2_hand_computed():
         module._coefficients_vect.copy_((torch.linspace(-4, 4, 65) ** 2).repeat(96))
     # second difference of k^2 T^2 is 2 T^2 at each of the 63 interior knots: 63 * 2 * 0.125^2 / 0.125 per channel
     assert module.tv2().item() == pytest.approx(96 * 63 * 2 * 0.125, rel=1e-5)
+
+
+@pytest.mark.parametrize("save_memory", [False, True])
+def test_lerp_table_of_strided_inputs_equals_contiguous_bit_for_bit(save_memory, blocking):
+    """Transposed and broadcast inputs (and the broadcast gradient of a sum) give exactly the contiguous result."""
+    gen = torch.Generator().manual_seed(11)
+    table = torch.randn(5, 16, dtype=DTYPE, generator=gen, requires_grad=True)
+    strided = (3 * torch.randn(5, 7, dtype=DTYPE, generator=gen)).t().requires_grad_()          # [7, 5], stride (1, 7)
+    broadcast = (3 * torch.randn(1, 5, dtype=DTYPE, generator=gen)).expand(6, 5).requires_grad_()
+    for x in (strided, broadcast):
+        dense = x.detach().contiguous().requires_grad_()
+        got, want = lerp_table(x, table, 2.0, save_memory), lerp_table(dense, table, 2.0, save_memory)
+        assert torch.equal(got, want)
+        for g, w in zip(torch.autograd.grad(got.sum(), [x, table]), torch.autograd.grad(want.sum(), [dense, table])):
+            assert torch.equal(g, w)
 
 
 def test_lerp_psa_extrapolates_linearly_with_edge_slopes():

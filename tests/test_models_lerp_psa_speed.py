@@ -10,7 +10,7 @@ import torch
 
 from models import LerpPSA
 from models.grid import grid_points, segment_and_fraction
-from models.lerp import _segments
+from models.lerp import _segment_dtype
 from models.lerp_psa import GridPSAFunction
 
 DTYPE = torch.float64
@@ -172,7 +172,8 @@ def test_torch_segments_equal_the_numpy_op_bit_for_bit(dtype, grid_size, grid_ra
                    torch.as_tensor(grid_points(grid_size, grid_range), dtype=dtype),
                    torch.tensor([1e30, -1e30, float("inf"), -float("inf"), 0.0, -0.0], dtype=dtype)])
     segment, fraction = segment_and_fraction(x.numpy(), grid_size, grid_range)
-    compact_segment, compact_fraction = _segments(x, grid_size, grid_range)
-    assert compact_segment.dtype == (torch.uint8 if grid_size <= 257 else torch.int64)
-    np.testing.assert_array_equal(compact_segment.long().numpy(), segment)
-    np.testing.assert_array_equal(compact_fraction.numpy(), fraction)
+    torch_segment, torch_fraction = segment_and_fraction(x, grid_size, grid_range, index_dtype=torch.int32)
+    stored = torch_segment.to(_segment_dtype(grid_size))     # what LerpFunction saves for its backward
+    assert stored.dtype == (torch.uint8 if grid_size <= 257 else torch.int64)
+    np.testing.assert_array_equal(stored.long().numpy(), segment)
+    np.testing.assert_array_equal(torch_fraction.numpy(), fraction)
