@@ -65,7 +65,8 @@ class DeepBSplineFunction(torch.autograd.Function):
 
 
 class DeepBSpline(BSpline):
-    """BSpline (same parameter, initialisation and TV2) evaluated by the reference kernel; input [..., C]."""
+    """BSpline (same parameter, initialisation and TV2) evaluated by the reference kernel in its save_memory=True
+    form (the one REFERENCE_SPEC 7 times; `save_memory` is not used); input [..., C]."""
 
     def forward(self, x):
         if x.shape[-1] != self.num_channels:
