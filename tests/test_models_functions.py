@@ -185,6 +185,22 @@ def test_bspline_tv2_hand_computed():
 
 
 @pytest.mark.parametrize("save_memory", [False, True])
+def test_blocked_lerp_equals_one_block_bit_for_bit(save_memory, monkeypatch):
+    """Blocks change where the work happens, not the arithmetic: values and both gradients are identical."""
+    gen = torch.Generator().manual_seed(12)
+    table = torch.randn(6, 64, generator=gen, requires_grad=True)
+    x = (5 * torch.randn(4, 50, 6, generator=gen)).requires_grad_()
+    weights = torch.randn(4, 50, 6, generator=gen)
+    results = []
+    for block_elements in (1 << 30, 6 * 7):
+        monkeypatch.setattr(models.blocking, "CPU_BLOCK_ELEMENTS", block_elements)
+        y = lerp_table(x, table, 4.0, save_memory)
+        results.append((y, *torch.autograd.grad((y * weights).sum(), [x, table])))
+    for one_block, blocked in zip(*results):
+        assert torch.equal(one_block, blocked)
+
+
+@pytest.mark.parametrize("save_memory", [False, True])
 def test_lerp_table_of_strided_inputs_equals_contiguous_bit_for_bit(save_memory, blocking):
     """Transposed and broadcast inputs (and the broadcast gradient of a sum) give exactly the contiguous result."""
     gen = torch.Generator().manual_seed(11)
