@@ -38,7 +38,7 @@ def _channel_offsets(num_channels: int, grid_size: int, device):
 
 
 def _flat_index(segment, offsets):
-    """segment[r, c] + c * G, flattened: the index into a channel-major [C, G] table (reuses an int32 segment)."""
+    """segment[r, c] + c * G, flattened: the index into a channel-major [C, G] table (in place if segment is int32)."""
     return segment.to(torch.int32).add_(offsets).view(-1)
 
 
