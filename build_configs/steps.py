@@ -5,8 +5,9 @@ map to HW layers"):
 
 - step_lower_lerp_psa: an exported model still holding LerpPSA nodes is lowered first (transforms.lower_lerp_psa);
   a lowered model passes unchanged.
-- step_streamline_resmlp: FINN+'s StreamlinePlus (the stock Streamline cannot move the residual quantizer's scale
-  past forks and Adds), run through transforms.lean_composed (3x less CPU, same graph), then the ResMLP fix-ups:
+- step_streamline_resmlp: elementwise initializers brought to full rank (transforms.expand_initializer_rank), then
+  FINN+'s StreamlinePlus (the stock Streamline cannot move the residual quantizer's scale past forks and Adds), run
+  through transforms.lean_composed (3x less CPU, same graph), then the ResMLP fix-ups:
   token-mixer transposes moved behind shared-threshold quantizers, ReduceMean over tokens -> GlobalAccPool,
   a monotone table's MultiThreshold merged into the requantizer before it, MultiThreshold layouts reset to
   channels-last. Quantizer thresholds round ties half-to-even like the QONNX Quant
@@ -40,6 +41,7 @@ from transforms.clamp_folding import ClampFoldingToDivisors
 from transforms.cli import lowering_document
 from transforms.compose_thresholds import ComposeConsecutiveThresholds
 from transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
+from transforms.expand_initializer_rank import ExpandInitializerRank
 from transforms.fold_shuffles import FoldShuffles
 from transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant
 from transforms.lean_composed import apply_lean
@@ -96,8 +98,10 @@ def step_streamline_resmlp(model, cfg):
     """StreamlinePlus (tidying only after changes), then the ResMLP fix-ups (cheap, to a fixed point).
 
     Both first run with the quantizer ties made half-to-even in place of any rounding or composing of thresholds;
-    the last pass composes and rounds.
+    the last pass composes and rounds. Elementwise initializers first get the full rank (older exports hold rank-1
+    per-channel ones, on which finn's MoveTransposePastEltwise fails).
     """
+    model = model.transform(ExpandInitializerRank())
     model = apply_lean(model, _round_half_even(StreamlinePlus()))
     model = model.transform(ComposedTransformation(
         [_round_half_even(t) for t in _resmlp_fixups() if not isinstance(t, ComposeConsecutiveThresholds)]))

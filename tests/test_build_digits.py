@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from build_configs.summary import SUMMARY_KEYS
-from models import ResMLP, save_checkpoint
+from models import ResMLP, load_checkpoint, save_checkpoint
 from models.datasets import DATASET_GEOMETRY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,3 +123,44 @@ def test_hw_model_in_python_mode_equals_lowered_model(builds, variant):
         assert any(layer["op_type"].startswith(("PerChannelLUT", "Thresholding")) for layer in summary["layers"])
         report = json.loads((out / "report" / "lowering_report.json").read_text())
         assert len(report["nodes"]) == 8
+
+
+@pytest.mark.slow
+def test_export_with_rank1_per_channel_initializers_builds_to_the_same_model(tmp_path):
+    """Exports made before the [1, 1, C] ChannelAffine layout hold rank-1 initializers. With a token-mixer layer
+    scale of mixed signs (as training leaves it) finn's MoveTransposePastEltwise then met a rank-1 initializer after a
+    Transpose and failed; now such an export builds, to the same model as the current layout."""
+    import numpy as np
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from models.resmlp import TokenMixer
+
+    checkpoint = _float_checkpoint(tmp_path / "relu.pt", "relu")
+    float_model, _ = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        for module in float_model.modules():
+            if isinstance(module, TokenMixer):
+                module.affine_2.weight.uniform_(-0.2, 0.2)
+    save_checkpoint(checkpoint, float_model, dataset="digits")
+    exported = _cli("export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "new.onnx"))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    old = ModelWrapper(str(tmp_path / "new.onnx"))
+    rewritten = 0
+    for node in old.graph.node:
+        for name in node.input:
+            value = old.get_initializer(name)
+            if node.op_type in ("Mul", "Add") and value is not None and value.shape[:-1] == (1, 1) and value.size > 1:
+                old.set_initializer(name, value.reshape(-1))
+                rewritten += 1
+    assert rewritten >= 4
+    old.save(str(tmp_path / "old.onnx"))
+    streamlined = []
+    for name in ("old", "new"):
+        result = _cli("build", "--model", str(tmp_path / f"{name}.onnx"), "--config", "build_configs/unrolled.yaml",
+                      "--out", str(tmp_path / name), "--stop-step", "step_streamline_resmlp")
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        streamlined.append(ModelWrapper(str(tmp_path / name / "intermediate_models/step_streamline_resmlp.onnx")))
+    x = np.random.default_rng(1).normal(size=(4, *streamlined[0].get_tensor_shape("global_in")[1:]))
+    outputs = [np.concatenate([execute_onnx(m, {m.graph.input[0].name: s[None].astype(np.float32)})[
+        m.graph.output[0].name] for s in x]) for m in streamlined]
+    np.testing.assert_array_equal(outputs[0], outputs[1])

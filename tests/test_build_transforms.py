@@ -17,6 +17,7 @@ finn_shims.boot_finn("/tmp/psa_finn_test_build_transforms")
 
 from transforms.clamp_folding import ClampFoldingToDivisors  # noqa: E402
 from transforms.compose_thresholds import ComposeConsecutiveThresholds  # noqa: E402
+from transforms.expand_initializer_rank import ExpandInitializerRank  # noqa: E402
 from transforms.fold_shuffles import FoldShuffles, shuffle_simd_candidates  # noqa: E402
 from transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant  # noqa: E402
 from transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast  # noqa: E402
@@ -101,6 +102,40 @@ def test_transpose_moves_past_shared_thresholds_and_keeps_output():
     assert moved.get_tensor_datatype(moved.graph.node[0].output[0]) == DataType["UINT3"]
     moved = moved.transform(SetMultiThresholdChannelsLast())
     np.testing.assert_array_equal(_run(moved, {"x": x}), expected)
+
+
+def _rank1_affine_model():
+    """Transpose -> Mul(rank-1 per-channel) -> Add(rank-1, also read by a second Add) -> Mul(scalar): an old export's
+    token-mixer pattern."""
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1], name="t"),
+             helper.make_node("Mul", ["xt", "w"], ["m"], name="mul"),
+             helper.make_node("Add", ["m", "b"], ["a"], name="add"),
+             helper.make_node("Add", ["a", "b"], ["a2"], name="add_again"),
+             helper.make_node("Mul", ["s", "a2"], ["y"], name="scale")]
+    inits = [("w", RNG.normal(size=4)), ("b", RNG.normal(size=4)), ("s", np.array([0.5]))]
+    return _model(nodes, [("x", [1, 4, 3])], [("y", [1, 3, 4])], inits)
+
+
+def test_rank1_initializers_get_full_rank_and_finn_can_move_the_transpose():
+    from finn.transformation.streamline.reorder import MoveTransposePastEltwise
+
+    model = _rank1_affine_model()
+    x = RNG.normal(size=(1, 4, 3)).astype(np.float32)
+    expected = _run(model, {"x": x})
+    with pytest.raises(ValueError, match="axes don't match"):   # what finn does with the old layout
+        _rank1_affine_model().transform(MoveTransposePastEltwise())
+    expanded, changed = ExpandInitializerRank().apply(model)
+    assert changed and not ExpandInitializerRank().apply(expanded)[1]
+    shapes = {n.name: [expanded.get_initializer(i).shape for i in n.input if expanded.get_initializer(i) is not None]
+              for n in expanded.graph.node}
+    assert shapes == {"t": [], "mul": [(1, 1, 4)], "add": [(1, 1, 4)], "add_again": [(1, 1, 4)], "scale": [(1,)]}
+    assert len({n.input[1] for n in expanded.graph.node if n.op_type == "Add"}) == 2   # shared "b": own copies
+    np.testing.assert_array_equal(_run(expanded, {"x": x}), expected)
+    moved = expanded.transform(MoveTransposePastEltwise())
+    moved.set_tensor_shape("x", [1, 4, 3])          # finn drops the annotations of the tensors it rewires
+    moved = moved.transform(InferShapes())
+    assert moved.graph.node[-1].op_type == "Transpose"
+    np.testing.assert_allclose(_run(moved, {"x": x}), expected, rtol=1e-6)
 
 
 def test_transpose_stays_before_per_channel_thresholds():
