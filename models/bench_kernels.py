@@ -195,6 +195,10 @@ def run_kernel_bench(scale: float = DEFAULT_SCALE, repeats: int = KERNEL_REPEATS
         raise ValueError(f"--scale must be positive, got {scale}")
     if repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {repeats}")
+    unknown = [v for v in variants if v not in KERNEL_VARIANTS]
+    if unknown or not variants:
+        raise ValueError(f"--variants: {'unknown ' + ', '.join(unknown) if unknown else 'none given'}; choose from "
+                         f"{', '.join(KERNEL_VARIANTS)}")
     rows = max(1, round(REFERENCE_ROWS * scale))
     results = measure_variants(variants, rows, repeats, device)
     baselines = [b for b in BASELINES if b in results]

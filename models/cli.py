@@ -97,7 +97,7 @@ def _add_eval_arguments(parser) -> None:
 
 def _add_bench_arguments(parser) -> None:
     from models.bench_accuracy import AccuracyBenchConfig
-    from models.bench_kernels import DEFAULT_SCALE, KERNEL_REPEATS
+    from models.bench_kernels import DEFAULT_SCALE, KERNEL_REPEATS, KERNEL_VARIANTS
 
     parser.add_argument("benchmark", choices=("accuracy", "kernels"))
     parser.add_argument("--json", help="write the measured figures to this JSON file")
@@ -115,6 +115,9 @@ def _add_bench_arguments(parser) -> None:
     kernels.add_argument("--scale", type=float, default=DEFAULT_SCALE,
                          help="fraction of the reference 8192 rows (16 x 512 tokens) of 768 channels")
     kernels.add_argument("--repeats", type=int, default=KERNEL_REPEATS, help="timed training steps per variant")
+    kernels.add_argument("--variants", default=",".join(KERNEL_VARIANTS),
+                         help="comma-separated subset to measure (e.g. leave out psa at --scale 1: its exact "
+                              "[rows, C, E] intermediates take about 4 GB)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for torch (1: steadier timings and no spinning on a shared machine; the "
@@ -235,7 +238,8 @@ def run_bench(args) -> int:
                                      embed_dim=args.embed_dim, depth=args.depth, lr=args.lr)
         run_accuracy_bench(config, json_path=args.json, plot_path=args.plot, device=device)
     else:
-        run_kernel_bench(scale=args.scale, repeats=args.repeats, json_path=args.json, device=device)
+        run_kernel_bench(scale=args.scale, repeats=args.repeats, json_path=args.json, device=device,
+                         variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()))
     return 0
 
 

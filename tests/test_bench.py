@@ -48,6 +48,16 @@ def test_kernel_bench_json(tmp_path, capsys):
     assert "lerp_psa" in capsys.readouterr().out
 
 
+def test_kernel_bench_variants_subset(tmp_path):
+    path = tmp_path / "subset.json"
+    assert build.main(["bench", "kernels", "--scale", "0.004", "--repeats", "1", "--variants", "relu, bspline_lerp",
+                       "--json", str(path), "--device", "cpu"]) == 0
+    report = json.loads(path.read_text())
+    assert {k for k in report if k in KERNEL_VARIANTS} == {"relu", "bspline_lerp"}
+    assert "time_vs_bspline_lerp" in report["relu"] and "time_vs_bspline" not in report["relu"]
+    assert build.main(["bench", "kernels", "--variants", "relu,nope"]) == 2
+
+
 def test_exact_psa_needs_more_memory_than_lerp_psa():
     # exact PSA keeps [rows, C, E] intermediates per application; LERP-PSA O(rows * C) plus a [G, C, E] table
     report = run_kernel_bench(scale=256 / 8192, repeats=1, variants=("psa", "lerp_psa", "relu"))
@@ -60,6 +70,10 @@ def test_kernel_bench_rejects_bad_options():
         run_kernel_bench(scale=0)
     with pytest.raises(ValueError, match="repeats"):
         run_kernel_bench(repeats=0)
+    with pytest.raises(ValueError, match="unknown foo; choose from lerp_psa, "):
+        run_kernel_bench(variants=("lerp_psa", "foo"))
+    with pytest.raises(ValueError, match="none given"):
+        run_kernel_bench(variants=())
 
 
 @pytest.mark.slow
