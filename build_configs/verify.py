@@ -58,9 +58,9 @@ def compare_with_lowered(out_dir, inputs, step=HW_STEP):
     """Run the HW model, the streamlined model and the lowered QONNX model on each inputs[i]; the largest differences.
 
     All three should be equal bit for bit. From the streamlined model on every step is integer-exact; up to it,
-    the quantizers' ties round half-to-even as in the QONNX Quant (transforms.round_half_even_thresholds). Known
-    exceptions, both at quantizer inputs within float32 rounding of a tie: a Mul within 1e-5 of 1 (an untrained
-    BatchNorm's 1/sqrt(1 + eps)) is dropped by qonnx's RemoveIdentityOps during the FINN conversion; and the QONNX
+    the quantizers' ties round half-to-even as in the QONNX Quant (transforms.round_half_even_thresholds), and the
+    export makes every affine that qonnx's RemoveIdentityOps would drop in the FINN conversion exactly the identity
+    (export.qat.exact_identity). Known exception, at quantizer inputs within float32 rounding of a tie: the QONNX
     model adds a float bias (or BatchNorm shift/scale) in float32, whose rounded result can land on a tie the exact
     sum misses (or miss one it hits), while the integer thresholds compare the exact accumulator.
     """

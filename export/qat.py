@@ -6,12 +6,16 @@ three variants): each BatchNorm becomes its affine `a = gamma / sqrt(var + eps)`
   - channel mixer layer scale: into the last Linear (`W <- diag(w) W`, `b <- w * b + beta`);
   - final BN: into the classifier (it commutes with the mean over tokens);
   - token mixer BN and layer scale: kept as per-channel affines (the token Linear mixes tokens, not channels);
+    a multiplier (offset) that qonnx's RemoveIdentityOps would take for 1 (0), such as an untrained BatchNorm's
+    1/sqrt(1 + eps), becomes exactly that: the FINN build drops such a node, so otherwise the hardware would compute
+    a slightly different model than the QONNX file at quantizer ties;
   - ResPSA residual: into the table (`ResPSA.table()` = psa table + grid); B-spline coefficients are the table.
 """
 
 
 import torch
 from brevitas.graph.calibrate import calibration_mode
+from qonnx.transformation.remove import RemoveIdentityOps
 
 from common.atomic_files import atomic_path
 from export.quant_resmlp import QuantLerpPSA, QuantResMLP
@@ -23,6 +27,8 @@ from models.resmlp import ResMLP, build_model
 QAT_CHECKPOINT_FORMAT = "psa-finn-qat"
 LUT_GRID = {"relu": (LERP_GRID_SIZE, LERP_GRID_RANGE), "lerp_psa": (LERP_GRID_SIZE, LERP_GRID_RANGE),
             "bspline": (BSPLINE_GRID_SIZE, BSPLINE_GRID_RANGE)}
+IDENTITY_ATOL = RemoveIdentityOps().atol   # qonnx's test: numpy.isclose(values, identity, atol=IDENTITY_ATOL).all()
+IDENTITY_RTOL = 1e-5                       # (numpy's default rtol)
 
 
 def check_finite_parameters(model: torch.nn.Module, what: str):
@@ -59,10 +65,18 @@ def _fold_output_affine(target, linear, affine):
     _copy_linear(target, linear.weight.double() * w[:, None], linear.bias.double() * w + affine.bias.double())
 
 
+def exact_identity(values, identity: float):
+    """`values`, or exactly `identity` everywhere if qonnx's RemoveIdentityOps would take the tensor for it."""
+    reference = torch.full_like(values, identity)
+    if torch.isclose(values, reference, rtol=IDENTITY_RTOL, atol=IDENTITY_ATOL).all():
+        return reference
+    return values
+
+
 def _copy_affine(target, scale, shift):
     with torch.no_grad():
-        target.weight.copy_(scale.to(target.weight.dtype))
-        target.bias.copy_(shift.to(target.bias.dtype))
+        target.weight.copy_(exact_identity(scale, 1.0).to(target.weight.dtype))
+        target.bias.copy_(exact_identity(shift, 0.0).to(target.bias.dtype))
 
 
 def _copy_lut(target: QuantLerpPSA, function, scale=None, shift=None):

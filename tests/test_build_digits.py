@@ -1,8 +1,7 @@
 """Full finn-plus builds of the digits ResMLP (all three variants): summary.json, reports, python-mode equivalence.
 
-The models are seeded random ResMLPs with random BatchNorm statistics and affines, as a trained one has: an
-untrained BatchNorm's multiplier 1/sqrt(1 + eps) lies within qonnx RemoveIdentityOps' 1e-5 of 1, so the FINN
-conversion would drop it and compute, on quantizer inputs at a rounding tie, another model than the QONNX one.
+The models are seeded random ResMLPs with random BatchNorm statistics and affines, as a trained one has; an
+untrained BatchNorm (what --random-init exports) has its own test.
 """
 
 import json
@@ -164,3 +163,25 @@ def test_export_with_rank1_per_channel_initializers_builds_to_the_same_model(tmp
     outputs = [np.concatenate([execute_onnx(m, {m.graph.input[0].name: s[None].astype(np.float32)})[
         m.graph.output[0].name] for s in x]) for m in streamlined]
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.slow
+def test_untrained_batchnorm_export_builds_bit_exact(tmp_path):
+    """A --random-init export keeps untrained BatchNorms, whose 1/sqrt(1 + eps) qonnx's RemoveIdentityOps takes for 1
+    in the FINN build: the export makes it exactly 1, so the hardware computes the QONNX model at every tie too."""
+    from build_configs import finn_shims
+
+    exported = _cli("export", "--variant", "relu", "--hidden-factor", "1", "--dataset", "digits", "--random-init",
+                    "--out", str(tmp_path / "relu.onnx"))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    result = _cli("build", "--model", str(tmp_path / "relu.onnx"), "--config", "build_configs/unrolled.yaml",
+                  "--out", str(tmp_path / "build"), "--stop-step", "step_generate_estimate_reports")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    finn_shims.boot_finn(tmp_path / "build")
+    from build_configs.verify import compare_with_lowered
+    from models import patchify
+    from models.datasets import load_digits_split
+
+    _, _, x_test, _ = load_digits_split()
+    compared = compare_with_lowered(tmp_path / "build", patchify(x_test[:60], 2).numpy())
+    assert compared["hw_vs_lowered_max_abs_diff"] == 0.0

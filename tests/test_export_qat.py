@@ -9,7 +9,7 @@ from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
 
 from custom_ops.lerp_psa import lerp_psa_numpy
 from export.lerp_psa_function import lerp_psa
-from export.qat import load_qat_checkpoint, save_qat_checkpoint, to_qat_model
+from export.qat import exact_identity, load_qat_checkpoint, save_qat_checkpoint, to_qat_model
 from export.quant_resmlp import QuantLerpPSA
 from export.quantizers import check_bits
 from models import ResMLP, load_checkpoint, save_checkpoint
@@ -50,6 +50,20 @@ def test_folding_is_exact_without_quantization(variant):
         folded = qat(x)
         expected = model(x)
     assert torch.allclose(folded, expected, atol=1e-5, rtol=1e-5), (folded - expected).abs().max()
+
+
+def test_affines_qonnx_takes_for_identity_become_exactly_the_identity():
+    untrained = torch.full((4,), 1 / np.sqrt(1 + 1e-5), dtype=torch.float64)     # BatchNorm: gamma 1, var 1
+    assert torch.equal(exact_identity(untrained, 1.0), torch.ones(4, dtype=torch.float64))
+    mixed = untrained.clone()
+    mixed[2] = 0.99                                  # one real channel: RemoveIdentityOps keeps the node, and so do we
+    assert torch.equal(exact_identity(mixed, 1.0), mixed)
+    assert torch.equal(exact_identity(torch.tensor([5e-6, -9e-6]), 0.0), torch.zeros(2))
+    assert torch.equal(exact_identity(torch.tensor([2e-5, 0.0]), 0.0), torch.tensor([2e-5, 0.0]))
+    torch.manual_seed(0)
+    qat = to_qat_model(ResMLP("relu", 0.5, embed_dim=16, depth=2, **DATASET_GEOMETRY["digits"].model_kwargs()).eval())
+    for block in qat.layers:
+        assert torch.equal(block.layers[0].affine_1.weight, torch.ones(16))
 
 
 @pytest.mark.parametrize("variant", ("lerp_psa", "bspline"))
