@@ -101,20 +101,20 @@ class GridPSAFunction(torch.autograd.Function):
         terms = _GridTerms(v_weight, q_weight, q_bias, epsilon)
         grad_o_bias = grad_table.sum(dim=0)
         grad_o_weight = torch.zeros_like(o_weight)
-        sums = torch.zeros(3, *v_weight.t().shape, dtype=v_weight.dtype, device=v_weight.device)
+        weighted_sum, grad_diff_sum, grad_diff2_sum = (torch.zeros_like(v_weight.t()) for _ in range(3))   # [E, C]
         for block in row_blocks(grid.shape[0], v_weight.numel(), grid.device):
             grid_rows, grad_rows = grid[block], grad_table[block]
             diff, attention, value_mean = terms.attention(grid_rows)
             grad_o_weight += (grad_rows * grid_rows * value_mean).sum(dim=0)
             weighted = attention.mul_(grad_rows * o_weight * grid_rows)        # a_k dL/dm [E, g, C]
-            sums[0] += weighted.sum(dim=1)                                      # -> dL/dv
+            weighted_sum += weighted.sum(dim=1)
             grad_diff = weighted.mul_(terms.v_weight - value_mean).mul_(diff)   # softmax backward, then d logit/d diff
-            sums[1] += grad_diff.sum(dim=1)                                     # -> dL/dq_bias
-            sums[2] += grad_diff.mul_(diff).sum(dim=1)                          # -> dL/dq_weight
+            grad_diff_sum += grad_diff.sum(dim=1)
+            grad_diff2_sum += grad_diff.mul_(diff).sum(dim=1)
         width2 = q_weight * q_weight + epsilon
-        grad_v_weight = sums[0].t()
-        grad_q_bias = 2.0 * sums[1].t() / width2
-        grad_q_weight = 2.0 * sums[2].t() * q_weight / (width2 * width2)
+        grad_v_weight = weighted_sum.t()
+        grad_q_bias = 2.0 * grad_diff_sum.t() / width2
+        grad_q_weight = 2.0 * grad_diff2_sum.t() * q_weight / (width2 * width2)
         return None, grad_v_weight, grad_q_weight, grad_q_bias, grad_o_weight, grad_o_bias, None
 
 
