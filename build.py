@@ -10,36 +10,70 @@ Each module provides `add_arguments(parser, command)` and `run(args, command) ->
 
 import argparse
 import importlib
+import importlib.util
 import sys
+from pathlib import Path
 
+
+def _import_checkout_as_package():
+    """Run from a checkout that is not installed (`python build.py ...`): import this folder as `psa_finn`."""
+    if importlib.util.find_spec("psa_finn") is not None:
+        return
+    root = Path(__file__).resolve().parent
+    spec = importlib.util.spec_from_file_location("psa_finn", root / "__init__.py",
+                                                  submodule_search_locations=[str(root)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["psa_finn"] = package
+    spec.loader.exec_module(package)
+
+
+PROG = "psa-finn"
 COMMANDS = {
-    "train": ("models.cli", "train a ResMLP (CE, knowledge transfer, distillation; --qat for quantization-aware)"),
-    "eval": ("models.cli", "accuracy and loss of a checkpoint, a reference .bin or an exported .onnx"),
-    "bench": ("models.cli", "benchmarks: 'accuracy' (accuracy vs hidden size) or 'kernels' (LERP-PSA speed/memory)"),
-    "export": ("export.cli", "export a (QAT) ResMLP to QONNX with LerpPSA custom nodes"),
-    "lower": ("transforms.cli", "lower LerpPSA nodes to MultiThreshold or PerChannelLUT"),
-    "build": ("build_configs.cli", "finn-plus dataflow build with resource and throughput reports"),
-    "synth-check": ("build_configs.cli", "yosys synthesis of the LUT layers' RTL beside the FINN estimates"),
-    "report": ("reports.cli", "tables and plots comparing build directories"),
-    "demo": ("reports.demo", "the whole flow on built-in data: train, QAT, export, lower, build, report"),
+    "train": ("psa_finn.models.cli",
+              "train a ResMLP (CE, knowledge transfer, distillation; --qat for quantization-aware)"),
+    "eval": ("psa_finn.models.cli", "accuracy and loss of a checkpoint, a reference .bin or an exported .onnx"),
+    "bench": ("psa_finn.models.cli",
+              "benchmarks: 'accuracy' (accuracy vs hidden size) or 'kernels' (LERP-PSA speed/memory)"),
+    "export": ("psa_finn.export.cli", "export a (QAT) ResMLP to QONNX with LerpPSA custom nodes"),
+    "lower": ("psa_finn.transforms.cli", "lower LerpPSA nodes to MultiThreshold or PerChannelLUT"),
+    "build": ("psa_finn.build_configs.cli", "finn-plus dataflow build with resource and throughput reports"),
+    "synth-check": ("psa_finn.hardware_checks.synth_check",
+                    "yosys synthesis of the LUT layers' RTL beside the FINN estimates"),
+    "report": ("psa_finn.reports.cli", "tables and plots comparing build directories"),
+    "demo": ("psa_finn.reports.demo", "the whole flow on built-in data: train, QAT, export, lower, build, report"),
 }
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="build.py", description=__doc__.splitlines()[0],
+    """Run one subcommand; errors become one line on stderr and the exit code of `psa_finn.common.cli_errors`."""
+    from psa_finn.common.cli_errors import EXIT_BAD_INPUT, EXIT_CODES_HELP, exit_code_of, one_line
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
+    prog = PROG if Path(sys.argv[0]).name != "build.py" else "build.py"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(f"  {c:12s} {h}" for c, (_, h) in COMMANDS.items()))
+                                     epilog="\n".join([*(f"  {c:12s} {h}" for c, (_, h) in COMMANDS.items()), "",
+                                                        EXIT_CODES_HELP]))
     parser.add_argument("command", choices=sorted(COMMANDS), help="the stage to run")
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         parser.parse_args(argv[:1] or ["--help"])
-        return 2
+        return EXIT_BAD_INPUT
     command = argv[0]
-    module = importlib.import_module(COMMANDS[command][0])
-    sub = argparse.ArgumentParser(prog=f"build.py {command}", description=COMMANDS[command][1])
-    module.add_arguments(sub, command)
-    return int(module.run(sub.parse_args(argv[1:]), command) or 0)
+    sub = argparse.ArgumentParser(prog=f"{prog} {command}", description=COMMANDS[command][1], epilog=EXIT_CODES_HELP)
+    sub.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
+    try:
+        module = importlib.import_module(COMMANDS[command][0])
+        module.add_arguments(sub, command)
+        return int(module.run(sub.parse_args(argv[1:]), command) or 0)
+    except (Exception, KeyboardInterrupt) as error:
+        if debug:
+            raise
+        print(f"{prog} {command}: error: {one_line(error)}", file=sys.stderr)
+        return exit_code_of(error)
 
 
 if __name__ == "__main__":
+    _import_checkout_as_package()
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""`python build.py build` (finn-plus dataflow build + DIR/summary.json) and `python build.py synth-check`.
+"""`python build.py build`: finn-plus dataflow build + DIR/summary.json.
 
     python build.py build --model model.onnx --config build_configs/unrolled.yaml --out DIR
 
@@ -8,14 +8,12 @@ Vivado the steps that need it are skipped and listed. Exit status: 0 when every 
 is on the hardware, 1 when some node stays off it (they are named), 2 when the build itself fails.
 """
 
-import importlib
-import importlib.util
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from build_configs import finn_shims
+from psa_finn.build_configs import finn_shims
 
 SUMMARY = "summary.json"
 EXIT_OFF_HW = 1
@@ -23,9 +21,6 @@ EXIT_BUILD_FAILED = 2
 
 
 def add_arguments(parser, command):
-    if command == "synth-check":
-        _synth_check_module_arguments(parser)
-        return
     parser.add_argument("--model", required=True, type=Path, help="exported (QONNX) or lowered ONNX model")
     parser.add_argument("--config", required=True, type=Path,
                         help="finn-plus build config (build_configs/unrolled.yaml or folded.yaml)")
@@ -33,19 +28,6 @@ def add_arguments(parser, command):
                         help="output directory (new, empty, or an earlier build directory, which is replaced)")
     parser.add_argument("--stop-step", default=None,
                         help="last step to run, e.g. step_generate_estimate_reports to skip code generation")
-
-
-def _synth_check_module():
-    """build_configs.synth_check (issue 8's yosys check), or None where this checkout does not have it."""
-    if importlib.util.find_spec("build_configs.synth_check") is None:
-        return None
-    return importlib.import_module("build_configs.synth_check")
-
-
-def _synth_check_module_arguments(parser):
-    synth_check = _synth_check_module()
-    if synth_check is not None:
-        synth_check.add_arguments(parser, "synth-check")
 
 
 def _print(msg=""):
@@ -66,7 +48,7 @@ def _report_failure(out_dir):
     """After a failed build: the nodes the last saved model left off the hardware, once HW conversion has run."""
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from build_configs.summary import partition_nodes
+    from psa_finn.build_configs.summary import partition_nodes
 
     models = out_dir / "intermediate_models"
     if not any(models.glob("step_convert_to_hw*.onnx")):
@@ -95,8 +77,8 @@ def run_build(model_path, config_path, out_dir, stop_step=None):
     from finn.builder.build_dataflow import build_dataflow_cfg
     from finn.builder.build_dataflow_config import default_build_dataflow_steps
 
-    from build_configs.summary import build_summary
-    from common.atomic_files import write_json_atomic
+    from psa_finn.build_configs.summary import build_summary
+    from psa_finn.common.atomic_files import write_json_atomic
 
     cfg = _load_config(config_path, out_dir, stop_step)
     cfg.steps, skipped = finn_shims.vivado_less_steps(cfg.steps or default_build_dataflow_steps)
@@ -132,12 +114,5 @@ def run_build(model_path, config_path, out_dir, stop_step=None):
 
 
 def run(args, command):
-    if command == "synth-check":
-        synth_check = _synth_check_module()
-        if synth_check is None:
-            print("synth-check is unavailable: build_configs/synth_check.py is not installed in this checkout",
-                  file=sys.stderr)
-            return 2
-        return synth_check.run(args, command)
     status, _ = run_build(args.model, args.config, args.out, args.stop_step)
     return status

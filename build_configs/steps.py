@@ -22,8 +22,8 @@ map to HW layers"):
 Import `build_configs.finn_shims` and call `boot_finn` before importing this module.
 """
 
-import custom_ops  # noqa: F401  (registers LerpPSA and PerChannelLUT with qonnx)
-import custom_ops.fpgadataflow  # noqa: F401  (registers the PerChannelLUT HW layer with qonnx and finn-plus)
+import psa_finn.custom_ops  # noqa: F401  (registers LerpPSA and PerChannelLUT with qonnx)
+import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the PerChannelLUT HW layer with qonnx and finn-plus)
 from finn.builder.build_dataflow_steps import step_convert_to_hw
 from finn.transformation.streamline.absorb import AbsorbAddIntoMultiThreshold, AbsorbMulIntoMultiThreshold
 from finn.transformation.streamline.collapse_repeated import CollapseRepeatedAdd, CollapseRepeatedMul
@@ -36,20 +36,20 @@ from qonnx.transformation.infer_data_layouts import InferDataLayouts
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
-from common.atomic_files import write_json_atomic
-from transforms.clamp_folding import ClampFoldingToDivisors
-from transforms.cli import lowering_document
-from transforms.compose_thresholds import ComposeConsecutiveThresholds
-from transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
-from transforms.expand_initializer_rank import ExpandInitializerRank
-from transforms.fold_shuffles import FoldShuffles
-from transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant
-from transforms.lean_composed import apply_lean
-from transforms.lower_lerp_psa import LowerLerpPSA
-from transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
-from transforms.round_half_even_thresholds import RoundHalfEvenThresholds
-from transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool
-from transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold
+from psa_finn.common.atomic_files import write_json_atomic
+from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors
+from psa_finn.transforms.cli import lowering_document
+from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds
+from psa_finn.transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
+from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank
+from psa_finn.transforms.fold_shuffles import FoldShuffles
+from psa_finn.transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant
+from psa_finn.transforms.lean_composed import apply_lean
+from psa_finn.transforms.lower_lerp_psa import LowerLerpPSA
+from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
+from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds
+from psa_finn.transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool
+from psa_finn.transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold
 
 LOWERING_REPORT = "lowering_report.json"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from transforms.host_output_dequant import host_output_dequant_nodes
+from psa_finn.transforms.host_output_dequant import host_output_dequant_nodes
 
 SUMMARY_KEYS = ("model", "config", "config_name", "fpga_part", "clk_ns", "target_fps", "fps", "latency_ns",
                 "max_cycles", "max_cycles_node", "lut", "dsp", "bram18", "uram", "luts_plus_dsp", "all_nodes_on_hw",

@@ -15,7 +15,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.registry import getCustomOp
 
-import custom_ops  # noqa: F401  (LerpPSA / PerChannelLUT execution)
+import psa_finn.custom_ops  # noqa: F401  (LerpPSA / PerChannelLUT execution)
 
 LOWERED_STEP = "step_lower_lerp_psa"
 STREAMLINED_STEP = "step_streamline_resmlp"
@@ -64,7 +64,7 @@ def compare_with_lowered(out_dir, inputs, step=HW_STEP):
     model adds a float bias (or BatchNorm shift/scale) in float32, whose rounded result can land on a tie the exact
     sum misses (or miss one it hits), while the integer thresholds compare the exact accumulator.
     """
-    import custom_ops.fpgadataflow  # noqa: F401  (PerChannelLUT HW layer, when the model has one)
+    import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (PerChannelLUT HW layer, when the model has one)
 
     models = Path(out_dir) / "intermediate_models"
     outputs = {}

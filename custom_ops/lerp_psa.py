@@ -1,4 +1,4 @@
-"""The qonnx op `LerpPSA`: a per-channel piecewise-linear function on the uniform grid of `models/grid.py`.
+"""The qonnx op `LerpPSA`: a per-channel piecewise-linear function on the uniform grid of `common/grid.py`.
 
 `y[..., c] = lerp(table[c], in_scale[c] * x[..., c] + in_bias[c])`, channels on the last axis, with linear
 extrapolation (edge slopes) beyond [-grid_range, grid_range]. LERP-PSA banks and B-spline activations both export
@@ -10,7 +10,7 @@ from onnx import helper
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 
-from models.grid import segment_and_fraction
+from psa_finn.common.grid import segment_and_fraction
 
 
 def _check_finite(name, value):

@@ -12,7 +12,7 @@ from onnx import helper
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 
-from custom_ops.lut_tables import LUT_MODES, lut_lookup, table_entries
+from psa_finn.custom_ops.lut_tables import LUT_MODES, lut_lookup, table_entries
 
 INTEGER_DATATYPE = re.compile(r"U?INT[1-9][0-9]*")
 CODE_TOLERANCE = 0.01  # float noise tolerated on integer codes: a Mul by 1/scale leaves < 1e-3 at 12 bits

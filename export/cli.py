@@ -15,14 +15,14 @@ from pathlib import Path
 
 import torch
 
-from export.qat import (is_qat_checkpoint, qat_model_from_payload, random_calibration_batches, to_qat_model)
-from export.qonnx_export import export_qonnx_model
-from export.quantizers import DEFAULT_BITS, MAX_BITS, MIN_BITS, check_bits
-from models import ResMLP, load_checkpoint, load_reference_checkpoint
-from models.checkpoint import read_torch_file
-from models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, DatasetNotFoundError, load_dataset
-from models.evaluation import dataset_of_config
-from models.resmlp import VARIANTS
+from psa_finn.export.qat import (is_qat_checkpoint, qat_model_from_payload, random_calibration_batches, to_qat_model)
+from psa_finn.export.qonnx_export import export_qonnx_model
+from psa_finn.export.quantizers import DEFAULT_BITS, MAX_BITS, MIN_BITS, check_bits
+from psa_finn.models import ResMLP, load_checkpoint, load_reference_checkpoint
+from psa_finn.models.checkpoint import read_torch_file
+from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, DatasetNotFoundError, load_dataset
+from psa_finn.models.evaluation import dataset_of_config
+from psa_finn.models.resmlp import VARIANTS
 
 CALIBRATION_SEED = 0
 

@@ -1,19 +1,17 @@
 """The LerpPSA function in torch: evaluated bit-identically to the qonnx op, exported as one `LerpPSA` node.
 
 `lerp_psa(x, table, grid_range, in_scale, in_bias)` computes `lerp(table[c], in_scale[c] * x + in_bias[c])` in
-float64 with the operation order of `custom_ops.lerp_psa.lerp_psa_numpy` (affine, then `models.grid`'s segment and
+float64 with the operation order of `custom_ops.lerp_psa.lerp_psa_numpy` (affine, then `common.grid`'s segment and
 fraction, then `y0 + u * (y1 - y0)`) and rounds once to the input dtype, so the QAT model and `execute_onnx` agree
 to the last bit. It is differentiable in x, table, in_scale and in_bias (`models.lerp.lerp_table`'s backward).
-During ONNX export it becomes `custom_ops::LerpPSA(x, table[, in_scale, in_bias], grid_range)`.
+During ONNX export it becomes `psa_finn.custom_ops::LerpPSA(x, table[, in_scale, in_bias], grid_range)`.
 """
 
 import numpy as np
 import torch
 
-from models.lerp import lerp_table
-
-ONNX_DOMAIN = "custom_ops"
-ONNX_DOMAIN_VERSION = 1
+from psa_finn.custom_ops.domain import LERP_PSA_OP, OPS_DOMAIN
+from psa_finn.models.lerp import lerp_table
 
 
 def onnx_grid_range(grid_range: float) -> float:
@@ -37,7 +35,7 @@ class LerpPSAExportFunction(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, x, table, grid_range, *affine):
-        return g.op(f"{ONNX_DOMAIN}::LerpPSA", x, table, *affine, grid_range_f=grid_range)
+        return g.op(f"{OPS_DOMAIN}::{LERP_PSA_OP}", x, table, *affine, grid_range_f=grid_range)
 
 
 def lerp_psa(x, table, grid_range: float, in_scale=None, in_bias=None):

@@ -16,11 +16,12 @@ from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.change_batchsize import ChangeBatchSize
 from qonnx.transformation.infer_shapes import InferShapes
 
-import custom_ops  # noqa: F401  (registers the LerpPSA op, domain "custom_ops")
-from models.resmlp import patchify
+import psa_finn.custom_ops  # noqa: F401  (registers the LerpPSA op)
+from psa_finn.custom_ops.domain import OPS_DOMAIN
+from psa_finn.models.resmlp import patchify
 
 STANDARD_DOMAINS = ("", "ai.onnx")
-QONNX_DOMAINS = ("qonnx.custom_op.general", "custom_ops")
+QONNX_DOMAINS = ("qonnx.custom_op.general", OPS_DOMAIN)
 FIX_HINT = "export one with `python build.py export --checkpoint CKPT --out model.onnx`"
 
 

@@ -17,12 +17,12 @@ import torch
 from brevitas.graph.calibrate import calibration_mode
 from qonnx.transformation.remove import RemoveIdentityOps
 
-from common.atomic_files import atomic_path
-from export.quant_resmlp import QuantLerpPSA, QuantResMLP
-from export.quantizers import DEFAULT_BITS, check_bits
-from models.checkpoint import read_torch_file
-from models.grid import BSPLINE_GRID_RANGE, BSPLINE_GRID_SIZE, LERP_GRID_RANGE, LERP_GRID_SIZE
-from models.resmlp import ResMLP, build_model
+from psa_finn.common.atomic_files import atomic_path
+from psa_finn.export.quant_resmlp import QuantLerpPSA, QuantResMLP
+from psa_finn.export.quantizers import DEFAULT_BITS, check_bits
+from psa_finn.models.checkpoint import read_torch_file
+from psa_finn.common.grid import BSPLINE_GRID_RANGE, BSPLINE_GRID_SIZE, LERP_GRID_RANGE, LERP_GRID_SIZE
+from psa_finn.models.resmlp import ResMLP, build_model
 
 QAT_CHECKPOINT_FORMAT = "psa-finn-qat"
 LUT_GRID = {"relu": (LERP_GRID_SIZE, LERP_GRID_RANGE), "lerp_psa": (LERP_GRID_SIZE, LERP_GRID_RANGE),

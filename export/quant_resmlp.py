@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
 from torch import nn
 
-from export.lerp_psa_function import lerp_psa
-from export.quantizers import ChannelWeightQuant, SignedActQuant, TensorWeightQuant, UnsignedActQuant, check_bits
-from models.resmlp import VARIANTS, patchify
+from psa_finn.export.lerp_psa_function import lerp_psa
+from psa_finn.export.quantizers import ChannelWeightQuant, SignedActQuant, TensorWeightQuant, UnsignedActQuant, check_bits
+from psa_finn.models.resmlp import VARIANTS, patchify
 
 
 def act_quant(bits: int) -> QuantIdentity:

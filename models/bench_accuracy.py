@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from common.atomic_files import atomic_path, write_json_atomic
-from models import ResMLP
-from models.datasets import DATASET_GEOMETRY, load_dataset
-from models.training import TrainSettings, Trainer
+from psa_finn.common.atomic_files import atomic_path, write_json_atomic
+from psa_finn.models import ResMLP
+from psa_finn.models.datasets import DATASET_GEOMETRY, load_dataset
+from psa_finn.models.training import TrainSettings, Trainer
 
 BENCH_DATASET = "digits"
 DEFAULT_HIDDEN_FACTORS = {"relu": (2.0, 1.0, 0.5), "lerp_psa": (1.0, 0.5, 0.25), "bspline": (1.0, 0.5, 0.25)}

@@ -28,9 +28,9 @@ import time
 import torch
 from torch import nn
 
-from common.atomic_files import write_json_atomic
-from models import BSpline, LerpPSA, PSA
-from models.deep_bspline import DeepBSpline
+from psa_finn.common.atomic_files import write_json_atomic
+from psa_finn.models import BSpline, LerpPSA, PSA
+from psa_finn.models.deep_bspline import DeepBSpline
 
 REFERENCE_ROWS = 16 * 512
 CHANNELS = 768

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.grid import BSPLINE_GRID_RANGE, BSPLINE_GRID_SIZE, grid_points, grid_step
-from models.lerp import lerp_table
+from psa_finn.common.grid import BSPLINE_GRID_RANGE, BSPLINE_GRID_SIZE, grid_points, grid_step
+from psa_finn.models.lerp import lerp_table
 
 BSPLINE_LEAKY_SLOPE = 0.01
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from common.atomic_files import atomic_path
-from models.resmlp import ResMLP, build_model
+from psa_finn.common.atomic_files import atomic_path
+from psa_finn.models.resmlp import ResMLP, build_model
 
 CHECKPOINT_FORMAT = "psa-finn"
 RESERVED_KEYS = ("format", "config", "state_dict")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, DatasetNotFoundError, load_dataset
-from models.training import CHECKPOINT_NAME, TrainSettings, Trainer
+from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, DatasetNotFoundError, load_dataset
+from psa_finn.models.training import CHECKPOINT_NAME, TrainSettings, Trainer
 
 ONNX_DEFAULT_DATASET = "digits"  # an ONNX file does not say its dataset; --dataset overrides
 # TrainSettings field -> command-line flag where the two names differ (the reference scripts' spelling).
@@ -96,8 +96,8 @@ def _add_eval_arguments(parser) -> None:
 
 
 def _add_bench_arguments(parser) -> None:
-    from models.bench_accuracy import AccuracyBenchConfig
-    from models.bench_kernels import DEFAULT_SCALE, KERNEL_REPEATS, KERNEL_VARIANTS
+    from psa_finn.models.bench_accuracy import AccuracyBenchConfig
+    from psa_finn.models.bench_kernels import DEFAULT_SCALE, KERNEL_REPEATS, KERNEL_VARIANTS
 
     parser.add_argument("benchmark", choices=("accuracy", "kernels"))
     parser.add_argument("--json", help="write the measured figures to this JSON file")
@@ -132,7 +132,7 @@ def add_arguments(parser, command: str) -> None:
 
 def _load_float_model(path, dataset: str, option: str):
     """A float model from `path` whose input geometry fits `dataset` (SystemExit naming `option` otherwise)."""
-    from models.evaluation import load_model_file
+    from psa_finn.models.evaluation import load_model_file
 
     model, _ = load_model_file(path)
     geometry = DATASET_GEOMETRY[dataset].model_kwargs()
@@ -145,7 +145,7 @@ def _load_float_model(path, dataset: str, option: str):
 
 def _student(args, data):
     """The model to train: random init (seeded), the --init weights, or the QAT twin of --init."""
-    from models import ResMLP
+    from psa_finn.models import ResMLP
 
     if args.init is None:
         if args.qat:
@@ -156,7 +156,7 @@ def _student(args, data):
     model = _load_float_model(args.init, args.dataset, "--init")
     if not args.qat:
         return model.train()
-    from export.qat import to_qat_model
+    from psa_finn.export.qat import to_qat_model
 
     return to_qat_model(model, args.bits, data.calibration_batches(args.batch_size, args.calibration_batches))
 
@@ -171,7 +171,7 @@ def run_train(args) -> int:
     model = _student(args, data)
     io = {}
     if args.qat:
-        from export.qat import load_qat_checkpoint, save_qat_checkpoint
+        from psa_finn.export.qat import load_qat_checkpoint, save_qat_checkpoint
 
         io = {"save_fn": save_qat_checkpoint, "load_fn": load_qat_checkpoint}
     trainer = Trainer(model, data, settings, args.out, teacher=teacher, device=device,
@@ -187,14 +187,14 @@ def run_train(args) -> int:
 
 
 def _evaluate_onnx(path, data, batch_size: int) -> dict:
-    from export.onnx_eval import evaluate_onnx
+    from psa_finn.export.onnx_eval import evaluate_onnx
 
     batches = list(data.test_batches(batch_size))
     return evaluate_onnx(path, torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]), batch_size)
 
 
 def run_eval(args) -> int:
-    from models.evaluation import (dataset_of_config, evaluate, find_reference_models, format_accuracy_table,
+    from psa_finn.models.evaluation import (dataset_of_config, evaluate, find_reference_models, format_accuracy_table,
                                    load_model_file)
 
     device = _device(args.device)
@@ -226,8 +226,8 @@ def run_eval(args) -> int:
 
 
 def run_bench(args) -> int:
-    from models.bench_accuracy import AccuracyBenchConfig, run_accuracy_bench
-    from models.bench_kernels import run_kernel_bench
+    from psa_finn.models.bench_accuracy import AccuracyBenchConfig, run_accuracy_bench
+    from psa_finn.models.bench_kernels import run_kernel_bench
 
     device = _device(args.device)
     if args.threads < 1:

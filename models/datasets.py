@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.augmentation import augment_batch
+from psa_finn.models.augmentation import augment_batch
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ coefficient gradient.
 
 import torch
 
-from models.bspline import BSpline
+from psa_finn.models.bspline import BSpline
 
 
 class DeepBSplineFunction(torch.autograd.Function):

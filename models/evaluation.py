@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models import load_checkpoint, load_reference_checkpoint
-from models.checkpoint import CHECKPOINT_FORMAT, read_torch_file
-from models.datasets import DATASET_GEOMETRY
+from psa_finn.models import load_checkpoint, load_reference_checkpoint
+from psa_finn.models.checkpoint import CHECKPOINT_FORMAT, read_torch_file
+from psa_finn.models.datasets import DATASET_GEOMETRY
 
 # Rows and columns of the reference README accuracy table, with the folder / file stem each comes from.
 TABLE_ROWS = (("Baseline (ReLU)", "baseline"), ("B-Spline (64, λ=1e-5)", "bspline_65_1e-5"),
@@ -61,7 +61,7 @@ def load_model_file(path):
         return load_reference_checkpoint(path), None
     payload = read_torch_file(path)
     if isinstance(payload, dict) and payload.get("format") != CHECKPOINT_FORMAT:
-        from export.qat import is_qat_checkpoint, qat_model_from_payload
+        from psa_finn.export.qat import is_qat_checkpoint, qat_model_from_payload
 
         if is_qat_checkpoint(payload):
             return qat_model_from_payload(payload, path), payload.get("dataset")

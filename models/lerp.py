@@ -1,4 +1,4 @@
-"""Per-channel table interpolation on the uniform grid of models/grid.py, with linear extrapolation (custom autograd).
+"""Per-channel table interpolation on the uniform grid of common/grid.py, with linear extrapolation (custom autograd).
 
 `lerp_table(x, table, grid_range)` evaluates, for x[..., C] and table[C, G] sampled at `grid_points(G, R)`,
 
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from models.blocking import row_blocks
-from models.grid import grid_step, segment_and_fraction
+from psa_finn.models.blocking import row_blocks
+from psa_finn.common.grid import grid_step, segment_and_fraction
 
 MAX_TABLE_ENTRIES = 2 ** 31 - 1
 

@@ -8,7 +8,7 @@ linearly with the edge slopes.
 State-dict layout equals the reference `LerpPersonalSelfAttention`: the PSA parameters, then the buffers `epsilon`
 [1], `grid` [G, C] (every column `grid_points(G, R)`) and `grid_ifeat_offset` [1, C] (c * G). The two geometry
 buffers are kept only so that reference state dicts load strictly (and ours load into the reference); the
-computation takes the grid from models/grid.py (exact in any dtype), and loading buffer values that disagree with it
+computation takes the grid from common/grid.py (exact in any dtype), and loading buffer values that disagree with it
 is an error.
 
 Table reuse. The table is computed once and reused by later forwards while every tensor it depends on is unchanged:
@@ -36,10 +36,10 @@ import weakref
 import torch
 from torch.autograd.function import once_differentiable
 
-from models.blocking import row_blocks
-from models.grid import LERP_GRID_RANGE, LERP_GRID_SIZE, grid_points
-from models.lerp import lerp_table
-from models.psa import PSA, PSA_EXPANSION
+from psa_finn.models.blocking import row_blocks
+from psa_finn.common.grid import LERP_GRID_RANGE, LERP_GRID_SIZE, grid_points
+from psa_finn.models.lerp import lerp_table
+from psa_finn.models.psa import PSA, PSA_EXPANSION
 
 SHARED_TABLE_FREED = (
     "LerpPSA: backward through a grid table whose graph an earlier backward already freed. In training mode the "

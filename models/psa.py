@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from models.grid import LERP_GRID_RANGE, LERP_GRID_SIZE, grid_points
+from psa_finn.common.grid import LERP_GRID_RANGE, LERP_GRID_SIZE, grid_points
 
 PSA_EXPANSION = 8
 PSA_EPSILON = 1.0
@@ -39,7 +39,7 @@ class PSA(nn.Module):
     Initialisation (REFERENCE_SPEC 1.2): o_weight = 1, o_bias = 0, q_weight = 1; v_weight ~ N(0, 4^2) when
     `is_in_residual and distill_init`, N(0, 2/(1+E)) when `is_in_residual` only, else U(+-sqrt(6/(1+E)));
     q_bias ~ U(-1, 1) with `distill_init`, else U(-3, 3). `epsilon` is a buffer (not learned).
-    `grid_size`/`grid_range` give the grid `table()` samples the function on (models/grid.py).
+    `grid_size`/`grid_range` give the grid `table()` samples the function on (common/grid.py).
     """
 
     def __init__(self, num_channels: int, expansion: int = PSA_EXPANSION, epsilon: float = PSA_EPSILON,

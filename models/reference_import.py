@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 import torch
 
-from models.checkpoint import CHECKPOINT_FORMAT, read_torch_file
-from models.datasets import DATASET_GEOMETRY
-from models.resmlp import ResMLP
+from psa_finn.models.checkpoint import CHECKPOINT_FORMAT, read_torch_file
+from psa_finn.models.datasets import DATASET_GEOMETRY
+from psa_finn.models.resmlp import ResMLP
 
 VARIANT_MARKER_KEYS = (
     ("lerp_psa", "layers.0.layers.1.layers.0.psa.v_weight"),

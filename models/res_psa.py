@@ -3,9 +3,9 @@
 import torch
 from torch import nn
 
-from models.grid import grid_points
-from models.lerp_psa import LerpPSA
-from models.psa import PSA, PSA_EXPANSION
+from psa_finn.common.grid import grid_points
+from psa_finn.models.lerp_psa import LerpPSA
+from psa_finn.models.psa import PSA, PSA_EXPANSION
 
 
 class ResPSA(nn.Module):

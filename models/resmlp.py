@@ -17,8 +17,8 @@ bspline: BSpline(D) Linear(D,h) BSpline(h) Linear(h,D); h = int(D * hidden_facto
 import torch
 from torch import nn
 
-from models.bspline import BSpline
-from models.res_psa import ResPSA
+from psa_finn.models.bspline import BSpline
+from psa_finn.models.res_psa import ResPSA
 
 VARIANTS = ("relu", "lerp_psa", "bspline")
 PSA_CONFIG = dict(expansion=8, psa_type="lerp_psa", epsilon=1.0, is_in_residual=True, distill_init=True)

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from models import load_checkpoint, save_checkpoint
-from models.evaluation import evaluate
+from psa_finn.models import load_checkpoint, save_checkpoint
+from psa_finn.models.evaluation import evaluate
 
 CHECKPOINT_NAME = "model.pt"
 SPLINE_PARAMETER_SUFFIX = "_coefficients_vect"

@@ -6,12 +6,12 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.atomic_files import write_text_atomic
-from reports.build_summary import build_labels, load_build_summary
-from reports.plots import (baseline_vs_psa_figure, resources_by_layer_figure, resources_vs_fps_figure,
+from psa_finn.common.atomic_files import write_text_atomic
+from psa_finn.reports.build_summary import build_labels, load_build_summary
+from psa_finn.reports.plots import (baseline_vs_psa_figure, resources_by_layer_figure, resources_vs_fps_figure,
                            save_figure_atomic)
-from reports.synth_check_table import synth_check_table
-from reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table, op_type_table,
+from psa_finn.reports.synth_check_table import synth_check_table
+from psa_finn.reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table, op_type_table,
                             undercount_warnings)
 
 REPORT_FILE = "report.md"

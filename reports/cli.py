@@ -2,8 +2,8 @@
 
 import sys
 
-from reports.build_report import write_report
-from reports.build_summary import BuildSummaryError
+from psa_finn.reports.build_report import write_report
+from psa_finn.reports.build_summary import BuildSummaryError
 
 DEFAULT_OUT = "out/report"
 

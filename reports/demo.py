@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.atomic_files import write_text_atomic
-from reports.build_report import write_report
-from reports.build_summary import build_labels, load_build_summary
-from reports.onnx_accuracy import onnx_accuracies
-from reports.stage_runner import LOG_DIR, REPO_ROOT, Stage, run_stages
-from reports.tables import comparison_rows, markdown_table
+from psa_finn.common.atomic_files import write_text_atomic
+from psa_finn.reports.build_report import write_report
+from psa_finn.reports.build_summary import build_labels, load_build_summary
+from psa_finn.reports.onnx_accuracy import onnx_accuracies
+from psa_finn.reports.stage_runner import LOG_DIR, REPO_ROOT, Stage, run_stages
+from psa_finn.reports.tables import comparison_rows, markdown_table
 
 DEFAULT_OUT = "out/demo"
 ACCURACY_JSON = "accuracy_vs_hidden.json"
@@ -138,7 +138,7 @@ def build_directories(out_dir: Path, settings: DemoSettings) -> list:
 
 def _final_accuracy(checkpoint: Path):
     """Test accuracy of the last epoch stored in a training checkpoint (float or QAT), or None when there is none."""
-    from models.checkpoint import read_torch_file
+    from psa_finn.models.checkpoint import read_torch_file
 
     try:
         return read_torch_file(checkpoint)["training"]["history"][-1]["test_accuracy"]

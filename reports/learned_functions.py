@@ -17,10 +17,11 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import qonnx_make_model
 
-import custom_ops  # noqa: F401  (registers LerpPSA and PerChannelLUT with qonnx)
-from custom_ops.lerp_psa import lerp_psa_numpy
-from transforms.lower_lerp_psa import LowerLerpPSA
-from transforms.quant_params import is_quant_node, read_quant_params
+import psa_finn.custom_ops  # noqa: F401  (registers LerpPSA and PerChannelLUT with qonnx)
+from psa_finn.custom_ops.lerp_psa import lerp_psa_numpy
+from psa_finn.transforms.lower_lerp_psa import LowerLerpPSA
+from psa_finn.custom_ops.domain import LERP_PSA_OP, is_op, match_quantized_function
+from psa_finn.transforms.quant_params import read_quant_params
 
 SWEPT_FORMS = {"full": "full", "lerp64": "lerp64", "MultiThreshold": "threshold"}
 
@@ -46,12 +47,12 @@ class FunctionSweep:
 
 def lerp_psa_nodes(model) -> list:
     """Names of the LerpPSA nodes of a QONNX model, in graph order."""
-    return [node.name for node in model.graph.node if node.op_type == "LerpPSA"]
+    return [node.name for node in model.graph.node if is_op(node, LERP_PSA_OP)]
 
 
 def _node(model, name):
     node = model.get_node_from_name(name)
-    if node is None or node.op_type != "LerpPSA":
+    if not is_op(node, LERP_PSA_OP):
         raise ValueError(f"no LerpPSA node named '{name}' in the model; it has {lerp_psa_nodes(model)}")
     return node
 
@@ -59,15 +60,12 @@ def _node(model, name):
 def single_function_model(model, name, rows: int) -> ModelWrapper:
     """A model of just `Quant -> LerpPSA -> Quant` around LerpPSA node `name`, with input [1, rows, C]."""
     node = _node(model, name)
-    quant_in = model.find_producer(node.input[0])
-    consumers = model.find_consumers(node.output[0])
-    if not is_quant_node(quant_in) or len(consumers) != 1 or not is_quant_node(consumers[0]):
-        raise ValueError(f"LerpPSA node '{name}' is not between two Quant nodes; export the model with "
-                         f"`build.py export` (Quant -> LerpPSA -> Quant)")
-    nodes = [quant_in, node, consumers[0]]
+    chain = match_quantized_function(model, node)
+    quant_in, quant_out = chain.quant_in, chain.quant_out
+    nodes = [quant_in, node, quant_out]
     channels = model.get_initializer(node.input[1]).shape[0]
     x = helper.make_tensor_value_info(quant_in.input[0], TensorProto.FLOAT, [1, rows, channels])
-    y = helper.make_tensor_value_info(consumers[0].output[0], TensorProto.FLOAT, [1, rows, channels])
+    y = helper.make_tensor_value_info(quant_out.output[0], TensorProto.FLOAT, [1, rows, channels])
     initializers = [tensor for n in nodes for tensor in n.input if model.get_initializer(tensor) is not None]
     graph = helper.make_graph(nodes, f"{name}_alone", [x], [y])
     small = ModelWrapper(qonnx_make_model(graph, opset_imports=list(model.model.opset_import)))
@@ -86,14 +84,12 @@ def sweep_lerp_psa_node(model, name) -> FunctionSweep:
     """Execute LerpPSA node `name` and its lowered forms at every input code; see FunctionSweep."""
     node = _node(model, name)
     table, *affine = (model.get_initializer(t) for t in node.input[1:])
-    producer = model.find_producer(node.input[0])
-    if not is_quant_node(producer):
-        raise ValueError(f"LerpPSA node '{name}' is not fed by a Quant node; export the model with `build.py export`")
-    quant = read_quant_params(model, producer, table.shape[0], f"LerpPSA node '{name}'")
+    chain = match_quantized_function(model, node)
+    where = f"LerpPSA node '{name}'"
+    quant = read_quant_params(model, chain.quant_in, table.shape[0], where)
+    quant_out = read_quant_params(model, chain.quant_out, table.shape[0], where)
     codes = np.arange(quant.code_min, quant.code_max + 1)
     small = single_function_model(model, name, codes.size)
-    where = f"LerpPSA node '{name}'"
-    quant_out = read_quant_params(model, model.find_consumer(node.output[0]), table.shape[0], where)
     inputs = quant.dequantize(np.broadcast_to(codes[:, None], (codes.size, table.shape[0])))
     grid_range = getCustomOp(node).get_nodeattr("grid_range")
     sweep = FunctionSweep(node=name, codes=codes, inputs=inputs,

@@ -7,7 +7,7 @@ JSON cache beside the demo's outputs and re-used while the file's modification t
 import json
 from pathlib import Path
 
-from common.atomic_files import write_text_atomic
+from psa_finn.common.atomic_files import write_text_atomic
 
 EVAL_BATCH = 128
 
@@ -15,7 +15,7 @@ EVAL_BATCH = 128
 def _digits_test_split():
     import torch
 
-    from models.datasets import load_dataset
+    from psa_finn.models.datasets import load_dataset
 
     batches = list(load_dataset("digits").test_batches(EVAL_BATCH))
     return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
@@ -23,7 +23,7 @@ def _digits_test_split():
 
 def onnx_accuracies(paths, cache_path) -> dict:
     """{str(path): digits test accuracy in %, or None when the model cannot be evaluated} for each existing file."""
-    from export.onnx_eval import evaluate_onnx
+    from psa_finn.export.onnx_eval import evaluate_onnx
 
     cache_path = Path(cache_path)
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}

@@ -11,8 +11,8 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from common.atomic_files import atomic_path
-from reports.tables import relative_to_config_baseline
+from psa_finn.common.atomic_files import atomic_path
+from psa_finn.reports.tables import relative_to_config_baseline
 
 PLOT_RESOURCES = (("lut", "LUT"), ("dsp", "DSP"), ("bram18", "BRAM18"), ("uram", "URAM"))
 

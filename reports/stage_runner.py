@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.atomic_files import write_text_atomic
+from psa_finn.common.atomic_files import write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = "logs"
@@ -88,9 +88,8 @@ def _recorded_seconds(work_dir: Path, stage: Stage) -> float:
 
 
 def _child_environment(jobs: int) -> dict:
-    """The stages' environment: the repository importable, and CPU threads shared among the stages running at once."""
+    """The stages' environment: CPU threads shared among the stages running at once, output unbuffered."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     if "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
@@ -108,7 +107,7 @@ def _run_stage(work_dir: Path, stage: Stage, console: _Console, env: dict) -> St
     log = work_dir / LOG_DIR / f"{stage.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    command = [sys.executable, str(REPO_ROOT / "build.py"), *stage.command]
+    command = [sys.executable, "-m", "psa_finn.build", *stage.command]
     with open(log, "w") as log_file:
         log_file.write("$ " + " ".join(command) + "\n")
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 stamp=.venv/.psa-finn-setup
-want=$(cat requirements.txt requirements-finn.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-finn.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/python ]; then
   exit 0
 fi
@@ -24,7 +24,9 @@ pip_install torch==2.13.0
 pip_install -r requirements.txt
 # finn-plus pins brevitas==0.13.0 (broken export on torch 2.13); install it without its pins.
 pip_install --no-deps -r requirements-finn.txt
-"$py" -c "import torch, brevitas, qonnx, finn, onnxruntime" >/dev/null
+# psa-finn itself, editable: the checkout's stage folders import as the package psa_finn (pyproject.toml).
+pip_install --no-deps --no-build-isolation -e .
+"$py" -c "import torch, brevitas, qonnx, finn, onnxruntime, psa_finn" >/dev/null
 # --- Hardware-verification tools (owner: C++/RTL simulation and synth-check) -------------------------------
 # The C++ simulation of the LUT layer's HLS code compiles against the ap_types headers shipped in the hls4ml wheel
 # (headers only, so no dependencies); RTL simulation and synthesis figures use Debian's verilator, iverilog and

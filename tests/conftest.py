@@ -1,8 +1,10 @@
-"""Shared pytest set-up: the repository root on sys.path so the stage packages import as in build.py."""
+"""Shared pytest set-up: the tests import the package `psa_finn` as a user does (scripts/setup.sh installs this
+checkout into .venv, editable)."""
 
-import sys
-from pathlib import Path
+import importlib.util
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import pytest
+
+if importlib.util.find_spec("psa_finn") is None:
+    raise pytest.UsageError("psa_finn is not installed in this Python: run `make test` (or `bash scripts/setup.sh` "
+                            "and use .venv/bin/python)")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from common.atomic_files import atomic_path, write_json_atomic, write_text_atomic
+from psa_finn.common.atomic_files import atomic_path, write_json_atomic, write_text_atomic
 
 
 def test_write_json_creates_parents_and_lands_whole(tmp_path):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from build_configs.summary import SUMMARY_KEYS
-from models import ResMLP, load_checkpoint, save_checkpoint
-from models.datasets import DATASET_GEOMETRY
+from psa_finn.build_configs.summary import SUMMARY_KEYS
+from psa_finn.models import ResMLP, load_checkpoint, save_checkpoint
+from psa_finn.models.datasets import DATASET_GEOMETRY
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_FPS = 32051
@@ -102,14 +102,14 @@ def test_relu_build_writes_reports_models_and_summary(builds):
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_hw_model_in_python_mode_equals_lowered_model(builds, variant):
-    from build_configs import finn_shims
+    from psa_finn.build_configs import finn_shims
 
     out, status, log = builds(variant)
     assert status == 0, log[-3000:]
     finn_shims.boot_finn(out)
-    from build_configs.verify import compare_with_lowered
-    from models import patchify
-    from models.datasets import load_digits_split
+    from psa_finn.build_configs.verify import compare_with_lowered
+    from psa_finn.models import patchify
+    from psa_finn.models.datasets import load_digits_split
 
     _, _, x_test, _ = load_digits_split()
     result = compare_with_lowered(out, patchify(x_test[:EQUIVALENCE_SAMPLES], 2).numpy())
@@ -132,7 +132,7 @@ def test_export_with_rank1_per_channel_initializers_builds_to_the_same_model(tmp
     import numpy as np
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
-    from models.resmlp import TokenMixer
+    from psa_finn.models.resmlp import TokenMixer
 
     checkpoint = _float_checkpoint(tmp_path / "relu.pt", "relu")
     float_model, _ = load_checkpoint(checkpoint)
@@ -169,7 +169,7 @@ def test_export_with_rank1_per_channel_initializers_builds_to_the_same_model(tmp
 def test_untrained_batchnorm_export_builds_bit_exact(tmp_path):
     """A --random-init export keeps untrained BatchNorms, whose 1/sqrt(1 + eps) qonnx's RemoveIdentityOps takes for 1
     in the FINN build: the export makes it exactly 1, so the hardware computes the QONNX model at every tie too."""
-    from build_configs import finn_shims
+    from psa_finn.build_configs import finn_shims
 
     exported = _cli("export", "--variant", "relu", "--hidden-factor", "1", "--dataset", "digits", "--random-init",
                     "--out", str(tmp_path / "relu.onnx"))
@@ -178,9 +178,9 @@ def test_untrained_batchnorm_export_builds_bit_exact(tmp_path):
                   "--out", str(tmp_path / "build"), "--stop-step", "step_generate_estimate_reports")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     finn_shims.boot_finn(tmp_path / "build")
-    from build_configs.verify import compare_with_lowered
-    from models import patchify
-    from models.datasets import load_digits_split
+    from psa_finn.build_configs.verify import compare_with_lowered
+    from psa_finn.models import patchify
+    from psa_finn.models.datasets import load_digits_split
 
     _, _, x_test, _ = load_digits_split()
     compared = compare_with_lowered(tmp_path / "build", patchify(x_test[:60], 2).numpy())

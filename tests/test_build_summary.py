@@ -6,11 +6,11 @@ from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
 
-from build_configs import finn_shims
+from psa_finn.build_configs import finn_shims
 
 finn_shims.boot_finn("/tmp/psa_finn_test_build_summary")
 
-from build_configs.summary import layer_table, partition_nodes, resources_by_op_type  # noqa
+from psa_finn.build_configs.summary import layer_table, partition_nodes, resources_by_op_type  # noqa
 
 
 def _parent_model(extra_tail_op=None):

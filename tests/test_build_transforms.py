@@ -11,18 +11,18 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import qonnx_make_model
 
-from build_configs import finn_shims
+from psa_finn.build_configs import finn_shims
 
 finn_shims.boot_finn("/tmp/psa_finn_test_build_transforms")
 
-from transforms.clamp_folding import ClampFoldingToDivisors  # noqa: E402
-from transforms.compose_thresholds import ComposeConsecutiveThresholds  # noqa: E402
-from transforms.expand_initializer_rank import ExpandInitializerRank  # noqa: E402
-from transforms.fold_shuffles import FoldShuffles, shuffle_simd_candidates  # noqa: E402
-from transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant  # noqa: E402
-from transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast  # noqa: E402
-from transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool  # noqa: E402
-from transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold  # noqa: E402
+from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors  # noqa: E402
+from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds  # noqa: E402
+from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank  # noqa: E402
+from psa_finn.transforms.fold_shuffles import FoldShuffles, shuffle_simd_candidates  # noqa: E402
+from psa_finn.transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant  # noqa: E402
+from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast  # noqa: E402
+from psa_finn.transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool  # noqa: E402
+from psa_finn.transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold  # noqa: E402
 
 RNG = np.random.default_rng(0)
 
@@ -257,7 +257,7 @@ def test_requantizer_with_another_consumer_is_not_merged():
 def test_lean_streamline_plus_gives_the_stock_graph():
     from finn.transformation.streamline.streamline_plus import StreamlinePlus
 
-    from transforms.lean_composed import apply_lean
+    from psa_finn.transforms.lean_composed import apply_lean
 
     thresholds = np.sort(RNG.normal(size=(1, 15)) * 30, axis=1).astype(np.float32)
     nodes = [helper.make_node("MultiThreshold", ["x", "t0"], ["q"], domain="qonnx.custom_op.general",

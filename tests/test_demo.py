@@ -14,8 +14,8 @@ import time
 import pytest
 
 import build
-from reports.demo import ONNX_ACCURACY_JSON, STAGES_JSON, DemoSettings, build_directories, demo_stages
-from reports.stage_runner import LOG_DIR, REPO_ROOT, Stage, is_up_to_date, run_stages
+from psa_finn.reports.demo import ONNX_ACCURACY_JSON, STAGES_JSON, DemoSettings, build_directories, demo_stages
+from psa_finn.reports.stage_runner import LOG_DIR, REPO_ROOT, Stage, is_up_to_date, run_stages
 
 QUICK_DEMO_DIR = "quick_demo"
 

@@ -3,10 +3,10 @@
 import torch
 
 import build
-from export.onnx_eval import load_qonnx_model
-from export.qat import save_qat_checkpoint, to_qat_model
-from models import ResMLP, save_checkpoint
-from models.datasets import DATASET_GEOMETRY
+from psa_finn.export.onnx_eval import load_qonnx_model
+from psa_finn.export.qat import save_qat_checkpoint, to_qat_model
+from psa_finn.models import ResMLP, save_checkpoint
+from psa_finn.models.datasets import DATASET_GEOMETRY
 
 SMALL = ["--embed-dim", "16", "--depth", "1", "--calibration-batches", "2", "--batch-size", "32"]
 

@@ -7,14 +7,14 @@ import torch
 from brevitas.graph.calibrate import quantization_status_manager
 from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
 
-from custom_ops.lerp_psa import lerp_psa_numpy
-from export.lerp_psa_function import lerp_psa
-from export.qat import exact_identity, load_qat_checkpoint, save_qat_checkpoint, to_qat_model
-from export.quant_resmlp import QuantLerpPSA
-from export.quantizers import check_bits
-from models import ResMLP, load_checkpoint, save_checkpoint
-from models.datasets import DATASET_GEOMETRY
-from models.grid import grid_points
+from psa_finn.custom_ops.lerp_psa import lerp_psa_numpy
+from psa_finn.export.lerp_psa_function import lerp_psa
+from psa_finn.export.qat import exact_identity, load_qat_checkpoint, save_qat_checkpoint, to_qat_model
+from psa_finn.export.quant_resmlp import QuantLerpPSA
+from psa_finn.export.quantizers import check_bits
+from psa_finn.models import ResMLP, load_checkpoint, save_checkpoint
+from psa_finn.models.datasets import DATASET_GEOMETRY
+from psa_finn.common.grid import grid_points
 
 VARIANTS = ("relu", "lerp_psa", "bspline")
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from export.onnx_eval import evaluate_onnx, load_qonnx_model
-from export.qat import to_qat_model
-from export.qonnx_export import export_qonnx_model
-from models import ResMLP, patchify
-from models.datasets import DATASET_GEOMETRY, load_digits_split
+from psa_finn.export.onnx_eval import evaluate_onnx, load_qonnx_model
+from psa_finn.export.qat import to_qat_model
+from psa_finn.export.qonnx_export import export_qonnx_model
+from psa_finn.models import ResMLP, patchify
+from psa_finn.models.datasets import DATASET_GEOMETRY, load_digits_split
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("relu", "lerp_psa", "bspline")
@@ -24,7 +24,7 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     sys.path.insert(0, sys.argv[1])
-    import custom_ops
+    import psa_finn.custom_ops
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.change_batchsize import ChangeBatchSize
@@ -123,7 +123,7 @@ def test_graph_is_what_finn_needs(variant, digits, tmp_path):
     assert ("Relu" in ops) == (variant == "relu")
     tables = [m.table.detach().numpy() for _, m in qat.lut_banks()]
     for node, table in zip(luts, tables):
-        assert node.domain == "custom_ops"
+        assert node.domain == "psa_finn.custom_ops"
         assert model.find_producer(node.input[0]).op_type == "Quant"
         assert [c.op_type for c in model.find_consumers(node.output[0])] == ["Quant"]
         assert np.array_equal(model.get_initializer(node.input[1]), table)

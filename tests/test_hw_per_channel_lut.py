@@ -15,11 +15,11 @@ from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.util.basic import qonnx_make_model
 
-import custom_ops  # noqa: F401
-import custom_ops.fpgadataflow  # noqa: F401
-from custom_ops.fpgadataflow.per_channel_lut import bram18_count, bram18_read_mux_luts, lutrom_luts
-from custom_ops.lut_tables import table_entries
-from transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
+import psa_finn.custom_ops  # noqa: F401
+import psa_finn.custom_ops.fpgadataflow  # noqa: F401
+from psa_finn.custom_ops.fpgadataflow.per_channel_lut import bram18_count, bram18_read_mux_luts, lutrom_luts
+from psa_finn.custom_ops.lut_tables import table_entries
+from psa_finn.transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
 
 ROOT = Path(__file__).resolve().parents[1]
 PART = "xcu50-fsvh2104-2-e"
@@ -34,7 +34,7 @@ def lowered_model(mode, channels=8, tokens=3, idt="INT8", odt="INT8", table=None
         table = rng.integers(out_type.min(), out_type.max() + 1, size=(channels, entries))
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, tokens, channels])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, tokens, channels])
-    node = helper.make_node("PerChannelLUT", ["x", "table"], ["y"], domain="custom_ops", name="lut0",
+    node = helper.make_node("PerChannelLUT", ["x", "table"], ["y"], domain="psa_finn.custom_ops", name="lut0",
                             inputDataType=idt, outputDataType=odt, mode=mode)
     model = ModelWrapper(qonnx_make_model(helper.make_graph([node], "lut", [x], [y])))
     model.set_initializer("table", np.asarray(table, dtype=np.float32))
@@ -230,17 +230,17 @@ def test_conversion_errors_name_the_node():
 
 def test_registration_in_a_fresh_process():
     script = """
-import custom_ops.fpgadataflow
+import psa_finn.custom_ops.fpgadataflow
 from onnx import helper
 from qonnx.custom_op.registry import getCustomOp
 from finn.custom_op.fpgadataflow import custom_op as hw
 from finn.custom_op.fpgadataflow.hls import custom_op as hls
 from finn.util.basic import getHWCustomOp
-assert hw["PerChannelLUT"].__module__ == "custom_ops.fpgadataflow.per_channel_lut"
-assert hls["PerChannelLUT_hls"].__module__ == "custom_ops.fpgadataflow.hls.per_channel_lut_hls"
+assert hw["PerChannelLUT"].__module__ == "psa_finn.custom_ops.fpgadataflow.per_channel_lut"
+assert hls["PerChannelLUT_hls"].__module__ == "psa_finn.custom_ops.fpgadataflow.hls.per_channel_lut_hls"
 for domain, op in [("finn.custom_op.fpgadataflow", "PerChannelLUT"), ("finn.custom_op.fpgadataflow.hls",
-                   "PerChannelLUT_hls"), ("custom_ops.fpgadataflow", "PerChannelLUT"),
-                   ("custom_ops.fpgadataflow.hls", "PerChannelLUT_hls")]:
+                   "PerChannelLUT_hls"), ("psa_finn.custom_ops.fpgadataflow", "PerChannelLUT"),
+                   ("psa_finn.custom_ops.fpgadataflow.hls", "PerChannelLUT_hls")]:
     node = helper.make_node(op, ["x", "t"], ["y"], domain=domain, NumChannels=4, PE=2, inputDataType="INT8",
                             outputDataType="INT8", numInputVectors=[1, 3], mode="lerp64")
     print(domain, type(getHWCustomOp(node)).__name__, getCustomOp(node).get_exp_cycles())
@@ -249,19 +249,19 @@ for domain, op in [("finn.custom_op.fpgadataflow", "PerChannelLUT"), ("finn.cust
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line.startswith(("finn.", "custom_ops."))]
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("finn.", "psa_finn."))]
     assert lines == [
         "finn.custom_op.fpgadataflow PerChannelLUT 6",
         "finn.custom_op.fpgadataflow.hls PerChannelLUT_hls 6",
-        "custom_ops.fpgadataflow PerChannelLUT 6",
-        "custom_ops.fpgadataflow.hls PerChannelLUT_hls 6",
+        "psa_finn.custom_ops.fpgadataflow PerChannelLUT 6",
+        "psa_finn.custom_ops.fpgadataflow.hls PerChannelLUT_hls 6",
     ]
 
 
 @pytest.fixture
 def finn_build_dir(tmp_path, monkeypatch):
     """finn-plus settings and FINN_BUILD_DIR under tmp_path (the build engineer's Vivado-less boot)."""
-    from build_configs.finn_shims import boot_finn
+    from psa_finn.build_configs.finn_shims import boot_finn
 
     monkeypatch.setenv("FINN_BUILD_DIR", str(tmp_path / "finn_tmp"))
     return boot_finn(tmp_path)

@@ -13,9 +13,9 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import qonnx_make_model
 
-import custom_ops
-from custom_ops.lerp_psa import lerp_psa_numpy
-from models.grid import grid_points
+from psa_finn import custom_ops
+from psa_finn.custom_ops.lerp_psa import lerp_psa_numpy
+from psa_finn.common.grid import grid_points
 
 # grid_points(5, 2.0) = [-2, -1, 0, 1, 2]
 TABLE = np.array([[4.0, 1.0, 0.0, 1.0, 4.0],   # x^2 sampled
@@ -24,11 +24,11 @@ TABLE = np.array([[4.0, 1.0, 0.0, 1.0, 4.0],   # x^2 sampled
 
 def lerp_model(shape, table, grid_range, in_scale=None, in_bias=None, name="psa0"):
     inputs = ["x", "table"] + (["in_scale", "in_bias"] if in_scale is not None else [])
-    node = helper.make_node("LerpPSA", inputs, ["y"], domain="custom_ops", grid_range=float(grid_range), name=name)
+    node = helper.make_node("LerpPSA", inputs, ["y"], domain="psa_finn.custom_ops", grid_range=float(grid_range), name=name)
     graph = helper.make_graph([node], "lerp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     model = ModelWrapper(qonnx_make_model(graph, opset_imports=[helper.make_opsetid("", 13),
-                                                                helper.make_opsetid("custom_ops", 1)]))
+                                                                helper.make_opsetid("psa_finn.custom_ops", 1)]))
     model.set_initializer("table", np.asarray(table, dtype=np.float32))
     if in_scale is not None:
         model.set_initializer("in_scale", np.asarray(in_scale, dtype=np.float32))
@@ -84,7 +84,7 @@ def test_shape_and_datatype_inference():
 def test_verify_node_accepts_a_valid_node_and_names_problems():
     good = getCustomOp(lerp_model([1, 2], TABLE, 2.0).graph.node[0]).verify_node()
     assert good == ["The number of inputs is correct", "All necessary attributes exist"]
-    node = helper.make_node("LerpPSA", ["x", "table", "in_scale"], ["y"], domain="custom_ops", grid_range=-1.0,
+    node = helper.make_node("LerpPSA", ["x", "table", "in_scale"], ["y"], domain="psa_finn.custom_ops", grid_range=-1.0,
                             name="bad_psa")
     messages = getCustomOp(node).verify_node()
     assert any("bad_psa" in m and "inputs" in m for m in messages)

@@ -17,12 +17,14 @@ from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import qonnx_make_model
 
-import custom_ops  # noqa: F401  (registers the custom_ops domain)
-from transforms import cli
-from transforms.lower_lerp_psa import LowerLerpPSA
+import psa_finn.custom_ops  # noqa: F401  (registers the custom_ops domain)
+from psa_finn.build import main
+from psa_finn.common.cli_errors import EXIT_BAD_INPUT
+from psa_finn.transforms import cli
+from psa_finn.transforms.lower_lerp_psa import LowerLerpPSA
 
 TOKENS = 3
-OPSETS = [helper.make_opsetid("", 13), helper.make_opsetid("custom_ops", 1),
+OPSETS = [helper.make_opsetid("", 13), helper.make_opsetid("psa_finn.custom_ops", 1),
           helper.make_opsetid("qonnx.custom_op.general", 1)]
 
 
@@ -44,7 +46,7 @@ def psa_model(table, grid_range, qin, qout, affine=None, in_quant=True, out_quan
     psa_inputs = [psa_in, "table"] + (["in_scale", "in_bias"] if affine is not None else [])
     if affine is not None:
         inits.update(in_scale=affine[0], in_bias=affine[1])
-    nodes.append(helper.make_node("LerpPSA", psa_inputs, ["f"], domain="custom_ops", grid_range=float(grid_range),
+    nodes.append(helper.make_node("LerpPSA", psa_inputs, ["f"], domain="psa_finn.custom_ops", grid_range=float(grid_range),
                                   name="psa"))
     out = "f"
     if out_quant:
@@ -325,15 +327,16 @@ def test_cli_rejects_a_model_that_is_not_qonnx(tmp_path, capsys):
     (tmp_path / "junk.onnx").write_text("not a model")
     for name, message in (("plain.onnx", "not a QONNX model"), ("junk.onnx", "not an ONNX model"),
                           ("missing.onnx", "no such file")):
-        args = Namespace(model=tmp_path / name, out=tmp_path / "lowered.onnx", mode="auto")
-        assert cli.run(args, "lower") == 1
-        assert message in capsys.readouterr().err
+        status = main(["lower", "--model", str(tmp_path / name), "--out", str(tmp_path / "lowered.onnx")])
+        err = capsys.readouterr().err
+        assert status == EXIT_BAD_INPUT
+        assert message in err and err.count("\n") == 1 and " lower: error: " in err
     assert not (tmp_path / "lowered.onnx").exists() and not (tmp_path / "lowered.json").exists()
 
 
 @pytest.fixture(scope="module")
 def digits():
-    from models.datasets import load_digits_split
+    from psa_finn.models.datasets import load_digits_split
 
     return load_digits_split()
 
@@ -343,11 +346,11 @@ def digits():
 def test_exported_digits_resmlp_logits_are_unchanged_by_lowering(variant, bits, digits, tmp_path):
     import torch
 
-    from export.onnx_eval import run_onnx
-    from export.qat import to_qat_model
-    from export.qonnx_export import export_qonnx_model
-    from models import ResMLP
-    from models.datasets import DATASET_GEOMETRY
+    from psa_finn.export.onnx_eval import run_onnx
+    from psa_finn.export.qat import to_qat_model
+    from psa_finn.export.qonnx_export import export_qonnx_model
+    from psa_finn.models import ResMLP
+    from psa_finn.models.datasets import DATASET_GEOMETRY
 
     x_train, _, x_test, _ = digits
     torch.manual_seed(0)

@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-import models.blocking
-from models import PSA, BSpline, LerpPSA, ResPSA, lerp_table
-from models.deep_bspline import DeepBSpline
-from models.lerp_psa import GridPSAFunction
+from psa_finn.models import blocking as model_blocking
+from psa_finn.models import PSA, BSpline, LerpPSA, ResPSA, lerp_table
+from psa_finn.models.deep_bspline import DeepBSpline
+from psa_finn.models.lerp_psa import GridPSAFunction
 
 DTYPE = torch.float64
 
@@ -75,7 +75,7 @@ def blocking(request, monkeypatch):
     """Runs a test with the default CPU blocks, and again with blocks so small that every tensor is split (with a
     ragged last block): the blocked kernels must give the same values and gradients."""
     if request.param != "one block":
-        monkeypatch.setattr(models.blocking, "CPU_BLOCK_ELEMENTS", 2 * 3 * 5)
+        monkeypatch.setattr(model_blocking, "CPU_BLOCK_ELEMENTS", 2 * 3 * 5)
     return request.param
 
 
@@ -193,7 +193,7 @@ def test_blocked_lerp_equals_one_block_bit_for_bit(save_memory, monkeypatch):
     weights = torch.randn(4, 50, 6, generator=gen)
     results = []
     for block_elements in (1 << 30, 6 * 7):
-        monkeypatch.setattr(models.blocking, "CPU_BLOCK_ELEMENTS", block_elements)
+        monkeypatch.setattr(model_blocking, "CPU_BLOCK_ELEMENTS", block_elements)
         y = lerp_table(x, table, 4.0, save_memory)
         results.append((y, *torch.autograd.grad((y * weights).sum(), [x, table])))
     for one_block, blocked in zip(*results):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from models import LerpPSA
-from models.grid import grid_points, segment_and_fraction
-from models.lerp import _segment_dtype
-from models.lerp_psa import GridPSAFunction
+from psa_finn.models import LerpPSA
+from psa_finn.common.grid import grid_points, segment_and_fraction
+from psa_finn.models.lerp import _segment_dtype
+from psa_finn.models.lerp_psa import GridPSAFunction
 
 DTYPE = torch.float64
 APPLICATIONS = 3

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import ResMLP, load_reference_checkpoint, save_checkpoint
+from psa_finn.models import ResMLP, load_reference_checkpoint, save_checkpoint
 
 HIDDEN_FACTORS = (4, 2, 1, 0.5, 0.25)
 D, TOKENS, PATCH_DIM, CLASSES, DEPTH, E, G, R = 96, 64, 48, 10, 4, 8, 64, 4.0

@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-from models import BSpline, ResMLP, ResPSA, build_model, load_checkpoint, patchify, save_checkpoint
-from models.datasets import DATASET_GEOMETRY
+from psa_finn.models import BSpline, ResMLP, ResPSA, build_model, load_checkpoint, patchify, save_checkpoint
+from psa_finn.models.datasets import DATASET_GEOMETRY
 
 CIFAR = DATASET_GEOMETRY["cifar10"].model_kwargs()
 DIGITS = DATASET_GEOMETRY["digits"].model_kwargs()

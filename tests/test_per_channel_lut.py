@@ -14,17 +14,17 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import qonnx_make_model
 
-import custom_ops
-from custom_ops.lut_tables import lerp64_decode, lerp64_table, lut_lookup, table_entries
+from psa_finn import custom_ops
+from psa_finn.custom_ops.lut_tables import lerp64_decode, lerp64_table, lut_lookup, table_entries
 
 
 def lut_model(table, idt, odt, mode, channels, name="lut0"):
-    node = helper.make_node("PerChannelLUT", ["x", "table"], ["y"], domain="custom_ops", inputDataType=idt,
+    node = helper.make_node("PerChannelLUT", ["x", "table"], ["y"], domain="psa_finn.custom_ops", inputDataType=idt,
                             outputDataType=odt, mode=mode, name=name)
     graph = helper.make_graph([node], "lut", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, channels])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     model = ModelWrapper(qonnx_make_model(graph, opset_imports=[helper.make_opsetid("", 13),
-                                                                helper.make_opsetid("custom_ops", 1)]))
+                                                                helper.make_opsetid("psa_finn.custom_ops", 1)]))
     model.set_initializer("table", np.asarray(table, dtype=np.float32))
     return model
 
@@ -124,7 +124,7 @@ def test_bad_tables_codes_and_attributes_are_errors_naming_the_node(table, idt, 
 def test_verify_node_names_problems():
     assert getCustomOp(lut_model(np.zeros((1, 4)), "UINT2", "UINT4", "full", 1).graph.node[0]).verify_node() == [
         "The number of inputs is correct", "All necessary attributes exist"]
-    node = helper.make_node("PerChannelLUT", ["x"], ["y"], domain="custom_ops", inputDataType="INT1",
+    node = helper.make_node("PerChannelLUT", ["x"], ["y"], domain="psa_finn.custom_ops", inputDataType="INT1",
                             outputDataType="UINT4", mode="lerp64", name="lut_v")
     messages = getCustomOp(node).verify_node()
     assert any("lut_v" in m and "2 inputs" in m for m in messages)

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 import build
-from models.grid import grid_points
-from reports.build_report import write_report
-from reports.build_summary import BuildSummaryError, build_labels, load_build_summary
-from reports.learned_functions import lerp_psa_nodes, sweep_lerp_psa_node
-from reports.plots import resources_by_layer_figure
-from reports.synth_check_table import synth_check_table
-from reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table,
+from psa_finn.common.grid import grid_points
+from psa_finn.reports.build_report import write_report
+from psa_finn.reports.build_summary import BuildSummaryError, build_labels, load_build_summary
+from psa_finn.reports.learned_functions import lerp_psa_nodes, sweep_lerp_psa_node
+from psa_finn.reports.plots import resources_by_layer_figure
+from psa_finn.reports.synth_check_table import synth_check_table
+from psa_finn.reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table,
                             relative_to_config_baseline, undercount_warnings)
 
 
@@ -224,7 +224,7 @@ def lerp_psa_chain(table, in_scale=0.25, out_scale=0.5, bits=4):
     channels = table.shape[0]
     nodes = [helper.make_node("Quant", ["x", "si", "z", "b"], ["xq"], name="q_in", domain="qonnx.custom_op.general",
                               signed=1, narrow=0, rounding_mode="ROUND"),
-             helper.make_node("LerpPSA", ["xq", "table"], ["y"], name="psa", domain="custom_ops", grid_range=4.0),
+             helper.make_node("LerpPSA", ["xq", "table"], ["y"], name="psa", domain="psa_finn.custom_ops", grid_range=4.0),
              helper.make_node("Quant", ["y", "so", "z", "b"], ["yq"], name="q_out", domain="qonnx.custom_op.general",
                               signed=1, narrow=0, rounding_mode="ROUND"),
              helper.make_node("Relu", ["yq"], ["out"], name="relu")]

@@ -10,7 +10,7 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import qonnx_make_model
 
-from build_configs import finn_shims
+from psa_finn.build_configs import finn_shims
 
 finn_shims.boot_finn("/tmp/psa_finn_test_round_half_even_thresholds")
 
@@ -18,9 +18,9 @@ from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN  
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds  # noqa: E402
 from finn.transformation.streamline.streamline_plus import StreamlinePlus  # noqa: E402
 
-from build_configs.steps import step_streamline_resmlp  # noqa: E402
-from transforms.lean_composed import apply_lean  # noqa: E402
-from transforms.round_half_even_thresholds import RoundHalfEvenThresholds  # noqa: E402
+from psa_finn.build_configs.steps import step_streamline_resmlp  # noqa: E402
+from psa_finn.transforms.lean_composed import apply_lean  # noqa: E402
+from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds  # noqa: E402
 
 INT8_INPUTS = np.arange(-128, 128, dtype=np.float32)
 INT16_INPUTS = np.arange(-520, 520, dtype=np.float32)

@@ -8,10 +8,10 @@ import pytest
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.registry import getCustomOp
 
-import custom_ops.fpgadataflow  # noqa: F401  (registers the layer and its backends)
-from custom_ops.fpgadataflow.rtl.per_channel_lut_verilog import PIPELINE_LATENCY, rom_file_name
-from custom_ops.fpgadataflow.sim.axis_stream_sim import simulate_axis_stream, simulator_available
-from custom_ops.fpgadataflow.sim.lut_layer_models import DEFAULT_FPGA_PART, make_lut_layer_model, random_lut_input
+import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the layer and its backends)
+from psa_finn.custom_ops.fpgadataflow.rtl.per_channel_lut_verilog import PIPELINE_LATENCY, rom_file_name
+from psa_finn.custom_ops.fpgadataflow.rtl.axis_stream_sim import simulate_axis_stream, simulator_available
+from psa_finn.hardware_checks.lut_layer_models import DEFAULT_FPGA_PART, make_lut_layer_model, random_lut_input
 from finn.util.data_packing import npy_to_rtlsim_input, rtlsim_output_to_npy
 
 HAS_ICARUS = simulator_available("iverilog")
@@ -126,7 +126,7 @@ def test_prepare_ip_generates_the_rtl_and_finn_analyses_see_the_layer(tmp_path, 
     from finn.analysis.fpgadataflow.res_estimation import res_estimation
     from finn.transformation.fpgadataflow.prepare_ip import PrepareIP
 
-    from build_configs.finn_shims import boot_finn
+    from psa_finn.build_configs.finn_shims import boot_finn
 
     monkeypatch.setenv("FINN_BUILD_DIR", str(tmp_path / "finn_tmp"))
     boot_finn(tmp_path)

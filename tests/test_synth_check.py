@@ -9,9 +9,9 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model
 
 import build
-from build_configs.synth_check import run_synth_check, sweep_table_markdown
-from custom_ops.fpgadataflow.rtl.yosys_synth import categorize_cells, synth_family_for_part, yosys_available
-from custom_ops.fpgadataflow.sim.lut_layer_models import make_lut_layer_model
+from psa_finn.hardware_checks.synth_check import run_synth_check, sweep_table_markdown
+from psa_finn.hardware_checks.yosys_synth import categorize_cells, synth_family_for_part, yosys_available
+from psa_finn.hardware_checks.lut_layer_models import make_lut_layer_model
 
 needs_yosys = pytest.mark.skipif(not yosys_available(),
                                  reason="yosys is not installed (Debian's yosys; scripts/setup.sh installs it)")
@@ -58,7 +58,7 @@ def test_lowered_model_layers_are_checked_at_pe_1_as_distributed_rom(tmp_path):
     # a lowered custom_ops.PerChannelLUT node: becomes the HW layer with PE=1; 2 channels x 32 entries = 64 words,
     # one LUT6 per output bit in LUTs (ram_style auto keeps banks of <= 256 words in LUTs)
     table = np.random.default_rng(0).integers(-8, 8, size=(2, 32)).astype(np.float32)
-    node = helper.make_node("PerChannelLUT", ["x", "table"], ["y"], domain="custom_ops", name="lut",
+    node = helper.make_node("PerChannelLUT", ["x", "table"], ["y"], domain="psa_finn.custom_ops", name="lut",
                             inputDataType="INT5", outputDataType="INT4", mode="full")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])

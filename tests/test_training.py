@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 import build
-from models import ResMLP, load_checkpoint, save_checkpoint
-from models.datasets import DATASET_GEOMETRY, ImageSplits, load_digits_split
-from models.evaluation import evaluate
-from models.training import TrainSettings, Trainer, distillation_loss, set_kt_trainable
+from psa_finn.models import ResMLP, load_checkpoint, save_checkpoint
+from psa_finn.models.datasets import DATASET_GEOMETRY, ImageSplits, load_digits_split
+from psa_finn.models.evaluation import evaluate
+from psa_finn.models.training import TrainSettings, Trainer, distillation_loss, set_kt_trainable
 
 DIGITS = DATASET_GEOMETRY["digits"].model_kwargs()
 
@@ -174,7 +174,7 @@ def test_cli_train_from_init_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_cli_qat_fine_tunes_resumes_and_evaluates(tmp_path, capsys):
-    from export.qat import load_qat_checkpoint
+    from psa_finn.export.qat import load_qat_checkpoint
 
     save_checkpoint(tmp_path / "float.pt", tiny("lerp_psa"), dataset="digits")
     args = ["train", "--qat", "--bits", "6", "--init", str(tmp_path / "float.pt"), "--epochs", "2", "--lr", "1e-4",

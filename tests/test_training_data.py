@@ -8,12 +8,12 @@ import pytest
 import torch
 
 import build
-from models import ResMLP
-from models.augmentation import (RANDAUGMENT_OPS, augment_batch, rand_augment, random_crop,
+from psa_finn.models import ResMLP
+from psa_finn.models.augmentation import (RANDAUGMENT_OPS, augment_batch, rand_augment, random_crop,
                                  random_horizontal_flip)
-from models.datasets import (CHANNEL_MEAN_STD, CIFAR10_FOLDER, DATASET_GEOMETRY, DatasetNotFoundError,
+from psa_finn.models.datasets import (CHANNEL_MEAN_STD, CIFAR10_FOLDER, DATASET_GEOMETRY, DatasetNotFoundError,
                              load_dataset)
-from models.evaluation import evaluate, format_accuracy_table
+from psa_finn.models.evaluation import evaluate, format_accuracy_table
 
 CIFAR = DATASET_GEOMETRY["cifar10"].model_kwargs()
 
@@ -105,7 +105,7 @@ def test_augmentation_is_reproducible_and_stays_in_range():
 
 
 def test_equalize_follows_pil_rule():
-    from models.augmentation import _equalize
+    from psa_finn.models.augmentation import _equalize
 
     # 512 pixels at level 10, 512 at 20: step = (1024 - 512) // 255 = 2, lut[10] = (0 + 1) // 2 = 0,
     # lut[20] = (512 + 1) // 2 = 256 -> 255
@@ -178,7 +178,7 @@ def _cifar_archive(path):
 
 
 def test_download_checks_md5_and_unpacks(tmp_path, monkeypatch):
-    import models.datasets as datasets
+    import psa_finn.models.datasets as datasets
 
     md5 = _cifar_archive(tmp_path / "served.tar.gz")
     url = (tmp_path / "served.tar.gz").as_uri()

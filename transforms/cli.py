@@ -4,19 +4,18 @@ Writes the lowered QONNX model and, beside it, `<out stem>.json`: per node the c
 tables are monotone, the entries stored per channel, and the lerp64 error against the full table in output codes.
 """
 
-import sys
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from common.atomic_files import atomic_path, write_json_atomic
+from psa_finn.common.atomic_files import atomic_path, write_json_atomic
 
 QONNX_QUANTIZER_OPS = {"Quant", "IntQuant", "BipolarQuant", "FloatQuant", "Trunc"}
 
 
 def add_arguments(parser, command):
     """Options of `build.py lower`."""
-    from transforms.lower_lerp_psa import LOWERING_MODES
+    from psa_finn.transforms.lower_lerp_psa import LOWERING_MODES
 
     parser.add_argument("--model", required=True, type=Path, help="QONNX model with LerpPSA nodes (build.py export)")
     parser.add_argument("--out", required=True, type=Path, help="lowered model; the report goes to <stem>.json")
@@ -26,12 +25,8 @@ def add_arguments(parser, command):
 
 
 def run(args, command) -> int:
-    """Lower the model; print a one-line summary; exit status 1 with a message naming the problem on bad input."""
-    try:
-        model, report = lower_model_file(args.model, args.mode)
-    except ValueError as err:
-        print(f"build.py lower: error: {err}", file=sys.stderr)
-        return 1
+    """Lower the model and print a one-line summary; bad input raises a ValueError naming the problem (exit 2)."""
+    model, report = lower_model_file(args.model, args.mode)
     report_path = args.out.with_suffix(".json")
     document = lowering_document(report, args.mode, args.model)
     with atomic_path(args.out) as temp:
@@ -59,7 +54,7 @@ def lower_model_file(path, mode):
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes
 
-    from transforms.lower_lerp_psa import LowerLerpPSA
+    from psa_finn.transforms.lower_lerp_psa import LowerLerpPSA
 
     if not Path(path).is_file():
         raise ValueError(f"{path}: no such file")

@@ -13,12 +13,11 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
-import custom_ops.fpgadataflow  # noqa: F401  (registers the hardware layer)
-from custom_ops.fpgadataflow import HW_DOMAIN
-from custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT, divisors
+import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the hardware layer)
+from psa_finn.custom_ops.domain import PER_CHANNEL_LUT_OP, is_op
+from psa_finn.custom_ops.fpgadataflow import HW_DOMAIN
+from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT, divisors
 
-LOWERED_DOMAIN = "custom_ops"
-LOWERED_OP = "PerChannelLUT"
 
 
 def is_per_channel_lut_layer(node):
@@ -38,7 +37,7 @@ class InferPerChannelLUTLayer(Transformation):
         graph = model.graph
         graph_modified = False
         for index, node in enumerate(list(graph.node)):
-            if node.domain != LOWERED_DOMAIN or node.op_type != LOWERED_OP:
+            if not is_op(node, PER_CHANNEL_LUT_OP):
                 continue
             lowered = getCustomOp(node)
             table = model.get_initializer(node.input[1])

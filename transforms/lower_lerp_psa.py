@@ -20,9 +20,10 @@ from qonnx.core.datatype import DataType
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
-from custom_ops.lerp_psa import lerp_psa_numpy
-from custom_ops.lut_tables import lerp64_decode, lerp64_table, table_entries
-from transforms.quant_params import is_quant_node, read_quant_params
+from psa_finn.custom_ops.lerp_psa import lerp_psa_numpy
+from psa_finn.custom_ops.lut_tables import lerp64_decode, lerp64_table, table_entries
+from psa_finn.custom_ops.domain import LERP_PSA_OP, OPS_DOMAIN, PER_CHANNEL_LUT_OP, is_op, match_quantized_function
+from psa_finn.transforms.quant_params import read_quant_params
 
 LOWERING_MODES = ("auto", "threshold", "full", "lerp64")
 MAX_LUT_INPUT_BITS = 12
@@ -60,23 +61,15 @@ class LowerLerpPSA(Transformation):
     def apply(self, model):
         graph_modified = False
         for node in list(model.graph.node):
-            if node.op_type == "LerpPSA" and node.domain == "custom_ops":
+            if is_op(node, LERP_PSA_OP):
                 self.report.append(self._lower(model, node))
                 graph_modified = True
         return model, graph_modified
 
     def _lower(self, model, node):
         where = f"LerpPSA node '{node.name}'"
-        quant_in = model.find_producer(node.input[0])
-        consumers = model.find_consumers(node.output[0])
-        if not is_quant_node(quant_in):
-            raise ValueError(f"{where}: its input is not produced by a Quant node; lowering needs "
-                             f"Quant -> LerpPSA -> Quant (export the model with an input quantizer)")
-        if len(consumers) != 1 or not is_quant_node(consumers[0]) or \
-                node.output[0] in [tensor.name for tensor in model.graph.output]:
-            raise ValueError(f"{where}: its output must feed exactly one Quant node; lowering needs "
-                             f"Quant -> LerpPSA -> Quant (export the model with an output quantizer)")
-        quant_out = consumers[0]
+        chain = match_quantized_function(model, node)
+        quant_in, quant_out = chain.quant_in, chain.quant_out
         params = [model.get_initializer(name) for name in node.input[1:]]
         if any(value is None for value in params):
             raise ValueError(f"{where}: table, in_scale and in_bias must be constant initializers")
@@ -165,7 +158,7 @@ def _lowered_nodes(model, node, form, rising, lut, qin, qout, reachable, rank):
     else:
         chain.add("Mul", (1.0 / qin.scale.astype(np.float64)).astype(np.float32))
         chain.add("Add", qin.zeropt)
-        chain.add("PerChannelLUT", lut, domain="custom_ops", param_datatype=qout.datatype, mode=form,
+        chain.add(PER_CHANNEL_LUT_OP, lut, domain=OPS_DOMAIN, param_datatype=qout.datatype, mode=form,
                   inputDataType=qin.datatype.name, outputDataType=qout.datatype.name)
         chain.add("Add", -qout.zeropt)
         chain.add("Mul", qout.scale)

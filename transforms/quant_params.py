@@ -10,7 +10,6 @@ from qonnx.core.datatype import DataType
 from qonnx.custom_op.general.intquant import max_int, min_int, resolve_rounding_mode
 from qonnx.custom_op.registry import getCustomOp
 
-QUANT_OP_TYPES = ("Quant", "IntQuant")
 
 
 @dataclass(frozen=True)
@@ -48,11 +47,6 @@ class QuantParams:
         codes = np.asarray(values, dtype=np.float32) / self.scale + self.zeropt
         codes = np.clip(codes, self.code_min, self.code_max)
         return resolve_rounding_mode(self.rounding_mode)(codes).astype(np.int64)
-
-
-def is_quant_node(node) -> bool:
-    """Whether `node` is a QONNX integer Quant node."""
-    return node is not None and node.op_type in QUANT_OP_TYPES
 
 
 def read_quant_params(model, node, channels: int, where: str) -> QuantParams:

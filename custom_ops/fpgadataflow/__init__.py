@@ -11,7 +11,7 @@ import finn.custom_op.fpgadataflow.hls as finn_hls
 import finn.custom_op.fpgadataflow.rtl as finn_rtl
 from qonnx.custom_op.registry import add_op_to_domain
 
-from custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
+from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
 
 HW_DOMAIN = "finn.custom_op.fpgadataflow"
 FINN_REGISTRIES = {"": finn_hw, "hls": finn_hls, "rtl": finn_rtl}
@@ -27,7 +27,7 @@ def register_hw_layer(op_class, backend=""):
 register_hw_layer(PerChannelLUT)
 
 # the backend packages register their classes with register_hw_layer when imported
-import custom_ops.fpgadataflow.rtl  # noqa: E402,F401
-from custom_ops.fpgadataflow.hls import PerChannelLUT_hls  # noqa: E402
+import psa_finn.custom_ops.fpgadataflow.rtl  # noqa: E402,F401
+from psa_finn.custom_ops.fpgadataflow.hls import PerChannelLUT_hls  # noqa: E402
 
 __all__ = ["PerChannelLUT", "PerChannelLUT_hls", "register_hw_layer", "HW_DOMAIN"]

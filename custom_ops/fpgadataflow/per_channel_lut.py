@@ -23,8 +23,8 @@ from qonnx.core.datatype import DataType
 
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 
-from custom_ops.lut_tables import LUT_MODES, table_entries
-from custom_ops.per_channel_lut import CODE_TOLERANCE
+from psa_finn.custom_ops.lut_tables import LUT_MODES, table_entries
+from psa_finn.custom_ops.per_channel_lut import CODE_TOLERANCE
 
 RAM_STYLES = ("auto", "block", "distributed", "ultra")
 

@@ -1,7 +1,7 @@
 """HLS backends of psa-finn's hardware layers, registered with finn-plus and qonnx on import."""
 
-from custom_ops.fpgadataflow import register_hw_layer
-from custom_ops.fpgadataflow.hls.per_channel_lut_hls import PerChannelLUT_hls
+from psa_finn.custom_ops.fpgadataflow import register_hw_layer
+from psa_finn.custom_ops.fpgadataflow.hls.per_channel_lut_hls import PerChannelLUT_hls
 
 register_hw_layer(PerChannelLUT_hls, "hls")
 

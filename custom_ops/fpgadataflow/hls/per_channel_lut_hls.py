@@ -14,8 +14,8 @@ from finn.custom_op.fpgadataflow.hlsbackend import HLSBackend
 from finn.util.basic import is_versal
 from finn.util.data_packing import numpy_to_hls_code
 
-from common.atomic_files import write_text_atomic
-from custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
+from psa_finn.common.atomic_files import write_text_atomic
+from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
 
 KERNEL_HEADER = Path(__file__).with_name("per_channel_lut.hpp")
 TABLE_HEADER = "lut_table.h"

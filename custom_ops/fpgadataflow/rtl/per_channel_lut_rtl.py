@@ -12,16 +12,16 @@ from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 from finn.util.basic import is_versal
 from finn.util.data_packing import npy_to_rtlsim_input, rtlsim_output_to_npy
 
-from common.atomic_files import write_text_atomic
-from custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
-from custom_ops.fpgadataflow.rtl.per_channel_lut_verilog import (
+from psa_finn.common.atomic_files import write_text_atomic
+from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
+from psa_finn.custom_ops.fpgadataflow.rtl.per_channel_lut_verilog import (
     PIPELINE_LATENCY,
     LutLayerGeometry,
     generate_per_channel_lut_verilog,
     rom_file_name,
     rom_files,
 )
-from custom_ops.fpgadataflow.sim.axis_stream_sim import SIMULATORS, simulate_axis_stream
+from psa_finn.custom_ops.fpgadataflow.rtl.axis_stream_sim import SIMULATORS, simulate_axis_stream
 
 
 class PerChannelLUT_rtl(PerChannelLUT, RTLBackend):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from custom_ops.lut_tables import table_entries
+from psa_finn.custom_ops.lut_tables import table_entries
 
 # Cycles from the input handshake of a word to the cycle its output word is first valid.
 PIPELINE_LATENCY = {"full": 1, "lerp64": 2}

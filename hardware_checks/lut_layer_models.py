@@ -12,8 +12,9 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.util.basic import qonnx_make_model
 
-from custom_ops.lut_tables import table_entries
-from transforms.convert_to_hw_per_channel_lut import InferPerChannelLUTLayer
+from psa_finn.custom_ops.domain import OPS_DOMAIN, PER_CHANNEL_LUT_OP
+from psa_finn.custom_ops.lut_tables import table_entries
+from psa_finn.transforms.convert_to_hw_per_channel_lut import InferPerChannelLUTLayer
 
 DEFAULT_FPGA_PART = "xcu50-fsvh2104-2-e"
 
@@ -28,7 +29,7 @@ def make_lut_layer_model(num_channels, pe, input_dt="INT8", output_dt="INT8", mo
     shape = [*num_vectors, num_channels]
     entries = table_entries(mode, idt.bitwidth())
     table = rng.integers(odt.min(), odt.max() + 1, size=(num_channels, entries)).astype(np.float32)
-    node = helper.make_node("PerChannelLUT", ["x", "table"], ["y"], domain="custom_ops", name="lut",
+    node = helper.make_node(PER_CHANNEL_LUT_OP, ["x", "table"], ["y"], domain=OPS_DOMAIN, name="lut",
                             inputDataType=input_dt, outputDataType=output_dt, mode=mode)
     graph = helper.make_graph([node], "per_channel_lut",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from finn.util.data_packing import npy_to_rtlsim_input, rtlsim_output_to_npy
 
-from build_configs.finn_shims import boot_finn
+from psa_finn.build_configs.finn_shims import boot_finn
 
 HLS4ML_AP_TYPES = ("templates", "vivado", "ap_types")
 FINNHLSLIB_STUB = "#pragma once\n// Stand-in for finn-hlslib's umbrella header: the kernel needs only these two.\n" \

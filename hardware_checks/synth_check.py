@@ -17,8 +17,8 @@ from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from common.atomic_files import write_json_atomic, write_text_atomic
-from custom_ops.fpgadataflow.rtl.yosys_synth import (
+from psa_finn.common.atomic_files import write_json_atomic, write_text_atomic
+from psa_finn.hardware_checks.yosys_synth import (
     CATEGORIES,
     synth_family_for_part,
     synthesize,
@@ -37,10 +37,11 @@ LAYER_ATTRIBUTES = ("NumChannels", "PE", "inputDataType", "outputDataType", "mod
 
 def lut_layers(model: ModelWrapper) -> list:
     """(model, node) of every PerChannelLUT HW layer, lowered nodes converted first, partitions searched."""
-    from custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
-    from transforms.convert_to_hw_per_channel_lut import LOWERED_DOMAIN, LOWERED_OP, InferPerChannelLUTLayer
+    from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
+    from psa_finn.custom_ops.domain import PER_CHANNEL_LUT_OP, is_op
+    from psa_finn.transforms.convert_to_hw_per_channel_lut import InferPerChannelLUTLayer
 
-    if any(n.domain == LOWERED_DOMAIN and n.op_type == LOWERED_OP for n in model.graph.node):
+    if any(is_op(n, PER_CHANNEL_LUT_OP) for n in model.graph.node):
         model = model.transform(InferPerChannelLUTLayer())
     found = []
     for node in model.graph.node:
@@ -94,7 +95,7 @@ def run_synth_check(model_path, out_dir, fpga_part=None) -> dict:
 
     fpga_part: defaults to summary.json's `fpga_part`, else the U50. Returns the `synth_check` record.
     """
-    import custom_ops.fpgadataflow  # noqa: F401  (registers the HW layer and its backends)
+    import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the HW layer and its backends)
 
     if not yosys_available():
         raise RuntimeError("yosys is not installed: install Debian's yosys (scripts/setup.sh does so as root)")
@@ -132,8 +133,8 @@ def run_synth_check(model_path, out_dir, fpga_part=None) -> dict:
 def sweep_lut_layers(out_dir, channels=(96, 192), pes=(1, 4, 16), modes=("full", "lerp64"), bits=8,
                      fpga_part=DEFAULT_FPGA_PART) -> list:
     """Entries of synth_check_layer for one-layer models (random INT<bits> tables) over channels x PE x mode."""
-    import custom_ops.fpgadataflow  # noqa: F401  (registers the HW layer and its backends)
-    from custom_ops.fpgadataflow.sim.lut_layer_models import make_lut_layer_model
+    import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the HW layer and its backends)
+    from psa_finn.hardware_checks.lut_layer_models import make_lut_layer_model
 
     entries = []
     for num_channels in channels:

@@ -1,0 +1,78 @@
+"""The ONNX contract of psa-finn's qonnx ops: their domain and names, and the one matcher of a quantized function.
+
+qonnx resolves a node's domain by importing it as a Python module, so the domain is this package's module path,
+`psa_finn.custom_ops`: a file exported by psa-finn runs wherever psa-finn is installed. Files written before the
+package existed carry the bare domain `custom_ops`; `upgrade_legacy_domain` rewrites them when they are loaded.
+
+A learnable 1-D function sits in the graph as `Quant -> LerpPSA -> Quant` (`match_quantized_function`): the
+input quantizer gives the codes the function is tabulated on, the output quantizer the codes it produces.
+"""
+
+import sys
+from dataclasses import dataclass
+
+OPS_DOMAIN = "psa_finn.custom_ops"
+LEGACY_OPS_DOMAIN = "custom_ops"
+OPS_DOMAIN_VERSION = 1
+LERP_PSA_OP = "LerpPSA"
+PER_CHANNEL_LUT_OP = "PerChannelLUT"
+QUANT_OP_TYPES = ("Quant", "IntQuant")
+
+
+def is_op(node, op_type: str) -> bool:
+    """Whether `node` is psa-finn's qonnx op `op_type` (LERP_PSA_OP or PER_CHANNEL_LUT_OP)."""
+    return node is not None and node.op_type == op_type and node.domain == OPS_DOMAIN
+
+
+def is_quant_node(node) -> bool:
+    """Whether `node` is a QONNX integer Quant node."""
+    return node is not None and node.op_type in QUANT_OP_TYPES
+
+
+@dataclass(frozen=True)
+class QuantizedFunction:
+    """A function node between its input and output quantizers: `quant_in -> function -> quant_out`."""
+
+    quant_in: object
+    function: object
+    quant_out: object
+
+
+def match_quantized_function(model, node) -> QuantizedFunction:
+    """The `Quant -> node -> Quant` chain around `node`; ValueError naming the node and the fix otherwise.
+
+    The input Quant may feed other nodes too; the node's output must feed exactly one Quant and be no graph output.
+    """
+    where = f"{node.op_type} node '{node.name}'"
+    quant_in = model.find_producer(node.input[0])
+    if not is_quant_node(quant_in):
+        raise ValueError(f"{where}: its input is not produced by a Quant node; it needs Quant -> {node.op_type} -> "
+                         f"Quant (give the layer an input quantizer)")
+    consumers = model.find_consumers(node.output[0])
+    if len(consumers) != 1 or not is_quant_node(consumers[0]) or \
+            node.output[0] in [tensor.name for tensor in model.graph.output]:
+        raise ValueError(f"{where}: its output must feed exactly one Quant node; it needs Quant -> {node.op_type} -> "
+                         f"Quant (give the layer an output quantizer)")
+    return QuantizedFunction(quant_in, node, consumers[0])
+
+
+def upgrade_legacy_domain(model, source=None) -> int:
+    """Rewrite nodes of the pre-package domain `custom_ops` to `psa_finn.custom_ops`, in place.
+
+    Returns how many nodes changed; when any did, says so in one line on stderr (naming `source`).
+    """
+    changed = 0
+    for node in model.graph.node:
+        if node.domain == LEGACY_OPS_DOMAIN:
+            node.domain = OPS_DOMAIN
+            changed += 1
+    if changed:
+        imports = model.model.opset_import
+        for opset in imports:
+            if opset.domain == LEGACY_OPS_DOMAIN:
+                opset.domain = OPS_DOMAIN
+        if not any(opset.domain == OPS_DOMAIN for opset in imports):
+            imports.add(domain=OPS_DOMAIN, version=OPS_DOMAIN_VERSION)
+        print(f"note: {source or 'model'}: {changed} node(s) of the old domain '{LEGACY_OPS_DOMAIN}' read as "
+              f"'{OPS_DOMAIN}' (re-export or save the model to update the file)", file=sys.stderr)
+    return changed

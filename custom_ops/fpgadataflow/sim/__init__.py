@@ -1,1 +1,0 @@
-"""Vivado-free simulation of generated hardware: g++ C++ simulation of HLS kernels, Verilator/Icarus RTL runs."""
