@@ -13,11 +13,12 @@ batches of its dataset (or on random images with `--calibration random`); a QAT 
 import argparse
 from pathlib import Path
 
+import onnx
 import torch
 
 from psa_finn.export.qat import (is_qat_checkpoint, qat_model_from_payload, random_calibration_batches, to_qat_model)
-from psa_finn.export.qonnx_export import export_qonnx_model
-from psa_finn.export.quantizers import DEFAULT_BITS, MAX_BITS, MIN_BITS, check_bits
+from psa_finn.export.qonnx_export import export_qonnx
+from psa_finn.nn.quantizers import DEFAULT_BITS, MAX_BITS, MIN_BITS, check_bits
 from psa_finn.models import ResMLP, load_checkpoint, load_reference_checkpoint
 from psa_finn.models.checkpoint import read_torch_file
 from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, DatasetNotFoundError, load_dataset
@@ -121,7 +122,7 @@ def run(args, command: str) -> int:
         if args.bits is not None:
             check_bits(args.bits)
         qat, dataset = qat_from_random_init(args) if args.random_init else qat_from_checkpoint(args)
-        model = export_qonnx_model(qat, args.out)
+        model = onnx.load(str(export_qonnx(qat, torch.zeros(qat.input_shape), args.out)))
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}")
         return 2
