@@ -39,7 +39,8 @@ class ExportMismatch(PsaFinnError, RuntimeError):
 
 
 def _as_tuple(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    """A model's inputs or outputs as a tuple (a QuantTensor, itself a tuple, counts as one)."""
+    return tuple(value) if isinstance(value, (tuple, list)) and not isinstance(value, QuantTensor) else (value,)
 
 
 def _numpy(value):
@@ -48,11 +49,24 @@ def _numpy(value):
     return value.detach().cpu().numpy()
 
 
+class _TensorOutputs(torch.nn.Module):
+    """`model` with QuantTensor outputs given as their values (one graph output each, not four)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs):
+        outputs = self.model(*inputs)
+        values = tuple(out.value if isinstance(out, QuantTensor) else out for out in _as_tuple(outputs))
+        return values if len(values) > 1 else values[0]
+
+
 def export_qonnx(model: torch.nn.Module, example_input, path, tolerance: float = DEFAULT_TOLERANCE) -> Path:
     """Export `model` (any nn.Module of Brevitas layers, QuantLerpPSA, QuantBSpline) traced on `example_input` (a
     tensor or a tuple of tensors) to the QONNX file `path`, checked as the module docstring says; returns the path.
 
-    The model is exported in eval mode and left in the mode it was in.
+    The model is exported in eval mode and left in the mode it was in; QuantTensor outputs become their values.
     """
     check_finite_parameters(model, type(model).__name__)
     inputs = _as_tuple(example_input)
@@ -63,7 +77,7 @@ def export_qonnx(model: torch.nn.Module, example_input, path, tolerance: float =
             expected = [_numpy(out) for out in _as_tuple(model(*inputs))]
         with atomic_path(path, suffix=".tmp.onnx") as tmp:
             functions = any(isinstance(m, QuantTableFunction) for m in model.modules())
-            brevitas_export_qonnx(model, args=example_input, export_path=tmp, dynamo=False,
+            brevitas_export_qonnx(_TensorOutputs(model), args=example_input, export_path=tmp, dynamo=False,
                                   custom_opsets={OPS_DOMAIN: OPS_DOMAIN_VERSION} if functions else {})
             exported = cleanup_model(ModelWrapper(tmp))
             _check_graph(exported)
