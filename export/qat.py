@@ -75,8 +75,8 @@ def is_qat_checkpoint(payload) -> bool:
     return isinstance(payload, dict) and payload.get("format") == QAT_CHECKPOINT_FORMAT
 
 
-def qat_model_from_payload(payload, source="checkpoint") -> QuantResMLP:
-    """Rebuild the QAT model of a loaded `save_qat_checkpoint` dict (eval mode); errors name `source`."""
+def qat_model_from_payload(payload, source="checkpoint"):
+    """(QAT model in eval mode, extra dict) of a loaded `save_qat_checkpoint` dict; errors name `source`."""
     if payload.get("version") != QAT_CHECKPOINT_VERSION:
         raise ValueError(f"{source}: a QAT checkpoint of an earlier psa-finn (version {payload.get('version', 1)}, "
                          f"tables learned directly; this one reads version {QAT_CHECKPOINT_VERSION}); re-run "
@@ -91,13 +91,13 @@ def qat_model_from_payload(payload, source="checkpoint") -> QuantResMLP:
         raise ValueError(f"{source}: weights do not fit the stored config {payload['config']} at "
                          f"{payload['bits']} bits: {err}") from err
     check_finite_parameters(qat, str(source))
-    return qat.eval()
+    return qat.eval(), {k: v for k, v in payload.items() if k not in RESERVED_KEYS}
 
 
 def load_qat_checkpoint(path):
-    """Read a `save_qat_checkpoint` file: (QAT model in eval mode, extra dict)."""
+    """Read a `save_qat_checkpoint` file: (QAT model in eval mode, extra dict). Any kind of model file is read by
+    `export.checkpoints.load_model_file`."""
     payload = read_torch_file(path)
     if not is_qat_checkpoint(payload):
         raise ValueError(f"{path}: not a psa-finn QAT checkpoint (no 'format': '{QAT_CHECKPOINT_FORMAT}' entry)")
-    extra = {k: v for k, v in payload.items() if k not in RESERVED_KEYS}
-    return qat_model_from_payload(payload, path), extra
+    return qat_model_from_payload(payload, path)
