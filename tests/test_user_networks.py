@@ -149,3 +149,39 @@ def test_user_network_trains_exports_lowers_and_scores(name, digits, tmp_path):
         produced = np.moveaxis(context[lut.output[0]], axis, -1).reshape(codes.shape)
         assert np.array_equal(produced, expected)
         assert abs(eval_accuracy(tmp_path / f"{name}_{mode}.onnx") - accuracy) <= 3.0
+
+
+@pytest.mark.slow
+def test_brevitas_examples_tfc_with_quant_lerp_psa_in_place_of_its_activations(digits, tmp_path):
+    """A network not designed around psa-finn: brevitas_examples' TFC (QuantLinear -> BatchNorm1d -> QuantIdentity
+    x3 -> QuantLinear -> TensorNorm, float weight scales) with each hidden QuantIdentity replaced by a QuantLerpPSA
+    of the same bit width; it trains, exports within float rounding, scores by `build.py eval` as in torch, and
+    lowers to a graph equal to the export."""
+    from brevitas_examples.bnn_pynq.models.FC import FC
+
+    torch.manual_seed(0)
+    model = FC(num_classes=10, weight_bit_width=4, act_bit_width=4, in_bit_width=8, in_channels=1,
+               out_features=[32, 32, 32], in_features=(8, 8))
+    features = model.features
+    replaced = 0
+    for index in range(1, len(features)):
+        if isinstance(features[index], QuantIdentity) and isinstance(features[index - 1], torch.nn.BatchNorm1d):
+            features[index] = QuantLerpPSA(features[index - 1].num_features, bit_width=4)
+            replaced += 1
+    assert replaced == 3
+    x_train, y_train, x_test, y_test = digits
+    model = train(model, x_train, y_train, epochs=5)
+    with torch.no_grad():
+        logits = model(x_test).numpy()
+    accuracy = 100.0 * float((logits.argmax(1) == y_test.numpy()).mean())
+    assert accuracy > 70.0, accuracy
+    path = export_qonnx(model, x_test[:1], tmp_path / "tfc.onnx")
+    exported = ModelWrapper(str(path))
+    assert len(exported.get_nodes_by_op_type("LerpPSA")) == 3
+    assert eval_accuracy(path) == pytest.approx(accuracy, abs=0.3)  # float scales: equal up to rounding
+    batch = {"global_in": x_test[:48].numpy()}
+    resized = exported.transform(ChangeBatchSize(48)).transform(InferShapes())
+    lowered = exported.transform(InferShapes()).transform(LowerLerpPSA("auto")).transform(ChangeBatchSize(48))
+    assert not lowered.get_nodes_by_op_type("LerpPSA")
+    assert np.array_equal(execute_onnx(lowered.transform(InferShapes()), batch)["global_out"],
+                          execute_onnx(resized, batch)["global_out"])
