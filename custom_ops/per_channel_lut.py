@@ -1,9 +1,10 @@
 """The qonnx op `PerChannelLUT`: integer codes in, integer codes out, one lookup table per channel.
 
 Inputs: x (integer codes of inputDataType in a float container, C channels on `channel_axis`) and table [C, E]
-(integers of outputDataType), or [1, E]: one row shared by every channel, as MultiThreshold's one shared row. Attributes inputDataType, outputDataType (qonnx DataType names), mode ("full" |
-"lerp64") and channel_axis (default -1, channels last; see `custom_ops.domain`); the table layouts and the lookup
-live in `custom_ops.lut_tables`.
+(integers of outputDataType), or [1, E]: one row shared by every channel, as MultiThreshold's one shared row.
+Attributes inputDataType, outputDataType (qonnx DataType names), mode ("full" | "lerp64") and channel_axis
+(default -1, channels last; see `custom_ops.domain`); the table layouts and the lookup live in
+`custom_ops.lut_tables`.
 """
 
 import re

@@ -22,7 +22,7 @@ class ChannelGeometry:
         return 1 if self.axis is None else self.shape[self.axis]
 
     def to_tensor(self, values):
-        """Table-space values [K, C] as a tensor of this rank: K on the first non-channel axis, C on the channel axis."""
+        """Table-space values [K, C] as a tensor of this rank: K on the first other axis, C on the channel axis."""
         rank = len(self.shape)
         if self.axis is None:
             return values[:, 0].reshape([-1] + [1] * (rank - 1))

@@ -118,8 +118,9 @@ def _geometry(model, index, chain, where):
             if value is not None:
                 _claim(axes, f"the quantizer parameter '{tensor}'", value.shape, geometry)
     if len(axes) > 1:
-        raise _LeftInPlace(f"its constants vary along {len(axes)} axes ({'; '.join(f'axis {a}: {w[0]}' for a, w in sorted(axes.items()))}); "
-                           f"a table is per tensor or per channel of one axis")
+        where_they_vary = "; ".join(f"axis {axis}: {what[0]}" for axis, what in sorted(axes.items()))
+        raise _LeftInPlace(f"its constants vary along {len(axes)} axes ({where_they_vary}); a table is per tensor "
+                           f"or per channel of one axis")
     geometry.axis = next(iter(axes), None)
     if geometry.axis is not None and len(shape) < 2:
         raise _LeftInPlace(f"a per-channel function of a rank-{len(shape)} tensor has no axis left for the codes")
@@ -136,7 +137,8 @@ class _Tabulator:
         """The output Quant's float32 outputs [K, C] for S's input `values` [K, C]."""
         x = self.geometry.to_tensor(np.asarray(values, dtype=np.float32))
         small = self._cut_out(list(x.shape))
-        y = execute_onnx(small, {self.chain.sources[0]: x})[self.chain.output_quant.output[0]]
+        with np.errstate(over="ignore"):  # the bisection probes the ends of the float32 range
+            y = execute_onnx(small, {self.chain.sources[0]: x})[self.chain.output_quant.output[0]]
         return self.geometry.from_tensor(np.asarray(y))
 
     def _cut_out(self, shape):

@@ -1,14 +1,14 @@
 """The integer quantizer of a QONNX Quant node, read once and checked: scale and zero point per tensor or per
-channel (one axis of the quantized tensor), bit width, signedness, narrow range, rounding mode; plus the
-code <-> value maps that reproduce qonnx's own `int_quant` arithmetic bit for bit (so that tables built from them
-match execution). Values and codes are in table space: [..., C], channels last.
+channel (one axis of the quantized tensor), bit width, signedness, narrow range; plus the code -> value map that
+reproduces qonnx's own `int_quant` arithmetic bit for bit (so that tables built on it match execution) and its
+inverse on the Quant's outputs. Values and codes are in table space: [..., C], channels last.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 from qonnx.core.datatype import DataType
-from qonnx.custom_op.general.intquant import max_int, min_int, resolve_rounding_mode
+from qonnx.custom_op.general.intquant import max_int, min_int
 from qonnx.custom_op.registry import getCustomOp
 
 
@@ -21,7 +21,6 @@ class QuantParams:
     bits: int
     signed: bool
     narrow: bool
-    rounding_mode: str
 
     @property
     def datatype(self):
@@ -46,12 +45,6 @@ class QuantParams:
         """Integer codes (float64, NaN kept) of the Quant node's float32 `outputs` [..., C] (its dequantized codes)."""
         outputs = np.asarray(outputs, dtype=np.float64)
         return np.rint(outputs / self.scale + self.zeropt)
-
-    def quantize(self, values):
-        """Integer codes (int64) that the Quant node assigns to float32 `values` [..., C] (clip, then round)."""
-        codes = np.asarray(values, dtype=np.float32) / self.scale + self.zeropt
-        codes = np.clip(codes, self.code_min, self.code_max)
-        return resolve_rounding_mode(self.rounding_mode)(codes).astype(np.int64)
 
 
 def varying_axes(value_shape, shape) -> set:
@@ -99,5 +92,4 @@ def read_quant_params(model, node, where: str, shape, axis) -> QuantParams:
         raise ValueError(f"{where}: Quant node '{node.name}' has {bits} bit(s); lowering needs 2 bits or more")
     quant = getCustomOp(node)
     return QuantParams(scale=scale, zeropt=zeropt, bits=bits,
-                       signed=bool(quant.get_nodeattr("signed")), narrow=bool(quant.get_nodeattr("narrow")),
-                       rounding_mode=str(quant.get_nodeattr("rounding_mode")))
+                       signed=bool(quant.get_nodeattr("signed")), narrow=bool(quant.get_nodeattr("narrow")))
