@@ -411,7 +411,7 @@ def test_exported_digits_resmlp_logits_are_unchanged_by_lowering(variant, bits, 
         lowered, report = cli.lower_model_file(tmp_path / "model.onnx", mode)
         lowered_chains = [entry for entry in report if entry.form not in ("left to FINN", "left in place")]
         assert len(lowered_chains) == {"relu": 0, "lerp_psa": 4, "bspline": 4}[variant]
-        assert all(entry.form == "left to FINN" and entry.ops == ["Relu"] for entry in report
+        assert all(entry.form == "left to FINN" and "Relu" in entry.ops for entry in report
                    if entry not in lowered_chains)
         assert not [n for n in lowered.graph.node if n.op_type == "LerpPSA"]
         np.testing.assert_array_equal(run_onnx(lowered, x_test), expected)
