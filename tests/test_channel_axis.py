@@ -175,3 +175,18 @@ def test_lowering_is_bit_exact_on_every_input_code_in_every_layout(layout):
         check_layout(layout, case)
 
     check()
+
+
+def test_the_hardware_conversion_takes_channels_last_tables_and_repeats_a_shared_row():
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    from psa_finn.transforms.convert_to_hw_per_channel_lut import InferPerChannelLUTLayer
+
+    attributes = {"inputDataType": "UINT2", "outputDataType": "UINT4"}
+    channels_first = op_model("PerChannelLUT", [1, 3, 2, 2], np.zeros((3, 4)), channel_axis=1, **attributes)
+    with pytest.raises(ValueError, match="op: channel_axis 1 of input \\[1, 3, 2, 2\\] is not the last axis"):
+        channels_first.transform(InferShapes()).transform(InferPerChannelLUTLayer())
+    shared = op_model("PerChannelLUT", [1, 2, 3], [[5, 6, 7, 8]], channel_axis=1, **attributes)
+    converted = shared.transform(InferShapes()).transform(InferPerChannelLUTLayer())
+    assert converted.graph.node[0].domain == "finn.custom_op.fpgadataflow"
+    np.testing.assert_array_equal(converted.get_initializer("table"), [[5, 6, 7, 8]] * 3)

@@ -54,6 +54,11 @@ class InferPerChannelLUTLayer(Transformation):
                     f"{node.name}: input {node.input[0]} needs a known shape [..., C] (got {shape}); run InferShapes"
                 )
             channels = shape[-1]
+            if table.ndim == 2 and table.shape[0] > 1 and channel_axis_of(node, len(shape)) != len(shape) - 1:
+                raise ValueError(
+                    f"{node.name}: channel_axis {channel_axis_of(node)} of input {shape} is not the last axis; the "
+                    "hardware layer is channels-last, so streamline the graph to channels-last first"
+                )
             if table.ndim != 2 or table.shape[0] not in (1, channels):
                 raise ValueError(
                     f"{node.name}: table shape {table.shape} does not match the {channels} input channels"
@@ -61,11 +66,6 @@ class InferPerChannelLUTLayer(Transformation):
             if table.shape[0] == 1 and channels > 1:  # one shared row: the HW layer holds one row per channel
                 table = np.repeat(table, channels, axis=0)
                 model.set_initializer(node.input[1], table)
-            elif channel_axis_of(node, len(shape)) != len(shape) - 1:
-                raise ValueError(
-                    f"{node.name}: channel_axis {channel_axis_of(node)} of input {shape} is not the last axis; the "
-                    "hardware layer is channels-last, so streamline the graph to channels-last first"
-                )
             hw_node = helper.make_node(
                 "PerChannelLUT",
                 [node.input[0], node.input[1]],
