@@ -13,7 +13,8 @@ input (same dtype and shape), so torch's exporter needs no shape inference of it
 import numpy as np
 import torch
 
-from psa_finn.custom_ops.domain import LERP_PSA_OP, OPS_DOMAIN
+from psa_finn.custom_ops.domain import CHANNEL_AXIS_ATTR, DEFAULT_CHANNEL_AXIS, LERP_PSA_OP, OPS_DOMAIN, \
+    normalize_channel_axis
 from psa_finn.models.lerp import lerp_table
 
 
@@ -39,19 +40,17 @@ class LerpPSAExportFunction(torch.autograd.Function):
     @staticmethod
     def symbolic(g, x, table, grid_range, channel_axis, *affine):
         node = g.op(f"{OPS_DOMAIN}::{LERP_PSA_OP}", x, table, *affine, grid_range_f=grid_range,
-                    channel_axis_i=channel_axis)
+                    **{f"{CHANNEL_AXIS_ATTR}_i": channel_axis})
         node.setType(x.type())
         return node
 
 
-def lerp_psa(x, table, grid_range: float, in_scale=None, in_bias=None, channel_axis: int = -1):
+def lerp_psa(x, table, grid_range: float, in_scale=None, in_bias=None, channel_axis: int = DEFAULT_CHANNEL_AXIS):
     """Per-channel LERP of `table` [C, G] at `in_scale * x + in_bias`, channel c at index c of `channel_axis` of x,
     exact as the qonnx op."""
     if (in_scale is None) != (in_bias is None):
         raise ValueError("in_scale and in_bias must be given together (or neither)")
-    if not -x.dim() <= channel_axis < x.dim():
-        raise ValueError(f"channel_axis {channel_axis} is outside the {x.dim()} axes of an input of shape "
-                         f"{tuple(x.shape)}")
+    normalize_channel_axis(channel_axis, x.dim())
     grid_range = onnx_grid_range(grid_range)
     if torch.onnx.is_in_onnx_export():
         affine = () if in_scale is None else (in_scale, in_bias)

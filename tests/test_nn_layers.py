@@ -11,15 +11,11 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 
 from psa_finn.custom_ops.domain import LERP_PSA_OP, is_op
-from psa_finn.custom_ops.lerp_psa import LerpPSA as LerpPSAOp
 from psa_finn.export import export_qonnx
 from psa_finn.nn import PSA, BSpline, LerpPSA, QuantBSpline, QuantLerpPSA, ResPSA
 from psa_finn.nn.quantizers import AccumulatorBiasQuant, ChannelWeightQuant, SignedActQuant
 
 CHANNELS = 5
-OP_HAS_CHANNEL_AXIS = "channel_axis" in LerpPSAOp(helper.make_node("LerpPSA", ["x"], ["y"])).get_nodeattr_types()
-CHANNELS_FIRST_OP = pytest.mark.xfail(not OP_HAS_CHANNEL_AXIS, strict=True,
-                                      reason="the LerpPSA op reads channel_axis once helper B's op lands")
 EXACT = dict(weight_quant=ChannelWeightQuant, bias_quant=AccumulatorBiasQuant)  # power-of-two scales: exact
 
 
@@ -58,8 +54,7 @@ def trained(model, shape, seed=0, steps=3):
     return model.eval()
 
 
-LAYOUTS = [pytest.param("NC"), pytest.param("NCW", marks=CHANNELS_FIRST_OP),
-           pytest.param("NCHW", marks=CHANNELS_FIRST_OP), pytest.param("NHWC"), pytest.param("NTC")]
+LAYOUTS = ("NC", "NCW", "NCHW", "NHWC", "NTC")
 
 
 @pytest.mark.parametrize("function", [QuantLerpPSA, QuantBSpline])

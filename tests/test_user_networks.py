@@ -22,16 +22,15 @@ from qonnx.transformation.change_batchsize import ChangeBatchSize
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
-from psa_finn.custom_ops.lerp_psa import LerpPSA as LerpPSAOp
+from psa_finn.custom_ops.domain import CHANNEL_AXIS_ATTR
 from psa_finn.export import export_qonnx
 from psa_finn.models.datasets import load_digits_split
 from psa_finn.nn import QuantLerpPSA
 from psa_finn.nn.quantizers import AccumulatorBiasQuant, ChannelWeightQuant, SignedActQuant
-from psa_finn.transforms.lower_lerp_psa import LowerLerpPSA
+from psa_finn.transforms.lower_quantized_functions import KEPT_FORMS, lower_quantized_functions
 
 ROOT = Path(__file__).resolve().parents[1]
 EXACT = dict(weight_quant=ChannelWeightQuant, bias_quant=AccumulatorBiasQuant)
-OP_HAS_CHANNEL_AXIS = "channel_axis" in LerpPSAOp(helper.make_node("LerpPSA", ["x"], ["y"])).get_nodeattr_types()
 FRESH_PROCESS_SCRIPT = """
 import sys
 import numpy as np
@@ -69,9 +68,7 @@ def per_pixel():
 
 NETWORKS = {"mlp": (mlp, lambda x: x.flatten(1)), "cnn": (cnn, lambda x: x),
             "per_pixel": (per_pixel, lambda x: x.permute(0, 2, 3, 1).contiguous())}
-NETWORK_PARAMS = [pytest.param("mlp"), pytest.param("per_pixel"),
-                  pytest.param("cnn", marks=pytest.mark.xfail(not OP_HAS_CHANNEL_AXIS, strict=True,
-                                                              reason="NCHW needs the channel_axis op (helper B)"))]
+NETWORK_PARAMS = ("mlp", "cnn", "per_pixel")
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +128,10 @@ def test_user_network_trains_exports_lowers_and_scores(name, digits, tmp_path):
     batch = {"global_in": inputs[:48].numpy()}
     reference = execute_onnx(exported.transform(ChangeBatchSize(48)).transform(InferShapes()), batch)["global_out"]
     for mode in ("auto", "full", "lerp64"):
-        lowering = LowerLerpPSA(mode)
-        lowered = exported.transform(InferShapes()).transform(lowering).transform(InferDataTypes())
-        assert len(lowering.report) == 1 and not lowered.get_nodes_by_op_type("LerpPSA")
+        lowered, report = lower_quantized_functions(exported.transform(InferShapes()), mode)
+        lowered = lowered.transform(InferShapes()).transform(InferDataTypes())
+        assert len([entry for entry in report if entry.form not in KEPT_FORMS]) == 1
+        assert not lowered.get_nodes_by_op_type("LerpPSA")
         lowered.save(str(tmp_path / f"{name}_{mode}.onnx"))
         resized = lowered.transform(ChangeBatchSize(48)).transform(InferShapes())
         context = execute_onnx(resized, batch, return_full_exec_context=True)
@@ -142,7 +140,7 @@ def test_user_network_trains_exports_lowers_and_scores(name, digits, tmp_path):
             continue
         (lut,) = resized.get_nodes_by_op_type("PerChannelLUT")
         attributes = {a.name: helper.get_attribute_value(a) for a in lut.attribute}
-        axis = attributes.get("channel_axis", -1)
+        axis = attributes.get(CHANNEL_AXIS_ATTR, -1)
         codes = np.moveaxis(context[lut.input[0]], axis, -1).reshape(-1, len(resized.get_initializer(lut.input[1])))
         expected = lerp64_reference(codes, resized.get_initializer(lut.input[1]),
                                     attributes["inputDataType"].decode())
@@ -181,7 +179,7 @@ def test_brevitas_examples_tfc_with_quant_lerp_psa_in_place_of_its_activations(d
     assert eval_accuracy(path) == pytest.approx(accuracy, abs=0.3)  # float scales: equal up to rounding
     batch = {"global_in": x_test[:48].numpy()}
     resized = exported.transform(ChangeBatchSize(48)).transform(InferShapes())
-    lowered = exported.transform(InferShapes()).transform(LowerLerpPSA("auto")).transform(ChangeBatchSize(48))
+    lowered = lower_quantized_functions(exported.transform(InferShapes()), "auto")[0].transform(ChangeBatchSize(48))
     assert not lowered.get_nodes_by_op_type("LerpPSA")
     assert np.array_equal(execute_onnx(lowered.transform(InferShapes()), batch)["global_out"],
                           execute_onnx(resized, batch)["global_out"])
