@@ -23,11 +23,16 @@ def network(bias_quant):
 
 
 def trained(model, seed=0):
+    return trained_on(model, (32, 1, 8, 8), seed)
+
+
+def trained_on(model, shape, seed=0):
+    """`model` after three SGD steps on random inputs of `shape` (quantizer ranges collected), in eval mode."""
     torch.manual_seed(seed)
     optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
     model.train()
     for _ in range(3):
-        loss = model(torch.randn(32, 1, 8, 8)).square().mean()
+        loss = model(torch.randn(shape)).square().mean()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -85,3 +90,24 @@ def test_float_biases_are_not_exact(tmp_path):
     context = execute_onnx(onnx_model, {"global_in": x.numpy()}, return_full_exec_context=True)
     assert any(not np.array_equal(float32.astype(np.float64), exact)
                for _, float32, exact in layer_sums(onnx_model, context))
+
+
+def test_a_bias_quantized_on_the_accumulator_grid_is_a_constant_of_the_function_after_it(tmp_path):
+    """QuantLinear(bias_quant=AccumulatorBiasQuant) -> QuantSigmoid on tokens [N, T, C] (MatMul, then Add of the
+    quantized bias): S = Add(Quant(bias)) -> Sigmoid reads one variable tensor, the accumulator, so it is lowered to
+    thresholds; a ReLU after such a Linear is left to FINN."""
+    from brevitas.nn import QuantReLU, QuantSigmoid
+
+    from psa_finn.transforms.lower_quantized_functions import LEFT_TO_FINN, MULTITHRESHOLD, lower_quantized_functions
+
+    for activation, op, form in ((QuantSigmoid(), "Sigmoid", MULTITHRESHOLD), (QuantReLU(), "Relu", LEFT_TO_FINN)):
+        model = torch.nn.Sequential(QuantIdentity(act_quant=SignedActQuant, return_quant_tensor=True),
+                                    QuantLinear(6, 4, weight_quant=ChannelWeightQuant,
+                                                bias_quant=AccumulatorBiasQuant), activation)
+        x = torch.randn(16, 3, 6, generator=torch.Generator().manual_seed(2))
+        exported = ModelWrapper(str(export_qonnx(trained_on(model, (32, 3, 6)), x, tmp_path / "m.onnx")))
+        assert [n.op_type for n in exported.graph.node][-4:-1] == ["MatMul", "Add", op]
+        lowered, report = lower_quantized_functions(ModelWrapper(str(tmp_path / "m.onnx")), "auto")
+        assert [entry.form for entry in report] == [form]
+        feed = {"global_in": x.numpy()}
+        assert np.array_equal(execute_onnx(lowered, feed)["global_out"], execute_onnx(exported, feed)["global_out"])
