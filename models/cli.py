@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, DatasetNotFoundError, load_dataset
+from psa_finn.models.datasets import (DATASET_GEOMETRY, DEFAULT_DATA_DIR, OFFLINE_DATASETS, DatasetNotFoundError,
+                                     load_dataset)
 from psa_finn.models.training import CHECKPOINT_NAME, TrainSettings, Trainer
 
 ONNX_DEFAULT_DATASET = "digits"  # an ONNX file does not say its dataset; --dataset overrides
@@ -56,8 +57,10 @@ def _add_train_arguments(parser) -> None:
     parser.add_argument("--hidden-factor", type=float, default=1.0, help="MLP hidden width = embed-dim * factor")
     parser.add_argument("--embed-dim", type=int, default=96)
     parser.add_argument("--depth", type=int, default=4, help="number of ResMLP blocks")
+    parser.add_argument("--grid-size", type=int, default=None,
+                        help="grid points of the learnable functions (default: LERP-PSA 64, B-spline 65 knots, odd)")
     parser.add_argument("--dataset", choices=sorted(DATASET_GEOMETRY), default="digits",
-                        help="digits (built in, offline; default), cifar10 or svhn (from --data-dir)")
+                        help="digits or mnist1d (built in, offline; default digits), cifar10 or svhn (--data-dir)")
     parser.add_argument("--out", required=True, help=f"output folder; {CHECKPOINT_NAME} is rewritten every epoch")
     parser.add_argument("--teacher", help="teacher checkpoint (.pt or reference .bin) for --kd / --kt-epochs")
     parser.add_argument("--init", help="start from the weights of this float checkpoint (.pt or reference .bin) "
@@ -101,7 +104,9 @@ def _add_bench_arguments(parser) -> None:
 
     parser.add_argument("benchmark", choices=("accuracy", "kernels"))
     parser.add_argument("--json", help="write the measured figures to this JSON file")
-    accuracy = parser.add_argument_group("accuracy (ResMLP variants on digits, accuracy vs hidden factor)")
+    accuracy = parser.add_argument_group("accuracy (ResMLP variants, accuracy vs hidden factor)")
+    accuracy.add_argument("--dataset", choices=OFFLINE_DATASETS, default=AccuracyBenchConfig.dataset,
+                          help="built-in dataset to measure on (mnist1d: harder, 4000 signals of length 40)")
     accuracy.add_argument("--plot", help="PNG of accuracy against hidden factor with error bars")
     accuracy.add_argument("--seeds", type=int, default=AccuracyBenchConfig.seeds,
                           help="seeds per variant and hidden factor")
@@ -152,7 +157,7 @@ def _student(args, data):
             raise SystemExit("--qat fine-tunes a trained float model: pass it with --init CHECKPOINT")
         torch.manual_seed(args.seed)
         return ResMLP(args.variant, args.hidden_factor, embed_dim=args.embed_dim, depth=args.depth,
-                      **DATASET_GEOMETRY[args.dataset].model_kwargs())
+                      grid_size=args.grid_size, **DATASET_GEOMETRY[args.dataset].model_kwargs())
     model = _load_float_model(args.init, args.dataset, "--init")
     if not args.qat:
         return model.train()
@@ -235,7 +240,7 @@ def run_bench(args) -> int:
     torch.set_num_threads(args.threads)
     if args.benchmark == "accuracy":
         config = AccuracyBenchConfig(seeds=args.seeds, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
-                                     embed_dim=args.embed_dim, depth=args.depth, lr=args.lr)
+                                     embed_dim=args.embed_dim, depth=args.depth, lr=args.lr, dataset=args.dataset)
         run_accuracy_bench(config, json_path=args.json, plot_path=args.plot, device=device)
     else:
         run_kernel_bench(scale=args.scale, repeats=args.repeats, json_path=args.json, device=device,
