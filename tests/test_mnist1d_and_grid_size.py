@@ -103,3 +103,26 @@ def test_cli_trains_and_evaluates_on_mnist1d(tmp_path, capsys):
     assert "on mnist1d test (1000 samples)" in printed
     data = load_dataset("mnist1d")
     assert data.geometry.spatial_dims == 1 and data.num_train_batches(256) == 15
+
+
+@pytest.mark.slow
+def test_accuracy_bench_runs_on_mnist1d(tmp_path):
+    from psa_finn.models.bench_accuracy import AccuracyBenchConfig, run_accuracy_bench
+
+    config = AccuracyBenchConfig(seeds=1, epochs=1, teacher_epochs=0, embed_dim=8, depth=1, batch_size=256,
+                                 hidden_factors={"relu": (1.0,), "lerp_psa": (0.5,)}, dataset="mnist1d")
+    report = run_accuracy_bench(config, json_path=tmp_path / "acc.json")
+    assert report["dataset"] == "mnist1d" and report["config"]["dataset"] == "mnist1d"
+    assert report["results"]["lerp_psa"]["0.5"]["hidden_dim"] == 4
+    assert [(c["relu_hidden_factor"], c["lerp_psa_hidden_factor"]) for c in
+            report["claim_lerp_psa_half_width_vs_relu"]] == [(1.0, 0.5)]
+
+
+def test_accuracy_bench_takes_only_built_in_datasets(capsys):
+    from psa_finn.models.bench_accuracy import AccuracyBenchConfig, run_accuracy_bench
+
+    with pytest.raises(SystemExit):
+        main(["bench", "accuracy", "--dataset", "cifar10"])
+    assert "argument --dataset: invalid choice: 'cifar10'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="runs on a built-in dataset"):
+        run_accuracy_bench(AccuracyBenchConfig(dataset="svhn"))

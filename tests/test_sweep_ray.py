@@ -167,3 +167,24 @@ def test_killed_trial_is_recorded_and_retried_and_ctrl_c_stops_cleanly(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "sweep: 1 trial(s) ran (0 failed), 1 reused" in done.stdout
     assert all(r["status"] == "ok" for r in trial_records(out).values())
+
+
+@pytest.mark.slow
+def test_sweep_notebook_reads_the_sweep_folder(tiny_sweep, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    space, out, done = tiny_sweep
+    assert done.returncode == 0
+    monkeypatch.setenv("PSA_FINN_SWEEP_DIR", str(out))
+    notebook_dir = Path(__file__).resolve().parents[1] / "notebooks"
+    notebook = nbformat.read(notebook_dir / "sweep.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(notebook_dir)}}).execute()
+    outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert "4 of 4 trial(s) ok" in printed
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1
+    assert "**Pareto-optimal: accuracy vs luts_plus_dsp**" in markdown
+    assert "reaches ReLU at h in **" in markdown and "of 1** pairs" in markdown   # lerp_psa h0.5 vs relu h1

@@ -84,3 +84,14 @@ def test_pareto_figure_has_one_panel_per_cost_and_rings_the_front():
     assert axes[2].get_xscale() == "log"
     empty = pareto_figure([], "none")
     assert any("no finished trial" in t.get_text() for t in empty.get_axes()[1].texts)
+
+
+def test_sweep_notebook_is_committed_without_outputs():
+    from pathlib import Path
+
+    import nbformat
+
+    notebook = nbformat.read(Path(__file__).resolve().parents[1] / "notebooks" / "sweep.ipynb", as_version=4)
+    nbformat.validate(notebook)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code)
