@@ -3,10 +3,11 @@ and CIFAR-10 / SVHN read from their official files without torchvision.
 
 `DATASET_GEOMETRY` is the one place that says which image size, patch size, input channels and classes a dataset
 implies; models, export and builds read it from here. mnist1d (the `mnist1d` package's `make_dataset`, generated
-from its templates in code, never downloaded) is 1-D: signals [N, 1, 40], cut into 8 tokens of 5 samples. `load_dataset(name, data_dir, download)` returns the splits
-as `ImageSplits`: CIFAR-10 from the python pickle batches in `<data_dir>/cifar-10-batches-py/`, SVHN from
-`<data_dir>/{train,test}_32x32.mat` (torchvision's layouts, so an existing `~/icml_data` works as it is), with the
-reference normalisation and, for training batches, the augmentation of `models.augmentation`.
+from its templates in code, never downloaded) is 1-D: signals [N, 1, 40], cut into 8 tokens of 5 samples.
+`load_dataset(name, data_dir, download)` returns the splits as `ImageSplits`: CIFAR-10 from the python pickle
+batches in `<data_dir>/cifar-10-batches-py/`, SVHN from `<data_dir>/{train,test}_32x32.mat` (torchvision's
+layouts, so an existing `~/icml_data` works as it is), with the reference normalisation and, for training batches,
+the augmentation of `models.augmentation`.
 """
 
 import hashlib
@@ -244,8 +245,8 @@ class ImageSplits:
     """A dataset's train and test split held in memory, batched, normalised and (train only) augmented in torch.
 
     `x_*` are uint8 images [N, C, H, W] (CIFAR-10, SVHN) or already normalised floats (digits [N, 1, 8, 8],
-    mnist1d signals [N, 1, 40]; `mean`/`std` None). Training batches are shuffled and augmented from a caller-given generator and drop the last partial batch,
-    as the reference loaders; test batches come in order.
+    mnist1d signals [N, 1, 40]; `mean`/`std` None). Training batches are shuffled and augmented from a caller-given
+    generator and drop the last partial batch, as the reference loaders; test batches come in order.
     """
 
     def __init__(self, name, x_train, y_train, x_test, y_test, mean=None, std=None, augment=False):

@@ -85,10 +85,14 @@ class TrialSpec:
         return "-".join(parts + [f"s{self.seed}"])
 
 
+def settings_digest(settings) -> str:
+    """First 10 hex digits of the sha256 of a settings dataclass as sorted JSON: stable across runs and machines."""
+    return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()[:10]
+
+
 def trial_id(spec: TrialSpec) -> str:
-    """`<label>-<first 10 hex digits of sha256 of the whole spec>`: stable across runs and machines."""
-    digest = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:10]
-    return f"{spec.label()}-{digest}"
+    """`<label>-<settings_digest of the whole spec>`."""
+    return f"{spec.label()}-{settings_digest(spec)}"
 
 
 @dataclass(frozen=True)
@@ -109,8 +113,8 @@ class TeacherSpec:
     grid_size = None
 
     def teacher_id(self) -> str:
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
-        return f"relu-h{self.hidden_factor:g}-e{self.epochs}-{digest}"
+        """`relu-h<factor>-e<epochs>-<settings_digest>`: names the teacher's folder."""
+        return f"relu-h{self.hidden_factor:g}-e{self.epochs}-{settings_digest(self)}"
 
 
 @dataclass(frozen=True)
