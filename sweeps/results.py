@@ -15,7 +15,7 @@ from psa_finn.sweeps.pareto import pareto_mask
 
 SPEC_COLUMNS = ("variant", "hidden_factor", "bits", "grid_size", "lowering", "build_config", "target_fps", "seed")
 NUMERIC_COLUMNS = ("accuracy_float", "accuracy_qat", "accuracy_lowered", "fps", "latency_ns", "lut", "dsp",
-                   "bram18", "uram", "luts_plus_dsp", "hidden_dim", "parameters", "wall_s")
+                   "bram18", "uram", "luts_plus_dsp", "hidden_dim", "parameters", "wall_s", "cpu_s")
 ACCURACY = "accuracy_lowered"
 PARETO_VIEWS = {"pareto_lut_dsp": ("luts_plus_dsp", "min"), "pareto_bram18": ("bram18", "min"),
                 "pareto_fps": ("fps", "max")}
@@ -27,8 +27,8 @@ def result_row(record: dict) -> dict:
     """One flat row of a trial record (spec settings, metrics, wall time, error)."""
     spec, metrics = record.get("spec", {}), record.get("metrics", {})
     row = {"id": record["id"], "status": record["status"], **{k: spec.get(k) for k in SPEC_COLUMNS}}
-    row.update({k: metrics.get(k) for k in NUMERIC_COLUMNS if k != "wall_s"})
-    row.update(wall_s=record.get("wall_s"), all_nodes_on_hw=metrics.get("all_nodes_on_hw"),
+    row.update({k: metrics.get(k) for k in NUMERIC_COLUMNS if k not in ("wall_s", "cpu_s")})
+    row.update(wall_s=record.get("wall_s"), cpu_s=record.get("cpu_s"), all_nodes_on_hw=metrics.get("all_nodes_on_hw"),
                error=record.get("error"))
     return row
 

@@ -167,8 +167,10 @@ def _kept_files(work: Path, keep_build: bool) -> dict:
     return {str(p.relative_to(work)): p.read_bytes() for p in dict.fromkeys(paths) if p.is_file()}
 
 
-def _finish(record: dict, clock: StageClock, start: float) -> dict:
-    record.update(stage_s=clock.seconds, wall_s=round(time.perf_counter() - start, 2), host=socket.gethostname(),
+def _finish(record: dict, clock: StageClock, start: float, cpu_start: float) -> dict:
+    """Add the stage times, wall and CPU time of this process (all its threads), host and end time."""
+    record.update(stage_s=clock.seconds, wall_s=round(time.perf_counter() - start, 2),
+                  cpu_s=round(time.process_time() - cpu_start, 2), host=socket.gethostname(),
                   finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return record
 
@@ -179,7 +181,7 @@ def run_trial(spec, trial_id: str, config_path, teacher_checkpoint: bytes | None
     (the record says what failed); KeyboardInterrupt and SystemExit pass through."""
     import torch
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     torch.set_num_threads(max(1, int(threads)))
     clock = StageClock()
     record = {"id": trial_id, "status": "failed", "spec": asdict(spec), "metrics": {}, "error": None,
@@ -198,7 +200,7 @@ def run_trial(spec, trial_id: str, config_path, teacher_checkpoint: bytes | None
             except Exception as error:   # noqa: BLE001 -- a failing trial is recorded, the sweep goes on
                 record.update(error=one_line(error), failed_stage=clock.current, traceback=traceback.format_exc())
                 traceback.print_exc()
-        return {"record": _finish(record, clock, start), "files": _kept_files(work, keep_build)}
+        return {"record": _finish(record, clock, start, cpu_start), "files": _kept_files(work, keep_build)}
 
 
 def train_teacher(teacher, device: str = "cpu", threads: int = 1) -> dict:
@@ -207,7 +209,7 @@ def train_teacher(teacher, device: str = "cpu", threads: int = 1) -> dict:
 
     from psa_finn.models.datasets import DATASET_GEOMETRY, load_dataset
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     torch.set_num_threads(max(1, int(threads)))
     clock = StageClock()
     record = {"id": teacher.teacher_id(), "status": "failed", "spec": asdict(teacher), "metrics": {}, "error": None,
@@ -226,4 +228,4 @@ def train_teacher(teacher, device: str = "cpu", threads: int = 1) -> dict:
                 record.update(error=one_line(error), failed_stage=clock.current, traceback=traceback.format_exc())
                 traceback.print_exc()
         files = {name: (work / name).read_bytes() for name in ("model.pt", TRIAL_LOG) if (work / name).is_file()}
-        return {"record": _finish(record, clock, start), "files": files}
+        return {"record": _finish(record, clock, start, cpu_start), "files": files}
