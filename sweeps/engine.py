@@ -25,8 +25,8 @@ from pathlib import Path
 from psa_finn.common.cli_errors import BadInput, one_line
 from psa_finn.sweeps import store
 from psa_finn.sweeps.search import make_search, records_of_space
-from psa_finn.sweeps.space import PACKAGED_BUILD_CONFIGS, trial_id
-from psa_finn.sweeps.trial import run_trial, train_teacher
+from psa_finn.sweeps.space import PACKAGED_BUILD_CONFIGS, training_id, trial_id
+from psa_finn.sweeps.trial import TRAINED_FILES, run_trial, train_teacher
 
 OBJECT_STORE_BYTES = 256 * 1024 ** 2   # trial files are a few MB at most; Ray's default would take 30 % of memory
 WAIT_S = 5.0
@@ -83,7 +83,7 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _trial_task(spec, tid, config, teacher_checkpoint, device, threads, keep_build):
+def _trial_task(spec, tid, config, teacher_checkpoint, device, threads, keep_build, trained):
     """The Ray task of one trial (resolves a packaged build config on the node that runs it)."""
     from psa_finn.sweeps.space import file_sha, resolve_build_config
 
@@ -91,7 +91,7 @@ def _trial_task(spec, tid, config, teacher_checkpoint, device, threads, keep_bui
     if file_sha(path) != spec.build_config_sha:
         raise BadInput(f"build config {path} differs on this node from the one the sweep hashed; install the same "
                        f"psa-finn everywhere")
-    return run_trial(spec, tid, path, teacher_checkpoint, device, threads, keep_build)
+    return run_trial(spec, tid, path, teacher_checkpoint, device, threads, keep_build, trained)
 
 
 def _resources(space):
@@ -171,6 +171,42 @@ class _Progress:
         self.bar.close()
 
 
+class _Trainings:
+    """Trained models shared between trials (DIR/models/<training id>/): a trial whose training twin is running
+    waits for it instead of training the same models again."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.running, self.waiting = folder, set(), []
+
+    def trained(self, spec):
+        """{"float.pt", "qat.pt", "metrics"} of the spec's training when it is stored, else None."""
+        folder = self.folder / training_id(spec)
+        record = store.read_record(folder)
+        if record is None or not all((folder / name).is_file() for name in TRAINED_FILES):
+            return None
+        return {"metrics": record["metrics"], **{name: (folder / name).read_bytes() for name in TRAINED_FILES}}
+
+    def next(self, search):
+        """The next (point, spec) to start: a waiting one whose twin finished, else a new one from the search whose
+        training is not running (those wait); None when nothing can start now."""
+        for index, (point, spec) in enumerate(self.waiting):
+            if training_id(spec) not in self.running:
+                return self.waiting.pop(index)
+        while (item := search.ask()) is not None:
+            if training_id(item[1]) not in self.running:
+                return item
+            self.waiting.append(item)
+        return None
+
+    def keep(self, spec, record, files):
+        """Store the models of a trial that trained them (also when a later stage failed)."""
+        self.running.discard(training_id(spec))
+        metrics = record.get("metrics", {})
+        if all(name in files for name in TRAINED_FILES) and "accuracy_qat" in metrics and not record.get("training"):
+            store.commit(self.folder, training_id(spec), {"status": "ok", "trial": record["id"], "metrics": {
+                k: metrics[k] for k in ("accuracy_float", "accuracy_qat")}}, {n: files[n] for n in TRAINED_FILES})
+
+
 def _schedule(space, out_dir, search, teacher_ref, resources, counts: dict, progress) -> None:
     """Run the search's trials as Ray tasks until it is finished, counting them in `counts` ("ran", "failed")."""
     import ray
@@ -178,28 +214,33 @@ def _schedule(space, out_dir, search, teacher_ref, resources, counts: dict, prog
     cpus, gpus, device, fit = resources
     task = ray.remote(max_calls=1, max_retries=0)(_trial_task).options(num_cpus=cpus, num_gpus=gpus)
     trials_dir = out_dir / store.TRIALS
+    trainings = _Trainings(out_dir / store.MODELS)
     in_flight = {}
     bar = _Progress(search.total, search.reused, progress)
     try:
         while True:
-            while len(in_flight) < fit and (item := search.ask()) is not None:
+            while len(in_flight) < fit and (item := trainings.next(search)) is not None:
                 point, spec = item
-                tid = trial_id(spec)
+                tid, trained = trial_id(spec), trainings.trained(spec)
+                if trained is None:
+                    trainings.running.add(training_id(spec))
                 ref = task.remote(spec, tid, _config_for_task(space, spec), teacher_ref, device, max(1, int(cpus)),
-                                  space.keep_build)
-                in_flight[ref] = (point, spec, tid)
+                                  space.keep_build, trained)
+                in_flight[ref] = (point, spec, tid, trained is not None)
             bar.show(len(in_flight))
             if not in_flight:
                 return
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
             for ref in ready:
-                point, spec, tid = in_flight.pop(ref)
+                point, spec, tid, reused = in_flight.pop(ref)
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayError as error:
                     result = {"record": _crashed_record(spec, tid, error), "files": {}}
-                record = dict(result["record"], point=point)
-                store.commit(trials_dir, tid, record, result["files"])
+                record = dict(result["record"], point=point, training=training_id(spec) if reused else None)
+                trainings.keep(spec, record, result["files"])
+                files = {k: v for k, v in result["files"].items() if not (reused and k in TRAINED_FILES)}
+                store.commit(trials_dir, tid, record, files)
                 search.tell(point, spec, record)
                 counts["ran"] += 1
                 counts["failed"] += record["status"] != "ok"
@@ -230,7 +271,7 @@ def run_sweep(space, out_dir, address=None, cpus=None, progress=True) -> SweepOu
     out_dir = Path(out_dir)
     start = time.perf_counter()
     with store.sweep_lock(out_dir):
-        for folder in (store.TRIALS, store.TEACHER):
+        for folder in (store.TRIALS, store.TEACHER, store.MODELS):
             store.clean_stale(out_dir / folder)
         search = make_search(space, store.records(out_dir / store.TRIALS))
         counts = {"ran": 0, "failed": 0}

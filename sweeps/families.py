@@ -2,7 +2,7 @@
 
 A family is what a trial needs from the model code, nothing else: `build(spec, geometry)` -> float nn.Module,
 `to_qat(model, bits, calibration_batches)` -> calibrated QAT module, the QAT checkpoint writer and reader for
-`models.training.Trainer`, and `export(qat, path)` -> QONNX file. The ResMLP study is the first family; a plugin
+`models.training.Trainer`, the float checkpoint reader, and `export(qat, path)` -> QONNX file. The ResMLP study is the first family; a plugin
 model built from `psa_finn.nn` layers adds its own entry here.
 """
 
@@ -22,6 +22,7 @@ class ModelFamily:
     to_qat: Callable
     save_qat: Callable
     load_qat: Callable
+    load_float: Callable
     export: Callable
 
 
@@ -37,10 +38,11 @@ def resmlp_family() -> ModelFamily:
     """The paper's ResMLP (models.ResMLP, export.qat, export.qonnx_export)."""
     from psa_finn.export.qat import load_qat_checkpoint, save_qat_checkpoint, to_qat_model
     from psa_finn.export.qonnx_export import export_qonnx_model
+    from psa_finn.models import load_checkpoint
     from psa_finn.models.resmlp import VARIANTS
 
     return ModelFamily("resmlp", VARIANTS, _build_resmlp, to_qat_model, save_qat_checkpoint, load_qat_checkpoint,
-                       export_qonnx_model)
+                       load_checkpoint, export_qonnx_model)
 
 
 FAMILIES = {"resmlp": resmlp_family}

@@ -86,13 +86,28 @@ class TrialSpec:
 
 
 def settings_digest(settings) -> str:
-    """First 10 hex digits of the sha256 of a settings dataclass as sorted JSON: stable across runs and machines."""
-    return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()[:10]
+    """First 10 hex digits of the sha256 of settings (a dataclass or a dict) as sorted JSON: stable across runs and
+    machines."""
+    settings = settings if isinstance(settings, dict) else asdict(settings)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def trial_id(spec: TrialSpec) -> str:
     """`<label>-<settings_digest of the whole spec>`."""
     return f"{spec.label()}-{settings_digest(spec)}"
+
+
+TRAINING_FIELDS = ("dataset", "family", "embed_dim", "depth", "variant", "hidden_factor", "bits", "grid_size", "seed",
+                   "epochs", "batch_size", "lr", "qat_epochs", "qat_lr", "teacher_id")
+
+
+def training_id(spec: TrialSpec) -> str:
+    """Names the float and QAT models of a trial: equal for trials that differ only in lowering or build, which
+    therefore train once (`<variant>-h<factor>-b<bits>[-g<grid>]-s<seed>-<digest of TRAINING_FIELDS>`)."""
+    settings = {name: getattr(spec, name) for name in TRAINING_FIELDS}
+    grid = [f"g{spec.grid_size}"] if spec.grid_size is not None else []
+    return "-".join([spec.variant, f"h{spec.hidden_factor:g}", f"b{spec.bits}", *grid, f"s{spec.seed}",
+                     settings_digest(settings)])
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
     DIR/trials/<trial id>/result.json   the trial's record (status "ok" or "failed"); written last
                           trial.log, float.pt, qat.pt, model.onnx, lowered.onnx, lowered.json, build/summary.json
     DIR/teacher/<teacher id>/           the same for the sweep's teacher (model.pt)
+    DIR/models/<training id>/           float.pt and qat.pt of one training, shared by the trials that differ only in
+                                        lowering or build config (`space.training_id`)
 
 `commit` writes a trial into `.<id>.partial/`, then renames it into place (an earlier failed attempt is moved
 aside first and removed after), so a folder `trials/<id>/` always holds a complete trial. `clean_stale` removes
@@ -22,6 +24,7 @@ from psa_finn.common.cli_errors import BadInput
 
 TRIALS = "trials"
 TEACHER = "teacher"
+MODELS = "models"
 RESULT = "result.json"
 LOCK = ".sweep.lock"
 PARTIAL, OLD = ".partial", ".old"

@@ -32,6 +32,8 @@ EVAL_BATCH = 256
 ACCURACY_DECIMALS = 4   # test accuracies in %; the ONNX evaluation averages in float32
 # What a trial keeps (relative to its folder); the rest of the finn-plus build only with `build: {keep: true}`.
 KEPT_FILES = (TRIAL_LOG, "float.pt", "qat.pt", "model.onnx", "lowered.onnx", "lowered.json", "build/summary.json")
+TRAINED_FILES = ("float.pt", "qat.pt")
+SUMMARY_METRICS = ("fps", "latency_ns", "lut", "dsp", "bram18", "uram", "luts_plus_dsp", "all_nodes_on_hw")
 KEPT_BUILD_GLOBS = ("build/report/*.json", "build/build_dataflow.log")
 DROPPED_BUILD_FOLDERS = ("finn_tmp",)
 
@@ -107,30 +109,53 @@ def build_config_for(config_path, target_fps, work: Path) -> Path:
     return derived
 
 
-def _pipeline(spec, work: Path, config_path, teacher, device, clock: StageClock) -> dict:
-    """The stages of one trial; returns the record fields it measured."""
-    from psa_finn.build_configs.cli import run_build
-    from psa_finn.export.onnx_eval import evaluate_onnx
-    from psa_finn.models.datasets import DATASET_GEOMETRY, load_dataset
-    from psa_finn.models.evaluation import evaluate
-    from psa_finn.transforms.cli import lower_model_file, lowering_document
+def _accuracy(value) -> float:
+    return round(float(value), ACCURACY_DECIMALS)
 
-    family = model_family(spec.family)
-    data = load_dataset(spec.dataset)
+
+def _trained_models(spec, work: Path, family, data, teacher, device, clock, metrics: dict, trained):
+    """(float model, calibrated QAT model): trained here, or loaded from `trained` (another trial's float.pt and
+    qat.pt bytes with their accuracies: the same training settings, so the same models)."""
+    if trained is not None:
+        for name in TRAINED_FILES:
+            (work / name).write_bytes(trained[name])
+        metrics.update({k: trained["metrics"][k] for k in ("accuracy_float", "accuracy_qat")})
+        return family.load_float(work / "float.pt")[0], family.load_qat(work / "qat.pt")[0]
+    from psa_finn.models.datasets import DATASET_GEOMETRY
+    from psa_finn.models.evaluation import evaluate
+
     with clock("train"):
         model = family.build(spec, DATASET_GEOMETRY[spec.dataset])
-        accuracy_float = _train(model, data, work / "float", spec.epochs, spec.lr, spec, teacher, device)
+        metrics["accuracy_float"] = _accuracy(_train(model, data, work / "float", spec.epochs, spec.lr, spec,
+                                                     teacher, device))
         os.replace(work / "float" / "model.pt", work / "float.pt")
     with clock("qat"):
         qat = family.to_qat(model.cpu().eval(), spec.bits,
                             data.calibration_batches(spec.batch_size, CALIBRATION_BATCHES))
         if spec.qat_epochs:
-            accuracy_qat = _train(qat, data, work / "qat", spec.qat_epochs, spec.qat_lr, spec, teacher, device,
-                                  save_fn=family.save_qat, load_fn=family.load_qat)
+            accuracy = _train(qat, data, work / "qat", spec.qat_epochs, spec.qat_lr, spec, teacher, device,
+                              save_fn=family.save_qat, load_fn=family.load_qat)
             os.replace(work / "qat" / "model.pt", work / "qat.pt")
         else:
-            accuracy_qat = evaluate(qat, data, EVAL_BATCH)["accuracy"]
+            accuracy = evaluate(qat, data, EVAL_BATCH)["accuracy"]
             family.save_qat(work / "qat.pt", qat, dataset=spec.dataset)
+        metrics["accuracy_qat"] = _accuracy(accuracy)
+    return model, qat
+
+
+def _pipeline(spec, work: Path, config_path, teacher, device, clock: StageClock, record: dict, trained) -> None:
+    """The stages of one trial, filling `record` (its metrics as each stage ends, so a failure keeps them)."""
+    from psa_finn.build_configs.cli import run_build
+    from psa_finn.export.onnx_eval import evaluate_onnx
+    from psa_finn.models.datasets import load_dataset
+    from psa_finn.transforms.cli import lower_model_file, lowering_document
+
+    family = model_family(spec.family)
+    data = load_dataset(spec.dataset)
+    metrics = record["metrics"]
+    model, qat = _trained_models(spec, work, family, data, teacher, device, clock, metrics, trained)
+    metrics.update(hidden_dim=getattr(model, "hidden_dim", None),
+                   parameters=sum(p.numel() for p in model.parameters()))
     with clock("export"):
         family.export(qat.cpu().eval(), work / "model.onnx")
     mode = spec.lowering or "auto"
@@ -139,22 +164,17 @@ def _pipeline(spec, work: Path, config_path, teacher, device, clock: StageClock)
         lowered.save(str(work / "lowered.onnx"))
         document = lowering_document(report, mode, "model.onnx")
         (work / "lowered.json").write_text(json.dumps(document, indent=2))
+        record["lowering_forms"] = document["forms"]
     with clock("evaluate"):
-        accuracy_lowered = evaluate_onnx(work / "lowered.onnx", *_test_split(data), EVAL_BATCH)["accuracy"]
+        metrics["accuracy_lowered"] = _accuracy(
+            evaluate_onnx(work / "lowered.onnx", *_test_split(data), EVAL_BATCH)["accuracy"])
     with clock("build"):
         config = build_config_for(config_path, spec.target_fps, work)
         status, summary = run_build(work / "lowered.onnx", config, work / "build", spec.stop_step)
         if summary is None:
             raise RuntimeError(f"finn-plus build failed (exit status {status}); its output is in {TRIAL_LOG}")
-    accuracies = {name: round(float(value), ACCURACY_DECIMALS) for name, value in (
-        ("accuracy_float", accuracy_float), ("accuracy_qat", accuracy_qat), ("accuracy_lowered", accuracy_lowered))}
-    return {"metrics": {**accuracies, "fps": summary["fps"],
-                        "latency_ns": summary["latency_ns"], "lut": summary["lut"], "dsp": summary["dsp"],
-                        "bram18": summary["bram18"], "uram": summary["uram"],
-                        "luts_plus_dsp": summary["luts_plus_dsp"], "all_nodes_on_hw": summary["all_nodes_on_hw"],
-                        "hidden_dim": getattr(model, "hidden_dim", None),
-                        "parameters": sum(p.numel() for p in model.parameters())},
-            "lowering_forms": document["forms"], "off_hw_nodes": summary["off_hw_nodes"]}
+    metrics.update({key: summary[key] for key in SUMMARY_METRICS})
+    record["off_hw_nodes"] = summary["off_hw_nodes"]
 
 
 def _kept_files(work: Path, keep_build: bool) -> dict:
@@ -176,9 +196,12 @@ def _finish(record: dict, clock: StageClock, start: float, cpu_start: float) -> 
 
 
 def run_trial(spec, trial_id: str, config_path, teacher_checkpoint: bytes | None = None, device: str = "cpu",
-              threads: int = 1, keep_build: bool = False) -> dict:
+              threads: int = 1, keep_build: bool = False, trained: dict | None = None) -> dict:
     """Run one trial; returns {"record": dict, "files": {relative path: bytes}}. Never raises for a failing stage
-    (the record says what failed); KeyboardInterrupt and SystemExit pass through."""
+    (the record says what failed); KeyboardInterrupt and SystemExit pass through.
+
+    `trained` ({"float.pt": bytes, "qat.pt": bytes, "metrics": {accuracy_float, accuracy_qat}}) skips training
+    and QAT: another trial with the same training settings (`space.training_id`) already made these models."""
     import torch
 
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -196,7 +219,8 @@ def run_trial(spec, trial_id: str, config_path, teacher_checkpoint: bytes | None
 
                     (work / "teacher.pt").write_bytes(teacher_checkpoint)
                     teacher = load_checkpoint(work / "teacher.pt")[0]
-                record.update(_pipeline(spec, work, config_path, teacher, device, clock), status="ok")
+                _pipeline(spec, work, config_path, teacher, device, clock, record, trained)
+                record["status"] = "ok"
             except Exception as error:   # noqa: BLE001 -- a failing trial is recorded, the sweep goes on
                 record.update(error=one_line(error), failed_stage=clock.current, traceback=traceback.format_exc())
                 traceback.print_exc()

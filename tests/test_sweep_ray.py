@@ -25,6 +25,7 @@ build: {stop_step: %(stop_step)s}
 axes:
   variant: %(variants)s
   hidden_factor: %(widths)s
+  lowering: %(lowerings)s
 resources: {cpus_per_trial: 1}
 """
 RAY_GONE_WITHIN_S = 30
@@ -32,9 +33,10 @@ TASK_TITLE = "ray::_trial_task"
 
 
 def write_space(path: Path, qat_epochs=1, teacher="teacher: {hidden_factor: 2.0, epochs: 1}",
-                variants="[relu, lerp_psa]", widths="[1.0, 0.5]", stop_step="step_generate_estimate_reports") -> Path:
+                variants="[relu, lerp_psa]", widths="[1.0, 0.5]", lowerings="[auto]",
+                stop_step="step_generate_estimate_reports") -> Path:
     path.write_text(TINY_SPACE % dict(qat_epochs=qat_epochs, teacher=teacher, variants=variants, widths=widths,
-                                      stop_step=stop_step))
+                                      lowerings=lowerings, stop_step=stop_step))
     return path
 
 
@@ -135,11 +137,12 @@ def test_rerun_of_a_finished_sweep_reuses_every_trial_without_starting_ray(tiny_
 
 @pytest.mark.slow
 def test_killed_trial_is_recorded_and_retried_and_ctrl_c_stops_cleanly(tmp_path):
-    # trials as short as they come: no QAT epochs, no teacher, the build only up to the FINN conversion
-    space = write_space(tmp_path / "two.yaml", qat_epochs=0, teacher="", variants="[lerp_psa]",
-                        stop_step="step_tidy_up")
+    # Two trials as short as they come (no QAT epochs, no teacher, the build only up to the FINN conversion) that
+    # differ only in the lowering: one trains, the other waits for its models.
+    space = write_space(tmp_path / "two.yaml", qat_epochs=0, teacher="", variants="[lerp_psa]", widths="[1.0]",
+                        lowerings="[auto, full]", stop_step="step_tidy_up")
     out = tmp_path / "out"
-    # 1. kill -9 the worker of one trial: that trial is recorded as failed, the other finishes, exit status 1
+    # 1. kill -9 the worker of the training trial: it is recorded as failed; the other trains itself, exit status 1
     since = time.time()
     sweep = subprocess.Popen(sweep_command(space, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_task(sweep).kill()
@@ -162,11 +165,19 @@ def test_killed_trial_is_recorded_and_retried_and_ctrl_c_stops_cleanly(tmp_path)
     assert_no_ray_left(since)
     assert trial_records(out) == records and not list((out / TRIALS).glob(".*"))
     assert len(json.loads((out / "results.json").read_text())["trials"]) == 2
-    # 3. the next run retries only the killed trial
+    # 3. the next run retries only the killed trial, with the models its twin trained
     done = run_sweep(space, out)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "sweep: 1 trial(s) ran (0 failed), 1 reused" in done.stdout
-    assert all(r["status"] == "ok" for r in trial_records(out).values())
+    final = trial_records(out)
+    assert all(r["status"] == "ok" for r in final.values())
+    twin = next(name for name in final if name != killed)
+    models = [folder.name for folder in (out / "models").iterdir()]
+    assert (final[killed]["training"], final[twin]["training"]) == (models[0], None) and len(models) == 1
+    assert "train" not in final[killed]["stage_s"] and "train" in final[twin]["stage_s"]
+    assert {k: final[killed]["metrics"][k] for k in ("accuracy_float", "accuracy_qat")} == \
+        {k: final[twin]["metrics"][k] for k in ("accuracy_float", "accuracy_qat")}
+    assert not (out / TRIALS / killed / "qat.pt").exists() and (out / "models" / models[0] / "qat.pt").is_file()
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from psa_finn.build import main
 from psa_finn.common.cli_errors import EXIT_BAD_INPUT, BadInput
 from psa_finn.sweeps import store
 from psa_finn.sweeps.search import GridSearch, NSGA2Search, records_of_space
-from psa_finn.sweeps.space import default_qat_lr, load_space, parse_space, trial_id
+from psa_finn.sweeps.space import default_qat_lr, load_space, parse_space, training_id, trial_id
 
 TINY = {"dataset": "digits", "model": {"family": "resmlp", "embed_dim": 8, "depth": 1},
         "training": {"epochs": 1, "batch_size": 256, "qat_epochs": 0},
@@ -47,6 +47,18 @@ def test_trial_ids_are_readable_and_change_with_any_setting_but_not_with_the_spa
         assert [trial_id(s) for _, s in load_space(tmp_path / folder / "s.yaml").grid_points()] == ids
     longer = space_of(training={**TINY["training"], "epochs": 2})
     assert not set(ids) & {trial_id(s) for _, s in longer.grid_points()}
+
+
+def test_trials_that_differ_only_in_lowering_or_build_share_their_training():
+    space = space_of(axes={"variant": ["lerp_psa"], "hidden_factor": [1.0], "bits": [8, 4],
+                           "lowering": ["auto", "lerp64"], "build_config": ["unrolled", "folded"]})
+    specs = [spec for _, spec in space.grid_points()]
+    by_training = {}
+    for spec in specs:
+        by_training.setdefault(training_id(spec), set()).add((spec.lowering, spec.build_config))
+    assert len(specs) == 8 and len(by_training) == 2
+    assert all(len(shared) == 4 for shared in by_training.values())
+    assert sorted(by_training)[0].startswith("lerp_psa-h1-b4-g64-s0-")
 
 
 @pytest.mark.parametrize("change, message", [
