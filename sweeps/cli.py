@@ -15,6 +15,8 @@ from psa_finn.common.cli_errors import EXIT_NOT_ON_HARDWARE
 
 def add_arguments(parser, command):
     """Options of `build.py sweep`."""
+    parser.description += ("; rerunning it skips finished trials and retries failed ones (exit status 1 when some "
+                           "trial failed)")
     parser.add_argument("--space", required=True, type=Path,
                         help="search space YAML (examples: sweeps/spaces/*.yaml)")
     parser.add_argument("--out", required=True, type=Path,

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from psa_finn.common.cli_errors import BadInput, one_line
+from psa_finn.common.cli_errors import BadInput, EnvironmentFailure, one_line
 from psa_finn.sweeps import store
 from psa_finn.sweeps.search import make_search, records_of_space
 from psa_finn.sweeps.space import PACKAGED_BUILD_CONFIGS, training_id, trial_id
@@ -50,8 +50,11 @@ def ray_cluster(address=None, cpus=None):
     default). Yields a one-line description; shuts Ray down afterwards (a local instance with all its workers)."""
     import logging
 
-    import ray
-
+    try:
+        import ray
+    except ImportError as err:
+        raise EnvironmentFailure(f"build.py sweep runs its trials on Ray, which is not installed ({err}): "
+                                 f"`python -m pip install ray optuna` or rerun scripts/setup.sh") from err
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS")
     if address and cpus:

@@ -6,6 +6,7 @@ them as completed trials of its study (so a rerun continues the search where it 
 space are asked first on a rerun.
 """
 
+from psa_finn.common.cli_errors import EnvironmentFailure
 from psa_finn.sweeps.space import trial_id
 
 
@@ -61,7 +62,11 @@ class NSGA2Search:
     ASK_LIMIT_FACTOR = 20
 
     def __init__(self, space, records: dict):
-        import optuna
+        try:
+            import optuna
+        except ImportError as err:
+            raise EnvironmentFailure(f"search.method nsga2 needs Optuna, which is not installed ({err}): "
+                                     f"`python -m pip install optuna` or rerun scripts/setup.sh") from err
         from optuna.distributions import CategoricalDistribution
         from optuna.trial import TrialState, create_trial
 
