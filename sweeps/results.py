@@ -53,6 +53,30 @@ def result_rows(records, objectives: dict) -> list:
     return mark_pareto(rows, objectives)
 
 
+PAIR_KEYS = ("bits", "build_config", "target_fps", "seed")
+
+
+def half_width_pairs(rows) -> list:
+    """The paper's comparison within a sweep: every ok learnable-function trial at hidden factor h/2 with its ReLU
+    twin at h (same bits, build config, target FPS and seed): accuracy gain (points) and LUT+DSP ratio."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    relu = {(r["hidden_factor"], *(r[k] for k in PAIR_KEYS)): r for r in ok if r["variant"] == "relu"}
+    pairs = []
+    for row in ok:
+        twin = relu.get((row["hidden_factor"] * 2, *(row[k] for k in PAIR_KEYS)))
+        if row["variant"] == "relu" or twin is None or None in (row[ACCURACY], twin[ACCURACY]):
+            continue
+        ratio = (row["luts_plus_dsp"] / twin["luts_plus_dsp"]
+                 if row["luts_plus_dsp"] is not None and twin["luts_plus_dsp"] else None)
+        pairs.append({"id": row["id"], "relu_id": twin["id"], "variant": row["variant"],
+                      "hidden_factor": row["hidden_factor"], "relu_hidden_factor": twin["hidden_factor"],
+                      **{k: row[k] for k in ("bits", "lowering", "build_config")},
+                      "accuracy": row[ACCURACY], "relu_accuracy": twin[ACCURACY],
+                      "accuracy_gain": row[ACCURACY] - twin[ACCURACY], "lut_dsp_ratio": ratio,
+                      "reached": row[ACCURACY] >= twin[ACCURACY]})
+    return pairs
+
+
 def csv_text(rows) -> str:
     """The rows as CSV with a header (empty cells for missing values)."""
     out = io.StringIO()
@@ -96,6 +120,12 @@ TRIAL_TABLE = (("trial", "id"), ("variant", "variant"), ("h", "hidden_factor"), 
                ("on HW", "all_nodes_on_hw"), ("wall s", "wall_s"))
 
 
+PAIR_TABLE = (("variant", "variant"), ("h", "hidden_factor"), ("ReLU h", "relu_hidden_factor"), ("bits", "bits"),
+              ("lowering", "lowering"), ("build", "build_config"), ("accuracy %", "accuracy"),
+              ("ReLU accuracy %", "relu_accuracy"), ("gain (points)", "accuracy_gain"),
+              ("LUT+DSP / ReLU's", "lut_dsp_ratio"), ("reached", "reached"))
+
+
 def report_markdown(rows, summary: dict, plot_name: str | None) -> str:
     """DIR/report.md: what the sweep was, the Pareto sets, every trial, and the failures with their errors."""
     ok = [r for r in rows if r["status"] == "ok"]
@@ -111,6 +141,12 @@ def report_markdown(rows, summary: dict, plot_name: str | None) -> str:
         front = [r for r in ok if r[name]]
         lines.append(f"- accuracy vs {column}: " + (", ".join(f"`{r['id']}`" for r in front) or "none"))
     lines += [""] + ([f"![Pareto fronts]({plot_name})", ""] if plot_name else [])
+    pairs = half_width_pairs(rows)
+    if pairs:
+        reached = sum(p["reached"] for p in pairs)
+        lines += ["## A learnable function at h/2 against ReLU at h", "",
+                  f"Same bits, build config and seed; lowered accuracy. Reached in {reached} of {len(pairs)} pairs.", ""]
+        lines += _table(pairs, PAIR_TABLE) + [""]
     lines += ["## Trials", ""] + _table(ok, TRIAL_TABLE) + [""]
     off_hw = [r["id"] for r in ok if not r["all_nodes_on_hw"]]
     if off_hw:

@@ -7,7 +7,7 @@ import pytest
 
 from psa_finn.sweeps.pareto import pareto_mask
 from psa_finn.sweeps.plots import pareto_figure
-from psa_finn.sweeps.results import COLUMNS, csv_text, report_markdown, result_rows
+from psa_finn.sweeps.results import COLUMNS, csv_text, half_width_pairs, report_markdown, result_rows
 
 
 def test_pareto_front_of_a_hand_made_accuracy_cost_table():
@@ -95,3 +95,20 @@ def test_sweep_notebook_is_committed_without_outputs():
     nbformat.validate(notebook)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code)
+
+
+def test_half_width_pairs_match_each_learnable_function_with_its_relu_twin_at_twice_the_width():
+    relu_h2 = dict(record("r2", "relu", 95.0, 2000, 10, 5e4), spec=dict(RECORDS[0]["spec"], hidden_factor=2.0))
+    relu_h2_4bit = dict(record("r2b4", "relu", 80.0, 900, 10, 5e4, bits=4),
+                        spec=dict(RECORDS[0]["spec"], hidden_factor=2.0, bits=4))
+    rows = result_rows([*RECORDS, relu_h2, relu_h2_4bit], {"accuracy_lowered": "max"})
+    pairs = half_width_pairs(rows)
+    # x and p2 (8-bit, h1) pair with the 8-bit ReLU at h2, p1 (4-bit) with the 4-bit one; f failed, so no pair
+    assert [(p["id"], p["relu_id"]) for p in pairs] == [("x", "r2"), ("p1", "r2b4"), ("p2", "r2")]
+    p1 = pairs[1]
+    assert (p1["accuracy_gain"], p1["lut_dsp_ratio"], p1["reached"]) == (13.0, 1200 / 900, True)
+    assert pairs[2]["reached"] is False and pairs[2]["accuracy_gain"] == -6.0
+    text = report_markdown(rows, {"space": "s", "dataset": "digits", "family": "resmlp", "embed_dim": 8,
+                                  "depth": 1, "method": "grid", "ran": 1, "skipped": 0, "wall_s": 1.0,
+                                  "cluster": "c"}, None)
+    assert "Reached in 2 of 3 pairs." in text
