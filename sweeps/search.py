@@ -19,11 +19,13 @@ def objective_values(record: dict, objectives: dict):
 
 
 def records_of_space(space, records: dict) -> dict:
-    """{trial id: record} of the records (ok or failed) whose stored point gives the same trial in `space`."""
+    """{trial id: record} of the records (ok or failed) whose stored point lies on the axes of `space` and gives the
+    same trial there (same fixed settings)."""
     found = {}
     for tid, record in records.items():
         point = record.get("point")
-        if isinstance(point, dict) and set(point) == set(space.axes):
+        if isinstance(point, dict) and set(point) == set(space.axes) \
+                and all(value in space.axes[name] for name, value in point.items()):
             try:
                 if trial_id(space.spec(point)) == tid:
                     found[tid] = record

@@ -111,6 +111,8 @@ def test_grid_search_skips_finished_trials_and_retries_failed_ones():
     assert asked == [trial_id(s) for _, s in points[1:]] and search.finished()
     assert set(records_of_space(space, records)) == set(records)
     assert records_of_space(space_of(training={**TINY["training"], "epochs": 5}), records) == {}
+    narrower = space_of(axes={"variant": ["relu", "lerp_psa"], "hidden_factor": [0.5]})
+    assert set(records_of_space(narrower, records)) == {trial_id(points[1][1])}   # relu h0.5; relu h1 is off its axes
 
 
 def fake_metrics(spec):
