@@ -41,7 +41,7 @@ from psa_finn.common.cli_errors import BadInput
 from psa_finn.export.quantizers import MAX_BITS, MIN_BITS
 from psa_finn.models.datasets import DATASET_GEOMETRY
 from psa_finn.sweeps.families import FAMILIES, model_family
-from psa_finn.transforms.lower_lerp_psa import LOWERING_MODES
+from psa_finn.transforms.lower_quantized_functions import LOWERING_MODES
 
 PACKAGED_BUILD_CONFIGS = ("unrolled", "folded")
 BUILD_CONFIG_DIR = Path(psa_finn.build_configs.__file__).resolve().parent
