@@ -19,7 +19,7 @@ from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors  # noqa: E4
 from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds  # noqa: E402
 from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank  # noqa: E402
 from psa_finn.transforms.fold_shuffles import FoldShuffles, shuffle_simd_candidates  # noqa: E402
-from psa_finn.transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant  # noqa: E402
+from psa_finn.transforms.host_output_dequant import MoveOutputDequantToHost, host_output_dequant_nodes  # noqa: E402
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast  # noqa: E402
 from psa_finn.transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool  # noqa: E402
 from psa_finn.transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold  # noqa: E402
@@ -191,7 +191,11 @@ def test_clamp_folding_picks_largest_divisor_not_above_request():
     assert getCustomOp(model.graph.node[0]).get_nodeattr("SIMD") == 12
 
 
-def test_host_output_dequant_split_and_attach_round_trip():
+def test_output_dequant_layers_go_back_to_the_host():
+    """After stock step_convert_to_hw the float scale and bias are ElementwiseMul/Add layers; they become Mul/Add."""
+    from finn.transformation.fpgadataflow.convert_to_hw.elementwise_binary_operation import \
+        InferElementwiseBinaryOperation
+
     nodes = [helper.make_node("MatMul", ["x", "w"], ["acc"], name="mm"),
              helper.make_node("Mul", ["acc", "s"], ["scaled"], name="dq_mul"),
              helper.make_node("Add", ["scaled", "b"], ["y"], name="dq_add")]
@@ -200,18 +204,17 @@ def test_host_output_dequant_split_and_attach_round_trip():
                    [("x", "INT8"), ("w", "INT8")])
     x = _int8([1, 4])
     expected = _run(model, {"x": x})
-    body, tail = split_host_output_dequant(model)
-    assert [n.op_type for n in body.graph.node] == ["MatMul"]
-    assert [o.name for o in body.graph.output] == ["acc"]
-    body.graph.initializer.remove(next(i for i in body.graph.initializer if i.name == "s"))
-    restored = attach_host_output_dequant(body, tail)
-    assert [o.name for o in restored.graph.output] == ["y"]
-    np.testing.assert_allclose(_run(restored, {"x": x}), expected)
+    on_hw = model.transform(InferElementwiseBinaryOperation())
+    assert [n.op_type for n in on_hw.graph.node] == ["MatMul", "ElementwiseMul", "ElementwiseAdd"]
+    assert [n.op_type for n in host_output_dequant_nodes(on_hw)] == ["ElementwiseAdd", "ElementwiseMul"]
+    host = on_hw.transform(MoveOutputDequantToHost())
+    assert [(n.op_type, n.domain) for n in host.graph.node] == [("MatMul", ""), ("Mul", ""), ("Add", "")]
+    np.testing.assert_allclose(_run(host, {"x": x}), expected)
 
 
 def test_vivado_less_steps_names_every_skipped_step(monkeypatch):
     monkeypatch.delenv("XILINX_VIVADO", raising=False)
-    steps = ["step_tidy_up", "build_configs.steps.step_streamline_resmlp", "step_hw_codegen", "step_hw_ipgen",
+    steps = ["step_tidy_up", "psa_finn.build_configs.steps.step_streamline_with_luts", "step_hw_codegen", "step_hw_ipgen",
              "step_create_stitched_ip", "step_out_of_context_synthesis"]
     kept, skipped = finn_shims.vivado_less_steps(steps)
     assert kept == steps[:3]

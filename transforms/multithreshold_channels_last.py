@@ -5,9 +5,10 @@ tensor. Behind a Transpose (the ResMLP token mixer works on [N, C, T]) that anno
 per-tensor quantizer's one shared threshold row applies to every axis alike, and the hardware layer thresholds the
 last axis. `SetMultiThresholdChannelsLast` sets the channels-last layout of the input rank ("NC", "NWC", "NHWC")
 on every MultiThreshold with one shared row (except on a tensor annotated NCHW, such as a CNN's image input, which
-finn's InferThresholdingLayer wraps in transposes), checks that per-channel thresholds match their layout's channel axis,
-and refuses per-channel thresholds on a channel axis that is not the last one, except NCHW, which finn's
-InferThresholdingLayer wraps in transposes (a CNN's input quantizer).
+finn's InferThresholdingLayer wraps in transposes), points per-channel thresholds that do not fit their layout's
+channel axis at the last axis when they fit that one (finn's AbsorbAddIntoMultiThreshold guesses a constant's axis
+from its rank and leaves data_layout as it was), and refuses per-channel thresholds on a channel axis that is not the
+last one, except NCHW, which finn's InferThresholdingLayer wraps in transposes.
 """
 
 import qonnx.core.data_layout as DataLayout
@@ -38,8 +39,11 @@ class SetMultiThresholdChannelsLast(Transformation):
                     graph_modified |= set_multithreshold_channel_axis(model, node, target)
                 continue
             if rows != shape[axis]:
-                raise ValueError(f"MultiThreshold {node.name}: {rows} threshold rows do not match axis {axis} "
-                                 f"(its data_layout's channel axis) of input {shape}")
+                if rows != shape[-1]:
+                    raise ValueError(f"MultiThreshold {node.name}: {rows} threshold rows match neither axis {axis} "
+                                     f"(its data_layout's channel axis) nor the last axis of input {shape}")
+                graph_modified |= set_multithreshold_channel_axis(model, node, len(shape) - 1)
+                continue
             if axis != len(shape) - 1 and not (len(shape) == CHANNELS_FIRST_CONVERTED_BY_FINN and axis == 1):
                 raise ValueError(f"MultiThreshold {node.name}: per-channel thresholds on axis {axis} of input {shape}; "
                                  f"the hardware layer thresholds the last axis: the graph is not channels-last here")
