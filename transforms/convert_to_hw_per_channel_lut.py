@@ -17,7 +17,7 @@ import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the hardware l
 from psa_finn.custom_ops.domain import PER_CHANNEL_LUT_OP, is_op
 from psa_finn.custom_ops.fpgadataflow import HW_DOMAIN
 from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT, divisors
-
+from psa_finn.transforms.channel_axes import lut_channel_axis
 
 
 def is_per_channel_lut_layer(node):
@@ -50,6 +50,11 @@ class InferPerChannelLUTLayer(Transformation):
             if shape is None or len(shape) < 2:
                 raise ValueError(
                     f"{node.name}: input {node.input[0]} needs a known shape [..., C] (got {shape}); run InferShapes"
+                )
+            if lut_channel_axis(model, node) != len(shape) - 1:
+                raise ValueError(
+                    f"{node.name}: its table rows index axis {lut_channel_axis(model, node)} of input {shape}; the "
+                    "hardware layer works channels-last: streamline first (step_streamline_with_luts)"
                 )
             channels = shape[-1]
             if table.ndim != 2 or table.shape[0] != channels:
