@@ -11,7 +11,6 @@ hardware model differs, 2 when the build itself fails.
 """
 
 import shutil
-import sys
 import time
 from pathlib import Path
 

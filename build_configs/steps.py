@@ -10,11 +10,11 @@ naming it and the nodes it changed.
 - step_streamline_with_luts: streamlining to integer channels-last layers, learnable functions included, in place of
   (or before) stock step_streamline: FINN+'s StreamlinePlus (residual topologies) extended so that affines and
   transposes are absorbed into PerChannelLUT tables as into MultiThresholds, constants absorbed along their real
-  channel axis, per-channel Adds moved past MatMuls and the signs of a +-scale Mul folded into the next MatMul; convolutions and pooling lowered to
-  channels-last as stock step_streamline does; then the pattern rewrites (transpose past a shared threshold, token
-  mean -> GlobalAccPool, consecutive thresholds composed). Quantizer thresholds round ties half-to-even like the
-  QONNX Quant (transforms.round_half_even_thresholds): until then no threshold is rounded to an integer
-  (RoundAndClipThresholds would erase which thresholds are ties) or composed.
+  channel axis, per-channel Adds moved past MatMuls and the signs of a +-scale Mul folded into the next MatMul;
+  convolutions and pooling lowered to channels-last as stock step_streamline does; then the pattern rewrites
+  (transpose past a shared threshold, token mean -> GlobalAccPool, consecutive thresholds composed). Quantizer
+  thresholds round ties half-to-even like the QONNX Quant (transforms.round_half_even_thresholds): until then no
+  threshold is rounded to an integer (RoundAndClipThresholds would erase which thresholds are ties) or composed.
 - step_convert_luts_to_hw: PerChannelLUT -> the PerChannelLUT HW layer. Before stock step_convert_to_hw.
 - step_output_dequant_to_host: after stock step_convert_to_hw, the trailing output dequantisation goes back to the
   host (float Mul/Add, not ElementwiseMul/Add layers).

@@ -14,11 +14,12 @@ from step names:
 datatype when it is an integer one, else standard normal values) and returns the `verification` record of
 summary.json; `compare(out_dir, model_path, inputs)` does it on given inputs and returns the outputs too.
 
-Exact equality of what the hardware computes is expected (`max_abs_diff` 0, see `compare`). The quantizers' ties round half-to-even as in the QONNX Quant
-(transforms.round_half_even_thresholds), and the export makes every affine that qonnx's RemoveIdentityOps would drop
-exactly the identity (export.qat.exact_identity). Known exception, at quantizer inputs within float32 rounding of a
-tie: the QONNX model adds a float bias in float32, whose rounded result can land on a tie the exact sum misses (or
-miss one it hits), while the integer thresholds compare the exact accumulator.
+Exact equality of what the hardware computes is expected (`max_abs_diff` 0, see `compare`). The quantizers' ties
+round half-to-even as in the QONNX Quant (transforms.round_half_even_thresholds), and the export makes every affine
+that qonnx's RemoveIdentityOps would drop exactly the identity (export.qat.exact_identity). Known exception, at
+quantizer inputs within float32 rounding of a tie: the QONNX model adds a float bias in float32, whose rounded result
+can land on a tie the exact sum misses (or miss one it hits), while the integer thresholds compare the exact
+accumulator.
 """
 
 import json

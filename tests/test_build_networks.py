@@ -111,8 +111,9 @@ def step_shift_first_thresholds(model, cfg):
 @pytest.mark.slow
 def test_hardware_that_differs_from_qonnx_fails_the_build_with_exit_1(models, tmp_path):
     (tmp_path / "corrupting_step.py").write_text(CORRUPTING_STEP)
+    step = "  - step_minimize_bit_width\n"
     config = (ROOT / "build_configs" / "unrolled.yaml").read_text().replace(
-        "  - step_minimize_bit_width\n", "  - corrupting_step.step_shift_first_thresholds\n  - step_minimize_bit_width\n")
+        step, "  - corrupting_step.step_shift_first_thresholds\n" + step)
     (tmp_path / "corrupted.yaml").write_text(config)
     result = _cli("build", "--model", str(models["mlp"]), "--config", str(tmp_path / "corrupted.yaml"),
                   "--out", str(tmp_path / "build"), *ESTIMATES, env_extra={"PYTHONPATH": str(tmp_path)})

@@ -3,15 +3,13 @@ along the real channel axis, signs into MatMul weights, MultiThreshold layouts, 
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import helper
 from qonnx.core.datatype import DataType
-from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
-from qonnx.transformation.infer_datatypes import InferDataTypes
-from qonnx.transformation.infer_shapes import InferShapes
-from qonnx.util.basic import qonnx_make_model
+
+from graphs import graph_model
 
 from psa_finn.build_configs import finn_shims
 
@@ -33,17 +31,6 @@ from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdCh
 RNG = np.random.default_rng(3)
 
 
-def _model(nodes, inputs, outputs, initializers=(), datatypes=()):
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs])
-    model = ModelWrapper(qonnx_make_model(graph, producer_name="test"))
-    for name, value in initializers:
-        model.set_initializer(name, np.asarray(value, dtype=np.float32))
-    for name, dtype in datatypes:
-        model.set_tensor_datatype(name, DataType[dtype])
-    return model.transform(InferShapes()).transform(InferDataTypes())
-
-
 def _run(model, x):
     return execute_onnx(model, {model.graph.input[0].name: x})[model.graph.output[0].name]
 
@@ -59,7 +46,7 @@ def _nhwc_affine_model():
              helper.make_node("Add", ["xa", "b"], ["xb"], name="bias"), _mt("xb", "y", "NCHW")]
     inits = [("a", RNG.uniform(0.5, 2, size=(1, 1, 1, 4))), ("b", RNG.normal(size=(1, 1, 1, 4)) * 3),
              ("thr", np.sort(RNG.normal(size=(1, 7)) * 5, axis=1))]
-    return _model(nodes, [("x", [1, 3, 3, 4])], [("y", [1, 3, 3, 4])], inits)
+    return graph_model(nodes, [("x", [1, 3, 3, 4])], [("y", [1, 3, 3, 4])], inits)
 
 
 def test_per_channel_affine_on_nhwc_folds_into_shared_thresholds():
@@ -100,7 +87,7 @@ def _lut_model(mode="full", before=(("Mul", -1.0),), after=(("Mul", 2.0), ("Add"
         inits.append((f"d{index}", np.asarray(value, dtype=np.float32)))
         current = f"a{index}"
     nodes[-1].output[0] = "y"
-    return _model(nodes, [("x", [1, 16, 3])], [("y", [1, 16, 3])], inits, [("x", "INT4"), ("table", "INT5")])
+    return graph_model(nodes, [("x", [1, 16, 3])], [("y", [1, 16, 3])], inits, [("x", "INT4"), ("table", "INT5")])
 
 
 @pytest.mark.parametrize("before", [(("Mul", -1.0),), (("Add", 2.0),), (("Mul", [[1, -1, 1]]),)])
@@ -132,7 +119,7 @@ def _transpose_lut_model(perm):
                               inputDataType="INT4", outputDataType="INT5", mode="full")]
     shape = [1, 2, 5, 3]
     out = [shape[p] for p in perm]
-    return _model(nodes, [("x", shape)], [("y", out)], [("table", RNG.integers(-16, 16, size=(out[-1], 16)))],
+    return graph_model(nodes, [("x", shape)], [("y", out)], [("table", RNG.integers(-16, 16, size=(out[-1], 16)))],
                   [("x", "INT4")])
 
 
@@ -150,7 +137,7 @@ def test_signs_of_a_per_channel_scale_go_into_the_matmul_weights():
     weights[0, 0] = -2
     nodes = [helper.make_node("Mul", ["x", "s"], ["xs"], name="signed_scale"),
              helper.make_node("MatMul", ["xs", "w"], ["y"], name="mm")]
-    model = _model(nodes, [("x", [1, 4])], [("y", [1, 3])],
+    model = graph_model(nodes, [("x", [1, 4])], [("y", [1, 3])],
                    [("s", np.array([[-0.5, 0.5, 0.5, -0.5]])), ("w", weights)], [("x", "INT4"), ("w", "INT2")])
     x = RNG.integers(-8, 8, size=(1, 4)).astype(np.float32)
     flipped = transform_to_fixed_point(model, AbsorbSignIntoMatMul())
@@ -161,10 +148,10 @@ def test_signs_of_a_per_channel_scale_go_into_the_matmul_weights():
 
 def test_shared_thresholds_go_channels_last_except_on_an_nchw_input():
     thresholds = [("thr", np.sort(RNG.normal(size=(1, 7)), axis=1))]
-    token_major = _model([_mt("x", "y", "NCW")], [("x", [1, 4, 6])], [("y", [1, 4, 6])], thresholds)
+    token_major = graph_model([_mt("x", "y", "NCW")], [("x", [1, 4, 6])], [("y", [1, 4, 6])], thresholds)
     fixed = transform_to_fixed_point(token_major, SetMultiThresholdChannelsLast())
     assert getCustomOp(fixed.graph.node[0]).get_nodeattr("data_layout") == "NWC"
-    image = _model([_mt("x", "y", "NCHW")], [("x", [1, 1, 8, 8])], [("y", [1, 1, 8, 8])], thresholds)
+    image = graph_model([_mt("x", "y", "NCHW")], [("x", [1, 1, 8, 8])], [("y", [1, 1, 8, 8])], thresholds)
     image.set_tensor_layout("x", ["N", "C", "H", "W"])
     kept = transform_to_fixed_point(image, SetMultiThresholdChannelsLast())
     assert getCustomOp(kept.graph.node[0]).get_nodeattr("data_layout") == "NCHW"
@@ -174,7 +161,7 @@ def _falling_channel_model():
     """x -> MultiThreshold -> Mul(+-0.25 per channel) -> y: a sign nothing can absorb."""
     nodes = [_mt("x", "q", "NC", out_dtype="UINT2"), helper.make_node("Mul", ["q", "s"], ["y"], name="signed")]
     inits = [("thr", np.array([[-1.0, 0.0, 1.0]])), ("s", np.array([[0.25, -0.25, 0.25, -0.25]]))]
-    return _model(nodes, [("x", [1, 4])], [("y", [1, 4])], inits)
+    return graph_model(nodes, [("x", [1, 4])], [("y", [1, 4])], inits)
 
 
 def test_rewrites_that_undo_each_other_end_in_an_error_naming_them():

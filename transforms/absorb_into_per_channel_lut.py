@@ -27,6 +27,7 @@ from psa_finn.custom_ops.per_channel_lut import INTEGER_DATATYPE
 from psa_finn.transforms.absorb_into_multithreshold import AFFINE_OPS, constant_operand
 from psa_finn.transforms.channel_axes import SCALAR, lut_channel_axis, varying_axis
 from psa_finn.transforms.lower_lerp_psa import MAX_LUT_INPUT_BITS
+from psa_finn.transforms.transpose_past_shared_threshold import move_transpose_past
 
 
 def _integral(value):
@@ -140,15 +141,8 @@ class AbsorbTransposeIntoPerChannelLUT(Transformation):
             new_axis = perm[axis]
             if new_axis != axis and not has_channel_axis_attribute(lut):
                 continue
-            x, mid, y = transpose.input[0], transpose.output[0], lut.output[0]
-            lut.input[0], lut.output[0] = x, mid
-            transpose.input[0], transpose.output[0] = mid, y
-            model.set_tensor_shape(mid, model.get_tensor_shape(x))
-            model.set_tensor_datatype(mid, model.get_tensor_datatype(y))
+            move_transpose_past(model, transpose, lut)
             if has_channel_axis_attribute(lut):
                 getCustomOp(lut).set_nodeattr("channel_axis", new_axis - rank)
-            nodes = model.graph.node
-            nodes.remove(lut)
-            nodes.insert(list(nodes).index(transpose), lut)
             graph_modified = True
         return model, graph_modified

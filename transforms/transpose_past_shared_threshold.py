@@ -16,6 +16,21 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 
+def move_transpose_past(model, transpose, node):
+    """Rewire `x -> transpose -> node -> y` (node elementwise, unforked transpose) into `x -> node -> transpose -> y`.
+
+    The new middle tensor takes x's shape and the datatype of y; the node is moved before the transpose in the list.
+    """
+    x, mid, y = transpose.input[0], transpose.output[0], node.output[0]
+    node.input[0], node.output[0] = x, mid
+    transpose.input[0], transpose.output[0] = mid, y
+    model.set_tensor_shape(mid, model.get_tensor_shape(x))
+    model.set_tensor_datatype(mid, model.get_tensor_datatype(y))
+    nodes = model.graph.node
+    nodes.remove(node)
+    nodes.insert(list(nodes).index(transpose), node)
+
+
 class MoveTransposePastSharedThreshold(Transformation):
     """Swap Transpose -> MultiThreshold (one shared threshold row) into MultiThreshold -> Transpose."""
 
@@ -30,15 +45,7 @@ class MoveTransposePastSharedThreshold(Transformation):
             thresholds = model.get_initializer(mt.input[1])
             if thresholds is None or thresholds.shape[0] != 1:
                 continue
-            x, mid, y = transpose.input[0], transpose.output[0], mt.output[0]
-            y_dtype = model.get_tensor_datatype(y)
-            mt.input[0], mt.output[0] = x, mid
-            transpose.input[0], transpose.output[0] = mid, y
-            model.set_tensor_shape(mid, model.get_tensor_shape(x))
-            model.set_tensor_datatype(mid, y_dtype)
-            nodes = model.graph.node
-            nodes.remove(mt)
-            nodes.insert(list(nodes).index(transpose), mt)
+            move_transpose_past(model, transpose, mt)
             graph_modified = True
         if graph_modified:
             model = model.transform(InferShapes())
