@@ -80,6 +80,7 @@ def run_build(model_path, config_path, out_dir, stop_step=None):
 
     from psa_finn.build_configs.summary import build_summary
     from psa_finn.build_configs.verify import PARENT_MODEL, verify_build
+    from psa_finn.common.cli_errors import NotOnHardware
     from psa_finn.common.atomic_files import write_json_atomic
 
     cfg = _load_config(config_path, out_dir, stop_step)
@@ -119,9 +120,9 @@ def run_build(model_path, config_path, out_dir, stop_step=None):
         _print(f"error: nodes left off the hardware: {', '.join(summary['off_hw_nodes'])}")
         return EXIT_OFF_HW, summary
     if verification is not None and verification["max_abs_diff"] != 0:
-        _print(f"error: the hardware model ({verification['hw_model']}) differs from the lowered QONNX model by up "
-               f"to {verification['max_abs_diff']} output codes; see {out_dir / SUMMARY}")
-        return EXIT_OFF_HW, summary
+        raise NotOnHardware(f"the hardware model ({verification['hw_model']}) differs from the lowered QONNX model "
+                            f"by up to {verification['max_abs_diff']} output codes on random inputs; see "
+                            f"{out_dir / SUMMARY} and the build's intermediate models")
     return 0, summary
 
 

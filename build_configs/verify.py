@@ -23,6 +23,7 @@ accumulator.
 """
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -76,19 +77,18 @@ def find_compared_models(out_dir, model_path):
 
 
 def python_mode(model, path):
-    """Save beside `path` a copy whose hls/rtl layers are their generic HW layer (FINN's python simulation)."""
+    """Save to `path` a copy whose hls/rtl layers are their generic HW layer (FINN's python simulation)."""
     for node in model.graph.node:
         for backend in (".hls", ".rtl"):
             if node.domain.endswith(backend):
                 node.domain = node.domain[: -len(backend)]
                 node.op_type = node.op_type.rsplit("_", 1)[0]
-    python_path = Path(path).with_suffix(".python.onnx")
-    model.save(str(python_path))
-    return python_path
+    model.save(str(path))
+    return path
 
 
-def hw_model(out_dir, child_path):
-    """The dataflow parent with its one partition executing `child_path` in python mode."""
+def hw_model(out_dir, child_path, work_dir):
+    """The dataflow parent with its one partition executing `child_path` in python mode (a copy in `work_dir`)."""
     import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (PerChannelLUT HW layer, when the model has one)
 
     parent_path = Path(out_dir) / "intermediate_models" / PARENT_MODEL
@@ -96,7 +96,8 @@ def hw_model(out_dir, child_path):
     partitions = parent.get_nodes_by_op_type("StreamingDataflowPartition")
     if len(partitions) != 1:
         raise ValueError(f"{parent_path}: expected one StreamingDataflowPartition, found {len(partitions)}")
-    getCustomOp(partitions[0]).set_nodeattr("model", str(python_mode(ModelWrapper(str(child_path)), child_path)))
+    python_path = python_mode(ModelWrapper(str(child_path)), Path(work_dir) / "hw_python_mode.onnx")
+    getCustomOp(partitions[0]).set_nodeattr("model", str(python_path))
     return parent
 
 
@@ -138,11 +139,13 @@ def compare(out_dir, model_path, inputs):
     """
     (reference, reference_path), (hw_step, hw_path) = find_compared_models(out_dir, model_path)
     lowered = ModelWrapper(str(reference_path))
-    hardware = hw_model(out_dir, hw_path)
-    partition = hardware.get_nodes_by_op_type("StreamingDataflowPartition")[0]
-    tail = host_output_dequant_nodes(hardware)
     expected = np.concatenate([_run(lowered, x)[0] for x in inputs])
-    got, codes = (np.concatenate(parts) for parts in zip(*[_run(hardware, x, partition.output[0]) for x in inputs]))
+    with tempfile.TemporaryDirectory() as work_dir:
+        hardware = hw_model(out_dir, hw_path, work_dir)
+        partition = hardware.get_nodes_by_op_type("StreamingDataflowPartition")[0]
+        tail = host_output_dequant_nodes(hardware)
+        runs = [_run(hardware, x, partition.output[0]) for x in inputs]
+    got, codes = (np.concatenate(parts) for parts in zip(*runs))
     expected_codes = np.round(_undo_host_tail(tail, hardware, expected)) if tail else expected
     record = {"samples": len(inputs), "max_abs_diff": float(np.nanmax(np.abs(codes - expected_codes))),
               "output_max_abs_diff": float(np.max(np.abs(got - expected))),
