@@ -5,8 +5,9 @@ or injected into finn-plus's default step list (`inject_steps_before` / `inject_
 network"). Every fix-point loop they run is capped (transforms.fixed_point): a rewrite that loops ends in an error
 naming it and the nodes it changed.
 
-- step_lower_lerp_psa: LerpPSA nodes -> MultiThreshold or PerChannelLUT (transforms.lower_lerp_psa); a model
-  without them passes unchanged. Before step_qonnx_to_finn.
+- step_lower_lerp_psa: every quantized function of an exported model (LerpPSA, GELU, SiLU, ... between Quant nodes)
+  -> MultiThreshold or PerChannelLUT (transforms.lower_quantized_functions); a lowered model passes unchanged.
+  Before step_qonnx_to_finn.
 - step_streamline_with_luts: streamlining to integer channels-last layers, learnable functions included, in place of
   (or before) stock step_streamline: FINN+'s StreamlinePlus (residual topologies) extended so that affines and
   transposes are absorbed into PerChannelLUT tables as into MultiThresholds, constants absorbed along their real
@@ -55,7 +56,7 @@ from psa_finn.transforms.fixed_point import transform_to_fixed_point
 from psa_finn.transforms.fold_shuffles import FoldShuffles
 from psa_finn.transforms.host_output_dequant import MoveOutputDequantToHost
 from psa_finn.transforms.lean_composed import apply_lean
-from psa_finn.transforms.lower_lerp_psa import LowerLerpPSA
+from psa_finn.transforms.lower_quantized_functions import lower_quantized_functions
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
 from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds
 from psa_finn.transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool
@@ -76,12 +77,12 @@ def _transform(model, *transformations):
 
 
 def step_lower_lerp_psa(model, cfg):
-    """Lower LerpPSA nodes (mode auto: MultiThreshold when monotone, else PerChannelLUT); no-op without them."""
-    if not _has_op(model, "LerpPSA"):
-        return model
-    lowering = LowerLerpPSA(mode="auto")
-    model = _transform(model, lowering, InferShapes(), InferDataTypes())
-    write_json_atomic(cfg.get_report_directory() / LOWERING_REPORT, lowering_document(lowering.report, "auto"))
+    """Lower every quantized function (LerpPSA, GELU, SiLU, ... between Quant nodes; mode auto: MultiThreshold when
+    every channel rises, else PerChannelLUT) and write the lowering report; a lowered model passes unchanged."""
+    model, report = lower_quantized_functions(_transform(model, InferShapes()), mode="auto")
+    model = _transform(model, InferShapes(), InferDataTypes())
+    if report:
+        write_json_atomic(cfg.get_report_directory() / LOWERING_REPORT, lowering_document(report, "auto"))
     return model
 
 

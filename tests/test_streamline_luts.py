@@ -19,7 +19,7 @@ from finn.transformation.streamline.absorb import AbsorbAddIntoMultiThreshold  #
 from finn.transformation.streamline.streamline_plus import StreamlinePlus  # noqa: E402
 
 from psa_finn.build_configs.steps import step_streamline_with_luts  # noqa: E402
-from psa_finn.custom_ops.domain import OPS_DOMAIN  # noqa: E402
+from psa_finn.custom_ops.domain import OPS_DOMAIN, channel_axis_of  # noqa: E402
 from psa_finn.transforms.absorb_into_multithreshold import AbsorbAffineIntoMultiThreshold  # noqa: E402
 from psa_finn.transforms.absorb_into_per_channel_lut import AbsorbAffineIntoPerChannelLUT, \
     AbsorbTransposeIntoPerChannelLUT  # noqa: E402
@@ -70,10 +70,10 @@ def test_affine_along_another_axis_than_the_thresholds_stays():
     assert not AbsorbAffineIntoMultiThreshold("Mul").apply(model)[1]
 
 
-def _lut_model(mode="full", before=(("Mul", -1.0),), after=(("Mul", 2.0), ("Add", [1, -1, 3]))):
-    """x (INT4) -> `before` -> PerChannelLUT (INT8 codes in, INT5 out, 3 channels) -> `after` -> y."""
+def _lut_model(mode="full", before=(("Mul", -1.0),), after=(("Mul", 2.0), ("Add", [1, -1, 3])), rows=3):
+    """x (INT4) -> `before` -> PerChannelLUT (INT8 codes in, INT5 out, 3 channels, `rows` table rows) -> `after`."""
     entries = 256 if mode == "full" else 65
-    table = RNG.integers(-16, 16, size=(3, entries))
+    table = RNG.integers(-16, 16, size=(rows, entries))
     nodes, inits, current = [], [("table", table)], "x"
     for index, (op, value) in enumerate(before):
         nodes.append(helper.make_node(op, [current, f"c{index}"], [f"b{index}"], name=f"before{index}"))
@@ -90,9 +90,10 @@ def _lut_model(mode="full", before=(("Mul", -1.0),), after=(("Mul", 2.0), ("Add"
     return graph_model(nodes, [("x", [1, 16, 3])], [("y", [1, 16, 3])], inits, [("x", "INT4"), ("table", "INT5")])
 
 
+@pytest.mark.parametrize("rows", [3, 1])
 @pytest.mark.parametrize("before", [(("Mul", -1.0),), (("Add", 2.0),), (("Mul", [[1, -1, 1]]),)])
-def test_integer_affines_around_a_lut_fold_into_its_table_exactly(before):
-    model = _lut_model(before=before)
+def test_integer_affines_around_a_lut_fold_into_its_table_exactly(before, rows):
+    model = _lut_model(before=before, rows=rows)
     x = np.tile(np.arange(-8, 8, dtype=np.float32)[None, :, None], (1, 1, 3))   # every INT4 code on every channel
     expected = _run(model, x)
     folded = transform_to_fixed_point(model, AbsorbAffineIntoPerChannelLUT())
@@ -123,13 +124,14 @@ def _transpose_lut_model(perm):
                   [("x", "INT4")])
 
 
-def test_transpose_moves_past_a_lut_when_the_channel_axis_stays():
-    model = _transpose_lut_model([0, 2, 1, 3])
+@pytest.mark.parametrize("perm,channel_axis", [([0, 2, 1, 3], -1), ([0, 3, 1, 2], -2)])
+def test_transpose_moves_past_a_lut_which_follows_its_channels(perm, channel_axis):
+    model = _transpose_lut_model(perm)
     x = RNG.integers(-8, 8, size=(1, 2, 5, 3)).astype(np.float32)
     moved = transform_to_fixed_point(model, AbsorbTransposeIntoPerChannelLUT())
     assert [n.op_type for n in moved.graph.node] == ["PerChannelLUT", "Transpose"]
+    assert channel_axis_of(moved.graph.node[0]) == channel_axis
     np.testing.assert_array_equal(_run(moved, x), _run(model, x))
-    assert not AbsorbTransposeIntoPerChannelLUT().apply(_transpose_lut_model([0, 3, 1, 2]))[1]
 
 
 def test_signs_of_a_per_channel_scale_go_into_the_matmul_weights():

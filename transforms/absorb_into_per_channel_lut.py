@@ -6,13 +6,13 @@ the transposes of the channels-last conversion:
 
 - `AbsorbAffineIntoPerChannelLUT`: `x -> Mul(a) / Add(b) -> LUT` with integer-typed x and integer a, b (scalar or
   per channel of the LUT's channel axis) becomes `x -> LUT'` with `T'[c, k] = T[c, a_c * k + b_c]` over x's
-  datatype; `LUT -> Mul(a) / Add(b)` with integer a, b becomes `LUT'` with `T' = a * T + b`. The new table is
+  datatype; `LUT -> Mul(a) / Add(b)` with integer a, b becomes `LUT'` with `T' = a * T + b` (a table of one shared
+  row gets one row per channel when the constant is per channel). The new table is
   exact on every code the old graph accepts (a code the old table had no entry for was an error before; it reads
   the nearest entry now). lerp64 tables interpolate between stored entries, so they take only integer Adds after.
-- `AbsorbTransposeIntoPerChannelLUT`: `Transpose(perm) -> LUT(channel axis a)` becomes
-  `LUT(channel axis perm[a]) -> Transpose(perm)`, as finn's AbsorbTransposeIntoMultiThreshold moves a transpose past
-  a MultiThreshold, so that the transposes meet and cancel. Where the op has no `channel_axis` attribute the
-  channel axis must stay the last one.
+- `AbsorbTransposeIntoPerChannelLUT`: `Transpose(perm) -> LUT(channel_axis a)` becomes
+  `LUT(channel_axis perm[a]) -> Transpose(perm)`, as finn's AbsorbTransposeIntoMultiThreshold moves a transpose past
+  a MultiThreshold, so that the transposes meet and cancel (a CNN's NCHW LUT becomes channels-last).
 """
 
 import numpy as np
@@ -22,11 +22,11 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.util.basic import get_by_name
 
-from psa_finn.custom_ops.domain import PER_CHANNEL_LUT_OP, is_op
+from psa_finn.custom_ops.domain import CHANNEL_AXIS_ATTR, PER_CHANNEL_LUT_OP, channel_axis_of, is_op
 from psa_finn.custom_ops.per_channel_lut import INTEGER_DATATYPE
 from psa_finn.transforms.absorb_into_multithreshold import AFFINE_OPS, constant_operand
-from psa_finn.transforms.channel_axes import SCALAR, lut_channel_axis, varying_axis
-from psa_finn.transforms.lower_lerp_psa import MAX_LUT_INPUT_BITS
+from psa_finn.transforms.channel_axes import SCALAR, varying_axis
+from psa_finn.transforms.lower_quantized_functions import MAX_LUT_INPUT_BITS
 from psa_finn.transforms.transpose_past_shared_threshold import move_transpose_past
 
 
@@ -82,7 +82,7 @@ class AbsorbAffineIntoPerChannelLUT(Transformation):
                 or x_type.bitwidth() > MAX_LUT_INPUT_BITS:
             return False
         rank = len(model.get_tensor_shape(source))
-        column = _per_channel(value, varying_axis(value, rank), lut_channel_axis(model, lut), table.shape[0])
+        column = _per_channel(value, varying_axis(value, rank), channel_axis_of(lut, rank), table.shape[0])
         if column is None:
             return False
         codes = np.arange(x_type.min(), x_type.max() + 1)[None, :]
@@ -105,7 +105,7 @@ class AbsorbAffineIntoPerChannelLUT(Transformation):
         if table is None or (mode != "full" and node.op_type != "Add"):
             return False
         rank = len(model.get_tensor_shape(lut.output[0]))
-        column = _per_channel(value, varying_axis(value, rank), lut_channel_axis(model, lut), table.shape[0])
+        column = _per_channel(value, varying_axis(value, rank), channel_axis_of(lut, rank), table.shape[0])
         if column is None:
             return False
         table = np.asarray(table, dtype=np.float64)
@@ -117,11 +117,6 @@ class AbsorbAffineIntoPerChannelLUT(Transformation):
         lut.output[0] = node.output[0]
         model.graph.node.remove(node)
         return True
-
-
-def has_channel_axis_attribute(node):
-    """Whether the node's op declares the `channel_axis` attribute (the channel axis contract)."""
-    return "channel_axis" in getCustomOp(node).get_nodeattr_types()
 
 
 class AbsorbTransposeIntoPerChannelLUT(Transformation):
@@ -136,13 +131,7 @@ class AbsorbTransposeIntoPerChannelLUT(Transformation):
             if not is_op(lut, PER_CHANNEL_LUT_OP):
                 continue
             perm = list(get_by_name(transpose.attribute, "perm").ints)
-            rank = len(perm)
-            axis = lut_channel_axis(model, lut)
-            new_axis = perm[axis]
-            if new_axis != axis and not has_channel_axis_attribute(lut):
-                continue
+            getCustomOp(lut).set_nodeattr(CHANNEL_AXIS_ATTR, perm[channel_axis_of(lut, len(perm))] - len(perm))
             move_transpose_past(model, transpose, lut)
-            if has_channel_axis_attribute(lut):
-                getCustomOp(lut).set_nodeattr("channel_axis", new_axis - rank)
             graph_modified = True
         return model, graph_modified

@@ -1,4 +1,4 @@
-"""Which axis a per-channel constant, a MultiThreshold or a PerChannelLUT works along: one home for these rules.
+"""Which axis a per-channel constant or a MultiThreshold works along (a PerChannelLUT's: custom_ops.domain).
 
 FINN's absorb transformations guess a constant's channel axis from its rank (2: NC, 3: NWC, 4: NCHW), whatever
 the layout of the tensor it scales; a MultiThreshold's thresholds follow its `data_layout` attribute. The
@@ -8,7 +8,6 @@ it is not constant, and a node absorbs it only along its own channel axis.
 
 import numpy as np
 from qonnx.custom_op.registry import getCustomOp
-from qonnx.util.basic import get_by_name
 
 # data_layout of a channel axis in a tensor of a given rank (the layouts FINN's MultiThreshold understands)
 LAYOUT_OF_CHANNEL_AXIS = {(2, 1): "NC", (3, 1): "NCW", (3, 2): "NWC", (4, 1): "NCHW", (4, 3): "NHWC"}
@@ -44,11 +43,3 @@ def set_multithreshold_channel_axis(model, node, axis):
         return False
     getCustomOp(node).set_nodeattr("data_layout", layout)
     return True
-
-
-def lut_channel_axis(model, node):
-    """The non-negative axis a PerChannelLUT node's table rows index (attribute `channel_axis`, default -1)."""
-    rank = len(model.get_tensor_shape(node.input[0]))
-    attribute = get_by_name(node.attribute, "channel_axis")
-    axis = -1 if attribute is None else attribute.i
-    return axis % rank

@@ -19,7 +19,8 @@ from qonnx.transformation.infer_shapes import InferShapes
 def move_transpose_past(model, transpose, node):
     """Rewire `x -> transpose -> node -> y` (node elementwise, unforked transpose) into `x -> node -> transpose -> y`.
 
-    The new middle tensor takes x's shape and the datatype of y; the node is moved before the transpose in the list.
+    The new middle tensor takes x's shape and the datatype of y; the node is moved before the transpose in the list
+    (as a copy: change the node before, not after, the call).
     """
     x, mid, y = transpose.input[0], transpose.output[0], node.output[0]
     node.input[0], node.output[0] = x, mid
