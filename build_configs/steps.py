@@ -11,9 +11,8 @@ naming it and the nodes it changed.
 - step_streamline_with_luts: streamlining to integer channels-last layers, learnable functions included, in place of
   (or before) stock step_streamline: FINN+'s StreamlinePlus (residual topologies) extended so that affines and
   transposes are absorbed into PerChannelLUT tables as into MultiThresholds, constants absorbed along their real
-  channel axis, per-channel Adds moved past MatMuls and the signs of a +-scale Mul folded into the next MatMul;
-  convolutions and pooling lowered to channels-last as stock step_streamline does; then the pattern rewrites
-  (transpose past a shared threshold, token mean -> GlobalAccPool, consecutive thresholds composed). Quantizer
+  channel axis; convolutions and pooling lowered to channels-last as stock step_streamline does; then the pattern
+  rewrites (transpose past a shared threshold, token mean -> GlobalAccPool, consecutive thresholds composed). Quantizer
   thresholds round ties half-to-even like the QONNX Quant (transforms.round_half_even_thresholds): until then no
   threshold is rounded to an integer (RoundAndClipThresholds would erase which thresholds are ties) or composed.
 - step_convert_luts_to_hw: PerChannelLUT -> the PerChannelLUT HW layer. Before stock step_convert_to_hw.
@@ -29,10 +28,9 @@ Import `build_configs.finn_shims` and call `boot_finn` before importing this mod
 import psa_finn.custom_ops  # noqa: F401  (registers LerpPSA and PerChannelLUT with qonnx)
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the PerChannelLUT HW layer with qonnx and finn-plus)
 from finn.transformation.streamline.absorb import AbsorbAddIntoMultiThreshold, AbsorbConsecutiveTransposes, \
-    AbsorbMulIntoMultiThreshold, AbsorbTransposeIntoMultiThreshold, FactorOutMulSignMagnitude
+    AbsorbMulIntoMultiThreshold, AbsorbTransposeIntoMultiThreshold
 from finn.transformation.streamline.collapse_repeated import CollapseRepeatedAdd, CollapseRepeatedMul
-from finn.transformation.streamline.reorder import MakeMaxPoolNHWC, MoveAddPastMatMul, MoveAddPastMul, \
-    MoveScalarAddPastMatMul
+from finn.transformation.streamline.reorder import MakeMaxPoolNHWC, MoveAddPastMul
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
 from finn.transformation.streamline.streamline_plus import StreamlinePlus
 from qonnx.transformation.composed import ComposedTransformation
@@ -46,7 +44,6 @@ from psa_finn.common.atomic_files import write_json_atomic
 from psa_finn.transforms.absorb_into_multithreshold import AbsorbAffineIntoMultiThreshold
 from psa_finn.transforms.absorb_into_per_channel_lut import AbsorbAffineIntoPerChannelLUT, \
     AbsorbTransposeIntoPerChannelLUT
-from psa_finn.transforms.absorb_sign_into_matmul import AbsorbSignIntoMatMul
 from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors
 from psa_finn.transforms.cli import lowering_document
 from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds
@@ -104,12 +101,8 @@ def _lut_aware(transformation, round_ties):
         return [AbsorbAffineIntoMultiThreshold("Add"), AbsorbAffineIntoPerChannelLUT()]
     if isinstance(transformation, AbsorbMulIntoMultiThreshold):
         return [AbsorbAffineIntoMultiThreshold("Mul"), AbsorbAffineIntoPerChannelLUT()]
-    if isinstance(transformation, FactorOutMulSignMagnitude):
-        return [AbsorbSignIntoMatMul(), transformation]
     if isinstance(transformation, AbsorbTransposeIntoMultiThreshold):
         return [transformation, AbsorbTransposeIntoPerChannelLUT()]
-    if isinstance(transformation, MoveScalarAddPastMatMul):
-        return [transformation, MoveAddPastMatMul()]
     return [transformation]
 
 

@@ -3,18 +3,23 @@
 Each is a Brevitas model on digits-sized inputs with seeded random weights and LERP-PSA tables, exported with
 Brevitas' export_qonnx and qonnx's clean-up: an MLP, a CNN (Conv2d + MaxPool, NCHW as Brevitas exports it) and
 brevitas_examples' TFC with 2-bit activations. A learnable function is `QuantIdentity -> lerp_psa -> QuantIdentity`
-(as export/quant_resmlp.py's QuantLerpPSA); on NCHW tensors it runs channels-last between two permutes.
+(as export/quant_resmlp.py's QuantLerpPSA). In the CNN it runs channels-last between two permutes ("cnn_permuted");
+"cnn" is the same graph with the permutes dropped and the LerpPSA node on channel_axis 1 (NCHW), as a layer with a
+channel dimension exports it.
 """
 
 import torch
 from brevitas.export import export_qonnx
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
+from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.cleanup import cleanup_model
 from torch import nn
 
 import psa_finn.custom_ops  # noqa: F401  (LerpPSA shape and datatype inference in the clean-up)
-from psa_finn.custom_ops.domain import OPS_DOMAIN, OPS_DOMAIN_VERSION
+from psa_finn.custom_ops.domain import CHANNEL_AXIS_ATTR, LERP_PSA_OP, OPS_DOMAIN, OPS_DOMAIN_VERSION, is_op, \
+    match_quantized_function
 from psa_finn.export.lerp_psa_function import lerp_psa
 from psa_finn.export.quantizers import SignedActQuant, UnsignedActQuant
 
@@ -108,11 +113,34 @@ class TFCWithLerpPSA(nn.Module):
         return self.fc(x)
 
 
-NETWORKS = {"mlp": (mlp, (1, 64)), "cnn": (CNN, (1, 1, 8, 8)), "tfc": (TFCWithLerpPSA, (1, 1, 8, 8))}
+NETWORKS = {"mlp": (mlp, (1, 64)), "cnn_permuted": (CNN, (1, 1, 8, 8)), "tfc": (TFCWithLerpPSA, (1, 1, 8, 8))}
+
+
+def drop_permutes_around_functions(model):
+    """`Transpose(NHWC) -> Quant -> LerpPSA -> Quant -> Transpose(NCHW)` -> the chain on NCHW, channel_axis 1."""
+    for node in list(model.graph.node):
+        if not is_op(node, LERP_PSA_OP):
+            continue
+        chain = match_quantized_function(model, node)
+        before = model.find_producer(chain.quant_in.input[0])
+        after = model.find_consumer(chain.quant_out.output[0])
+        chain.quant_in.input[0] = before.input[0]
+        for consumer in model.find_consumers(after.output[0]):
+            consumer.input[:] = [chain.quant_out.output[0] if i == after.output[0] else i for i in consumer.input]
+        model.graph.node.remove(before)
+        model.graph.node.remove(after)
+        node.attribute.append(helper.make_attribute(CHANNEL_AXIS_ATTR, 1))
+    for value_info in list(model.graph.value_info):
+        model.graph.value_info.remove(value_info)
+    return model.transform(InferShapes())
 
 
 def export_network(name, path, seed=0):
     """Build network `name` with seed `seed`, calibrate it on random inputs, export the cleaned QONNX to `path`."""
+    if name == "cnn":
+        export_network("cnn_permuted", path, seed)
+        drop_permutes_around_functions(ModelWrapper(str(path))).save(str(path))
+        return path
     factory, shape = NETWORKS[name]
     torch.manual_seed(seed)
     model = factory()

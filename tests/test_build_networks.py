@@ -1,6 +1,7 @@
-"""One build flow for any network: an MLP, a CNN (Conv2d + MaxPool, NCHW), brevitas_examples' TFC with 2-bit
-activations and LERP-PSA (falling channels included) and a small ResMLP, each with learnable functions, built with
-the same unrolled.yaml and folded.yaml; finn-plus's default steps with ours inserted by dotted name (README)."""
+"""One build flow for any network: an MLP, a CNN (Conv2d + MaxPool, NCHW, its LERP-PSA bank on channel_axis 1),
+brevitas_examples' TFC with 2-bit activations and LERP-PSA (falling channels included) and a small ResMLP, each with
+learnable functions, built with the same unrolled.yaml and folded.yaml; finn-plus's default steps with ours inserted
+by dotted name (README), on the CNN whose bank runs channels-last between permutes and on the TFC."""
 
 import json
 import os
@@ -31,7 +32,7 @@ def _cli(*args, env_extra=None):
 def models(tmp_path_factory):
     """network -> exported QONNX file (seeded random weights and tables)."""
     root = tmp_path_factory.mktemp("networks")
-    paths = {name: export_network(name, root / f"{name}.onnx") for name in ("mlp", "cnn", "tfc")}
+    paths = {name: export_network(name, root / f"{name}.onnx") for name in ("mlp", "cnn", "cnn_permuted", "tfc")}
     paths["resmlp"] = root / "resmlp.onnx"
     exported = _cli("export", "--random-init", "--variant", "lerp_psa", "--hidden-factor", "1", "--dataset", "digits",
                     "--embed-dim", "16", "--depth", "1", "--out", str(paths["resmlp"]))
@@ -68,12 +69,12 @@ def test_network_builds_on_hardware_and_computes_the_qonnx_model(models, tmp_pat
     op_types = {layer["op_type"].rsplit("_", 1)[0] for layer in summary["layers"]}
     expected = {"mlp": {"MVAU", "PerChannelLUT", "Thresholding"},
                 "cnn": {"ConvolutionInputGenerator", "MVAU", "PerChannelLUT", "Pool", "Thresholding"},
-                "tfc": {"MVAU", "Thresholding"},
+                "tfc": {"MVAU", "PerChannelLUT", "Thresholding"},
                 "resmlp": {"MVAU", "GlobalAccPool", "Thresholding"}}[network]
     assert expected <= op_types
     report = json.loads((tmp_path / "build" / "report" / "lowering_report.json").read_text())
     if network == "tfc":
-        assert all(node["form"] == "MultiThreshold" and node["falling_channels"] > 0 for node in report["nodes"])
+        assert all(node["falling_channels"] > 0 for node in report["nodes"])
     if config == "unrolled":
         assert summary["fps"] >= summary["target_fps"]
 
@@ -86,7 +87,7 @@ def _readme_config():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("network", ("cnn", "tfc"))
+@pytest.mark.parametrize("network", ("cnn_permuted", "tfc"))
 def test_finn_default_steps_with_ours_by_dotted_name(models, tmp_path, network):
     config = tmp_path / "my_config.yaml"
     config.write_text(_readme_config())

@@ -1,5 +1,5 @@
 """Streamlining with learnable functions on tiny hand-made graphs: absorptions into MultiThreshold and PerChannelLUT
-along the real channel axis, signs into MatMul weights, MultiThreshold layouts, and capped fix-point loops."""
+along the real channel axis, MultiThreshold layouts, and capped fix-point loops."""
 
 import numpy as np
 import pytest
@@ -23,7 +23,6 @@ from psa_finn.custom_ops.domain import OPS_DOMAIN, channel_axis_of  # noqa: E402
 from psa_finn.transforms.absorb_into_multithreshold import AbsorbAffineIntoMultiThreshold  # noqa: E402
 from psa_finn.transforms.absorb_into_per_channel_lut import AbsorbAffineIntoPerChannelLUT, \
     AbsorbTransposeIntoPerChannelLUT  # noqa: E402
-from psa_finn.transforms.absorb_sign_into_matmul import AbsorbSignIntoMatMul  # noqa: E402
 from psa_finn.transforms.fixed_point import FixedPointNotReached, transform_to_fixed_point  # noqa: E402
 from psa_finn.transforms.lean_composed import apply_lean  # noqa: E402
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast  # noqa: E402
@@ -132,20 +131,6 @@ def test_transpose_moves_past_a_lut_which_follows_its_channels(perm, channel_axi
     assert [n.op_type for n in moved.graph.node] == ["PerChannelLUT", "Transpose"]
     assert channel_axis_of(moved.graph.node[0]) == channel_axis
     np.testing.assert_array_equal(_run(moved, x), _run(model, x))
-
-
-def test_signs_of_a_per_channel_scale_go_into_the_matmul_weights():
-    weights = RNG.integers(-2, 2, size=(4, 3))
-    weights[0, 0] = -2
-    nodes = [helper.make_node("Mul", ["x", "s"], ["xs"], name="signed_scale"),
-             helper.make_node("MatMul", ["xs", "w"], ["y"], name="mm")]
-    model = graph_model(nodes, [("x", [1, 4])], [("y", [1, 3])],
-                   [("s", np.array([[-0.5, 0.5, 0.5, -0.5]])), ("w", weights)], [("x", "INT4"), ("w", "INT2")])
-    x = RNG.integers(-8, 8, size=(1, 4)).astype(np.float32)
-    flipped = transform_to_fixed_point(model, AbsorbSignIntoMatMul())
-    assert float(flipped.get_initializer("s")) == 0.5
-    assert flipped.get_tensor_datatype("w") == DataType["INT3"]   # -(-2) = 2 leaves INT2
-    np.testing.assert_array_equal(_run(flipped, x), _run(model, x))
 
 
 def test_shared_thresholds_go_channels_last_except_on_an_nchw_input():
