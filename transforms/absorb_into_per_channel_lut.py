@@ -27,7 +27,7 @@ from psa_finn.custom_ops.per_channel_lut import INTEGER_DATATYPE
 from psa_finn.transforms.absorb_into_multithreshold import AFFINE_OPS, constant_operand
 from psa_finn.transforms.channel_axes import SCALAR, varying_axis
 from psa_finn.transforms.lower_quantized_functions import MAX_LUT_INPUT_BITS
-from psa_finn.transforms.transpose_past_shared_threshold import move_transpose_past
+from psa_finn.transforms.transpose_past_shared_threshold import move_transpose_past, transposes_and_consumers
 
 
 def _integral(value):
@@ -124,10 +124,7 @@ class AbsorbTransposeIntoPerChannelLUT(Transformation):
 
     def apply(self, model):
         graph_modified = False
-        for transpose in list(model.graph.node):
-            if transpose.op_type != "Transpose" or model.is_fork_node(transpose):
-                continue
-            lut = model.find_consumer(transpose.output[0])
+        for transpose, lut in transposes_and_consumers(model):
             if not is_op(lut, PER_CHANNEL_LUT_OP):
                 continue
             perm = list(get_by_name(transpose.attribute, "perm").ints)

@@ -32,16 +32,22 @@ def move_transpose_past(model, transpose, node):
     nodes.insert(list(nodes).index(transpose), node)
 
 
+def transposes_and_consumers(model):
+    """(transpose, the node it feeds) for every Transpose whose output feeds exactly one node."""
+    for transpose in list(model.graph.node):
+        if transpose.op_type == "Transpose" and not model.is_fork_node(transpose):
+            consumer = model.find_consumer(transpose.output[0])
+            if consumer is not None:
+                yield transpose, consumer
+
+
 class MoveTransposePastSharedThreshold(Transformation):
     """Swap Transpose -> MultiThreshold (one shared threshold row) into MultiThreshold -> Transpose."""
 
     def apply(self, model):
         graph_modified = False
-        for transpose in list(model.graph.node):
-            if transpose.op_type != "Transpose" or model.is_fork_node(transpose):
-                continue
-            mt = model.find_consumer(transpose.output[0])
-            if mt is None or mt.op_type != "MultiThreshold":
+        for transpose, mt in transposes_and_consumers(model):
+            if mt.op_type != "MultiThreshold":
                 continue
             thresholds = model.get_initializer(mt.input[1])
             if thresholds is None or thresholds.shape[0] != 1:
