@@ -3,13 +3,14 @@
     python build.py build --model model.onnx --config build_configs/unrolled.yaml --out DIR
 
 runs the config's steps through finn-plus's `build_dataflow_cfg` (an exported model is lowered by the first step),
-leaving finn-plus's DIR/report/*.json, DIR/intermediate_models/ and build log, then writes DIR/summary.json. Without
-Vivado the steps that need it are skipped and listed. Exit status: 0 when every node but host-side pre/post-processing
-is on the hardware, 1 when some node stays off it (they are named), 2 when the build itself fails.
+leaving finn-plus's DIR/report/*.json, DIR/intermediate_models/ and build log, then checks the hardware model in
+python mode against the lowered QONNX model (build_configs.verify) and writes DIR/summary.json. Without Vivado the
+steps that need it are skipped and listed. Exit status: 0 when every node but host-side pre/post-processing is on
+the hardware and computes what the QONNX model computes, 1 when some node stays off it (they are named) or the
+hardware model differs, 2 when the build itself fails.
 """
 
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def run_build(model_path, config_path, out_dir, stop_step=None):
     from finn.builder.build_dataflow_config import default_build_dataflow_steps
 
     from psa_finn.build_configs.summary import build_summary
+    from psa_finn.build_configs.verify import PARENT_MODEL, verify_build
+    from psa_finn.common.cli_errors import NotOnHardware
     from psa_finn.common.atomic_files import write_json_atomic
 
     cfg = _load_config(config_path, out_dir, stop_step)
@@ -95,7 +98,13 @@ def run_build(model_path, config_path, out_dir, stop_step=None):
         return EXIT_BUILD_FAILED, None
     summary = build_summary(out_dir, model_path=model_path, config_path=config_path, cfg=cfg,
                             skipped_steps=skipped, build_time_s=time.time() - started)
+    if summary["all_nodes_on_hw"] and (out_dir / "intermediate_models" / PARENT_MODEL).is_file():
+        summary["verification"] = verify_build(out_dir, model_path)
     write_json_atomic(out_dir / SUMMARY, summary)
+    verification = summary["verification"]
+    if verification is not None:
+        _print(f"verification: {verification['hw_model']} vs {verification['reference_model']} on "
+               f"{verification['samples']} random inputs: max abs diff {verification['max_abs_diff']}")
     if summary["fps"] is None:
         _print(f"summary: {out_dir / SUMMARY} (no estimate reports: the build stopped before "
                f"step_generate_estimate_reports)")
@@ -110,6 +119,10 @@ def run_build(model_path, config_path, out_dir, stop_step=None):
     if not summary["all_nodes_on_hw"]:
         _print(f"error: nodes left off the hardware: {', '.join(summary['off_hw_nodes'])}")
         return EXIT_OFF_HW, summary
+    if verification is not None and verification["max_abs_diff"] != 0:
+        raise NotOnHardware(f"the hardware model ({verification['hw_model']}) differs from the lowered QONNX model "
+                            f"by up to {verification['max_abs_diff']} output codes on random inputs; see "
+                            f"{out_dir / SUMMARY} and the build's intermediate models")
     return 0, summary
 
 

@@ -116,8 +116,7 @@ def run(args, command: str) -> int:
         if args.bits is not None:
             check_bits(args.bits)
         qat, dataset = qat_from_random_init(args) if args.random_init else qat_from_checkpoint(args)
-        example = qat.tokens(random_calibration_batches(qat.config, 1, 1, CALIBRATION_SEED)[0])
-        model = onnx.load(str(export_qonnx(qat, example, args.out)))
+        model = onnx.load(str(export_qonnx(qat, qat.example_input(CALIBRATION_SEED), args.out)))
     except (DatasetNotFoundError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}")
         return 2

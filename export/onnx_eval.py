@@ -1,9 +1,10 @@
 """Run and score an exported QONNX classifier with qonnx's `execute_onnx` (psa-finn's ops from `custom_ops`).
 
 `load_qonnx_model` refuses files that are not a QONNX classifier with one clear message; `model_inputs` gives a
-dataset's images [N, C, H, W] the layout the model's input takes, detected from its shape: flat [N, C*H*W],
-images [N, C, H, W], channels last [N, H, W, C], or ResMLP patches [N, T, P*P*C]; `run_onnx` executes any number
-of samples (the batch dimension is changed on a copy of the graph); `evaluate_onnx` gives accuracy and loss.
+dataset's inputs (images [N, C, H, W] or signals [N, C, L]) the layout the model's input takes, detected from its
+shape: flat [N, C*H*W], as they are [N, C, H, W], channels last [N, H, W, C], or ResMLP patches [N, T, P*P*C]
+(signals: [N, C*L], [N, C, L], [N, L, C] or patches [N, T, P*C]); `run_onnx` executes any number of samples (the
+batch dimension is changed on a copy of the graph); `evaluate_onnx` gives accuracy and loss.
 """
 
 import math
@@ -52,39 +53,40 @@ def load_qonnx_model(path) -> ModelWrapper:
     return model
 
 
-def _patch_size(images_shape, sample_shape):
-    """P when `sample_shape` is (T, P*P*C) of patches of images [C, H, W]; None otherwise."""
-    channels, height, width = images_shape
+def _patch_size(raw_shape, sample_shape):
+    """P when `sample_shape` is (T, P^d*C) of the patches of inputs `raw_shape` = (C, *d spatial sizes); else None."""
+    channels, *sizes = raw_shape
     tokens, patch_dim = sample_shape
-    patch = math.isqrt(patch_dim // channels) if patch_dim % channels == 0 else 0
-    if patch and patch * patch * channels == patch_dim and height % patch == 0 and width % patch == 0 \
-            and (height // patch) * (width // patch) == tokens:
-        return patch
-    return None
+    if patch_dim % channels:
+        return None
+    patch = round((patch_dim // channels) ** (1 / len(sizes)))
+    count = 1
+    for size in sizes:
+        count *= size // patch if patch and size % patch == 0 else 0
+    return patch if patch and patch ** len(sizes) * channels == patch_dim and count == tokens else None
 
 
 def model_inputs(model: ModelWrapper, x, source) -> np.ndarray:
-    """Images `x` [N, C, H, W] (or inputs already shaped as the model's) in the layout of the model's input, as
+    """Inputs `x` [N, C, *spatial] (or inputs already shaped as the model's) in the layout of the model's input, as
     float32 numpy; ValueError naming `source` when no layout fits."""
     x = torch.as_tensor(x, dtype=torch.float32)
     sample_shape = tuple(model.get_tensor_shape(model.graph.input[0].name)[1:])
     if tuple(x.shape[1:]) == sample_shape:
         return x.numpy()
-    if x.dim() == 4:
-        images_shape = tuple(x.shape[1:])
-        channels, height, width = images_shape
-        if sample_shape == (channels * height * width,):
-            return x.flatten(1).numpy()
-        if sample_shape == (height, width, channels):
-            return x.permute(0, 2, 3, 1).contiguous().numpy()
-        if len(sample_shape) == 2 and _patch_size(images_shape, sample_shape):
-            return patchify(x, _patch_size(images_shape, sample_shape)).numpy()
-        layouts = f"[N, {channels * height * width}], [N, {channels}, {height}, {width}], " \
-                  f"[N, {height}, {width}, {channels}] or ResMLP patches [N, T, P*P*{channels}]"
-    else:
-        layouts = f"inputs of shape [N, {', '.join(map(str, sample_shape))}]"
-    raise ValueError(f"{source}: the model's input [N, {', '.join(map(str, sample_shape))}] takes none of the "
-                     f"layouts of these inputs {list(x.shape)} ({layouts}); check the dataset of the model")
+    raw_shape = tuple(x.shape[1:])
+    channels_last = raw_shape[1:] + raw_shape[:1]
+    patch = _patch_size(raw_shape, sample_shape) if len(sample_shape) == 2 and len(raw_shape) >= 2 else None
+    if sample_shape == (int(np.prod(raw_shape)),):
+        return x.flatten(1).numpy()
+    if len(raw_shape) >= 2 and sample_shape == channels_last:
+        return x.movedim(1, -1).contiguous().numpy()
+    if patch:
+        return patchify(x, patch).numpy()
+    shapes = ", ".join(map(str, raw_shape))
+    raise ValueError(f"{source}: the model's input [N, {', '.join(map(str, sample_shape))}] takes none of the layouts "
+                     f"of these inputs [N, {shapes}] ([N, {int(np.prod(raw_shape))}], [N, {shapes}], "
+                     f"[N, {', '.join(map(str, channels_last))}] or ResMLP patches [N, T, P*...*{raw_shape[0]}]); "
+                     f"check the dataset of the model")
 
 
 def run_onnx(path_or_model, x, batch_size: int = 128) -> np.ndarray:

@@ -13,7 +13,7 @@ from psa_finn.common.atomic_files import atomic_path
 from psa_finn.export.quant_resmlp import QuantResMLP
 from psa_finn.models.checkpoint import read_torch_file
 from psa_finn.models.finite_parameters import check_finite_parameters
-from psa_finn.models.resmlp import ResMLP, build_model
+from psa_finn.models.resmlp import ResMLP, build_model, input_shape
 from psa_finn.nn.quantizers import DEFAULT_BITS, check_bits
 
 QAT_CHECKPOINT_FORMAT = "psa-finn-qat"
@@ -53,9 +53,9 @@ def to_qat_model(float_model: ResMLP, bits: int = DEFAULT_BITS, calibration_batc
 
 
 def random_calibration_batches(config: dict, num_batches: int = 4, batch_size: int = 32, seed: int = 0):
-    """Standard-normal images for a float `config`: what `--random-init` calibrates on."""
+    """Standard-normal inputs (images or signals) for a float `config`: what `--random-init` calibrates on."""
     generator = torch.Generator().manual_seed(seed)
-    shape = (batch_size, config["in_channels"], config["img_size"], config["img_size"])
+    shape = (batch_size, *input_shape(config))
     return [torch.randn(shape, generator=generator) for _ in range(num_batches)]
 
 

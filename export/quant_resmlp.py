@@ -30,7 +30,7 @@ from psa_finn.export.affine_folding import (batchnorm_affine, exact_identity, fo
 from psa_finn.models.bspline import BSpline
 from psa_finn.models.psa import PSA
 from psa_finn.models.res_psa import ResPSA
-from psa_finn.models.resmlp import ResMLP, patchify
+from psa_finn.models.resmlp import ResMLP, input_shape, to_tokens
 from psa_finn.nn.quant_bspline import QuantBSpline
 from psa_finn.nn.quant_lerp_psa import QuantLerpPSA
 from psa_finn.nn.quant_table_function import QuantTableFunction
@@ -153,7 +153,7 @@ class QuantBlock(nn.Module):
 class QuantResMLP(nn.Module):
     """QAT ResMLP of a float `models.ResMLP` at `bits` bits (weights and activations); `from_float` builds it.
 
-    `forward` takes images [B, Cin, H, W] (patchified here, as on the host) or patches [B, T, P*P*Cin].
+    `forward` takes raw inputs (images or signals, patchified here as on the host) or patches [B, T, values].
     """
 
     def __init__(self, model: ResMLP, bits: int):
@@ -185,16 +185,14 @@ class QuantResMLP(nn.Module):
         """Shape of one exported input: [1, T, P*P*Cin]."""
         return (1, self.num_tokens, self.patch_dim)
 
+    def example_input(self, seed: int = 0):
+        """One seeded standard-normal input as exported (patches [1, T, values]): what `export_qonnx` checks on."""
+        generator = torch.Generator().manual_seed(seed)
+        return self.tokens(torch.randn((1, *input_shape(self.config)), generator=generator))
+
     def tokens(self, x):
-        """Images [B, Cin, H, W] -> patches [B, T, P*P*Cin]; patches pass through after a shape check."""
-        images = (self.config["in_channels"], self.config["img_size"], self.config["img_size"])
-        if x.dim() == 4 and tuple(x.shape[1:]) == images:
-            return patchify(x, self.config["patch_size"])
-        if x.dim() == 3 and tuple(x.shape[1:]) == self.input_shape[1:]:
-            return x
-        raise ValueError(f"QuantResMLP expects images [B, {self.config['in_channels']}, {self.config['img_size']}, "
-                         f"{self.config['img_size']}] or patches [B, {self.num_tokens}, {self.patch_dim}], "
-                         f"got {tuple(x.shape)}")
+        """Raw inputs (images or signals) -> patches [B, T, values]; patches pass through after a shape check."""
+        return to_tokens(x, self.config, "QuantResMLP")
 
     def forward(self, x):
         x = self.embed_linear(self.input_quant(self.tokens(x)))

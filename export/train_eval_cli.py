@@ -60,8 +60,10 @@ def _add_train_arguments(parser) -> None:
     parser.add_argument("--hidden-factor", type=float, default=1.0, help="MLP hidden width = embed-dim * factor")
     parser.add_argument("--embed-dim", type=int, default=96)
     parser.add_argument("--depth", type=int, default=4, help="number of ResMLP blocks")
+    parser.add_argument("--grid-size", type=int, default=None,
+                        help="grid points of the learnable functions (default: LERP-PSA 64, B-spline 65 knots, odd)")
     parser.add_argument("--dataset", choices=sorted(DATASET_GEOMETRY), default="digits",
-                        help="digits (built in, offline; default), cifar10 or svhn (from --data-dir)")
+                        help="digits or mnist1d (built in, offline; default digits), cifar10 or svhn (--data-dir)")
     parser.add_argument("--out", required=True, help=f"output folder; {CHECKPOINT_NAME} is rewritten every epoch")
     parser.add_argument("--teacher", help="teacher checkpoint (.pt or reference .bin) for --kd / --kt-epochs")
     parser.add_argument("--init", help="start from the weights of this float checkpoint (.pt or reference .bin) "
@@ -125,7 +127,7 @@ def _student(args, data):
             raise ValueError("--qat fine-tunes a trained float model: pass it with --init CHECKPOINT")
         torch.manual_seed(args.seed)
         return ResMLP(args.variant, args.hidden_factor, embed_dim=args.embed_dim, depth=args.depth,
-                      **DATASET_GEOMETRY[args.dataset].model_kwargs())
+                      grid_size=args.grid_size, **DATASET_GEOMETRY[args.dataset].model_kwargs())
     model = _load_float_model(args.init, args.dataset, "--init")
     if not args.qat:
         return model.train()

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from psa_finn.models.datasets import DatasetNotFoundError
+from psa_finn.models.datasets import OFFLINE_DATASETS, DatasetNotFoundError
 
 
 def torch_device(name: str) -> torch.device:
@@ -27,7 +27,9 @@ def _add_bench_arguments(parser) -> None:
 
     parser.add_argument("benchmark", choices=("accuracy", "kernels"))
     parser.add_argument("--json", help="write the measured figures to this JSON file")
-    accuracy = parser.add_argument_group("accuracy (ResMLP variants on digits, accuracy vs hidden factor)")
+    accuracy = parser.add_argument_group("accuracy (ResMLP variants, accuracy vs hidden factor)")
+    accuracy.add_argument("--dataset", choices=OFFLINE_DATASETS, default=AccuracyBenchConfig.dataset,
+                          help="built-in dataset to measure on (mnist1d: harder, 4000 signals of length 40)")
     accuracy.add_argument("--plot", help="PNG of accuracy against hidden factor with error bars")
     accuracy.add_argument("--seeds", type=int, default=AccuracyBenchConfig.seeds,
                           help="seeds per variant and hidden factor")
@@ -66,7 +68,7 @@ def run_bench(args) -> int:
     torch.set_num_threads(args.threads)
     if args.benchmark == "accuracy":
         config = AccuracyBenchConfig(seeds=args.seeds, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
-                                     embed_dim=args.embed_dim, depth=args.depth, lr=args.lr)
+                                     embed_dim=args.embed_dim, depth=args.depth, lr=args.lr, dataset=args.dataset)
         run_accuracy_bench(config, json_path=args.json, plot_path=args.plot, device=device)
     else:
         run_kernel_bench(scale=args.scale, repeats=args.repeats, json_path=args.json, device=device,
