@@ -83,9 +83,10 @@ def model_inputs(model: ModelWrapper, x, source) -> np.ndarray:
     if patch:
         return patchify(x, patch).numpy()
     shapes = ", ".join(map(str, raw_shape))
+    patch_values = "*".join(["P"] * (len(raw_shape) - 1) + [str(raw_shape[0])])
     raise ValueError(f"{source}: the model's input [N, {', '.join(map(str, sample_shape))}] takes none of the layouts "
                      f"of these inputs [N, {shapes}] ([N, {int(np.prod(raw_shape))}], [N, {shapes}], "
-                     f"[N, {', '.join(map(str, channels_last))}] or ResMLP patches [N, T, P*...*{raw_shape[0]}]); "
+                     f"[N, {', '.join(map(str, channels_last))}] or ResMLP patches [N, T, {patch_values}]); "
                      f"check the dataset of the model")
 
 

@@ -155,8 +155,8 @@ def test_evaluate_onnx_scores_like_the_torch_model(digits, tmp_path):
     assert result["accuracy"] == pytest.approx(100.0 * float((logits.argmax(1) == y_test[:150]).float().mean()))
     assert result["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y_test[:150])), rel=1e-5)
     with pytest.raises(ValueError, match=r"m.onnx: the model's input \[N, 16, 4\] takes none of the layouts of these "
-                                         r"inputs \[5, 3, 8, 8\] \(\[N, 192\], \[N, 3, 8, 8\], \[N, 8, 8, 3\] or "
-                                         r"ResMLP patches"):
+                                         r"inputs \[N, 3, 8, 8\] \(\[N, 192\], \[N, 3, 8, 8\], \[N, 8, 8, 3\] or "
+                                         r"ResMLP patches \[N, T, P\*P\*3\]\)"):
         evaluate_onnx(tmp_path / "m.onnx", torch.zeros(5, 3, 8, 8), torch.zeros(5))
 
 
