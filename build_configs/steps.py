@@ -7,7 +7,8 @@ naming it and the nodes it changed.
 
 - step_lower_lerp_psa: every quantized function of an exported model (LerpPSA, GELU, SiLU, ... between Quant nodes)
   -> MultiThreshold or PerChannelLUT (transforms.lower_quantized_functions); a lowered model passes unchanged.
-  Before step_qonnx_to_finn.
+  Convolution biases quantized from constants become those constants first (transforms.fold_conv_bias_quant:
+  finn-plus's step_qonnx_to_finn fails on them). Before step_qonnx_to_finn.
 - step_streamline_with_luts: streamlining to integer channels-last layers, learnable functions included, in place of
   (or before) stock step_streamline: FINN+'s StreamlinePlus (residual topologies) extended so that affines and
   transposes are absorbed into PerChannelLUT tables as into MultiThresholds, constants absorbed along their real
@@ -50,6 +51,7 @@ from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds
 from psa_finn.transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
 from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank
 from psa_finn.transforms.fixed_point import transform_to_fixed_point
+from psa_finn.transforms.fold_conv_bias_quant import FoldQuantizedConvBias
 from psa_finn.transforms.fold_shuffles import FoldShuffles
 from psa_finn.transforms.host_output_dequant import MoveOutputDequantToHost
 from psa_finn.transforms.lean_composed import apply_lean
@@ -75,8 +77,9 @@ def _transform(model, *transformations):
 
 def step_lower_lerp_psa(model, cfg):
     """Lower every quantized function (LerpPSA, GELU, SiLU, ... between Quant nodes; mode auto: MultiThreshold when
-    every channel rises, else PerChannelLUT) and write the lowering report; a lowered model passes unchanged."""
-    model, report = lower_quantized_functions(_transform(model, InferShapes()), mode="auto")
+    every channel rises, else PerChannelLUT) and write the lowering report; a lowered model passes unchanged.
+    Convolution biases quantized from constants become constants (FoldQuantizedConvBias)."""
+    model, report = lower_quantized_functions(_transform(model, FoldQuantizedConvBias(), InferShapes()), mode="auto")
     model = _transform(model, InferShapes(), InferDataTypes())
     if report:
         write_json_atomic(cfg.get_report_directory() / LOWERING_REPORT, lowering_document(report, "auto"))

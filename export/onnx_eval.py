@@ -3,8 +3,9 @@
 `load_qonnx_model` refuses files that are not a QONNX classifier with one clear message; `model_inputs` gives a
 dataset's inputs (images [N, C, H, W] or signals [N, C, L]) the layout the model's input takes, detected from its
 shape: flat [N, C*H*W], as they are [N, C, H, W], channels last [N, H, W, C], or ResMLP patches [N, T, P*P*C]
-(signals: [N, C*L], [N, C, L], [N, L, C] or patches [N, T, P*C]); `run_onnx` executes any number of samples (the
-batch dimension is changed on a copy of the graph); `evaluate_onnx` gives accuracy and loss.
+(signals: [N, C*L], [N, C, L], [N, L, C], as one-column images [N, C, L, 1] or patches [N, T, P*C]); `run_onnx`
+executes any number of samples (the batch dimension is changed on a copy of the graph); `evaluate_onnx` gives
+accuracy and loss.
 """
 
 import math
@@ -80,13 +81,16 @@ def model_inputs(model: ModelWrapper, x, source) -> np.ndarray:
         return x.flatten(1).numpy()
     if len(raw_shape) >= 2 and sample_shape == channels_last:
         return x.movedim(1, -1).contiguous().numpy()
+    if len(raw_shape) == 2 and sample_shape == raw_shape + (1,):
+        return x[..., None].numpy()
     if patch:
         return patchify(x, patch).numpy()
     shapes = ", ".join(map(str, raw_shape))
     patch_values = "*".join(["P"] * (len(raw_shape) - 1) + [str(raw_shape[0])])
+    layouts = [f"[N, {int(np.prod(raw_shape))}]", f"[N, {shapes}]", f"[N, {', '.join(map(str, channels_last))}]"]
+    layouts += [f"[N, {shapes}, 1]"] if len(raw_shape) == 2 else []
     raise ValueError(f"{source}: the model's input [N, {', '.join(map(str, sample_shape))}] takes none of the layouts "
-                     f"of these inputs [N, {shapes}] ([N, {int(np.prod(raw_shape))}], [N, {shapes}], "
-                     f"[N, {', '.join(map(str, channels_last))}] or ResMLP patches [N, T, {patch_values}]); "
+                     f"of these inputs [N, {shapes}] ({', '.join(layouts)} or ResMLP patches [N, T, {patch_values}]); "
                      f"check the dataset of the model")
 
 

@@ -1,13 +1,13 @@
 """A sweep's search space, read from YAML, and the trials it holds.
 
     dataset: digits                 # digits, mnist1d (built in) or cifar10 / svhn (from data_dir on every node)
-    model: {family: resmlp, embed_dim: 32, depth: 2}
+    model: {family: resmlp, embed_dim: 32, depth: 2}  # or mlp, cnn (sweeps.families: what embed_dim, depth size)
     training: {epochs: 20, batch_size: 64, lr: 5.0e-3, qat_epochs: 5,
                qat_lr: {8: 1.0e-4, 4: 1.0e-3}}          # one rate, or one per bit width (default below)
     teacher: {hidden_factor: 4.0, epochs: 20}          # optional: every trial distils from this one ReLU teacher
     build: {stop_step: step_generate_estimate_reports}
     axes:                                              # a list of values each; the grid is their product
-      variant: [relu, lerp_psa]
+      variant: [relu, lerp_psa]                        # relu, lerp_psa, bspline (mlp, cnn: also gelu, silu)
       hidden_factor: [2.0, 1.0, 0.5]
       bits: [8, 4]
       grid_size: [64]                                  # LERP-PSA grid points (other variants ignore it)
@@ -377,6 +377,12 @@ def parse_space(data, source="<space>") -> SweepSpace:
     model.only({"family", "embed_dim", "depth"})
     family = model.choice("family", "resmlp", tuple(FAMILIES))
     embed_dim, depth = model.number("embed_dim", 32, int, 1), model.number("depth", 2, int, 1)
+    check_input = model_family(family).check_input
+    if check_input is not None:
+        try:
+            check_input(DATASET_GEOMETRY[dataset].input_shape, depth)
+        except ValueError as err:
+            model.fail("depth", f"{err} (dataset {dataset})")
     training = _parse_training(root.section("training"))
     build = root.section("build")
     build.only({"stop_step", "keep"})

@@ -127,7 +127,8 @@ def _trained_models(spec, work: Path, family, data, teacher, device, clock, metr
     with clock("train"):
         model = family.build(spec, DATASET_GEOMETRY[spec.dataset])
         metrics["accuracy_float"] = _accuracy(_train(model, data, work / "float", spec.epochs, spec.lr, spec,
-                                                     teacher, device))
+                                                     teacher, device, save_fn=family.save_float,
+                                                     load_fn=family.load_float))
         os.replace(work / "float" / "model.pt", work / "float.pt")
     with clock("qat"):
         qat = family.to_qat(model.cpu().eval(), spec.bits,
@@ -215,10 +216,8 @@ def run_trial(spec, trial_id: str, config_path, teacher_checkpoint: bytes | None
             try:
                 teacher = None
                 if teacher_checkpoint is not None:
-                    from psa_finn.models import load_checkpoint
-
                     (work / "teacher.pt").write_bytes(teacher_checkpoint)
-                    teacher = load_checkpoint(work / "teacher.pt")[0]
+                    teacher = model_family(spec.family).load_float(work / "teacher.pt")[0]
                 _pipeline(spec, work, config_path, teacher, device, clock, record, trained)
                 record["status"] = "ok"
             except Exception as error:   # noqa: BLE001 -- a failing trial is recorded, the sweep goes on
@@ -243,9 +242,11 @@ def train_teacher(teacher, device: str = "cpu", threads: int = 1) -> dict:
         with output_to(work / TRIAL_LOG):
             try:
                 with clock("train"):
-                    model = model_family(teacher.family).build(teacher, DATASET_GEOMETRY[teacher.dataset])
+                    family = model_family(teacher.family)
+                    model = family.build(teacher, DATASET_GEOMETRY[teacher.dataset])
                     accuracy = _train(model, load_dataset(teacher.dataset), work / "train", teacher.epochs,
-                                      teacher.lr, teacher, None, device)
+                                      teacher.lr, teacher, None, device, save_fn=family.save_float,
+                                      load_fn=family.load_float)
                     os.replace(work / "train" / "model.pt", work / "model.pt")
                 record.update(status="ok", metrics={"accuracy_float": accuracy})
             except Exception as error:   # noqa: BLE001 -- recorded; the sweep reports it and stops

@@ -395,6 +395,10 @@ def _threshold_nodes(lowering, base, thresholds):
     folded = _uniform(offsets) and qout.datatype.min() <= offsets.flat[0] and \
         offsets.flat[0] + levels <= qout.datatype.max()
     out_dtype = qout.datatype if folded else DataType.get_smallest_possible(levels)
+    if folded and out_dtype.signed() and offsets.flat[0] >= 0:
+        # no negative output code (e.g. a rising function behind a signed quantizer that never goes below 0): FINN's
+        # Thresholding refuses a signed output without a negative bias, so the codes are typed unsigned
+        out_dtype = DataType.get_smallest_possible(offsets.flat[0] + levels)
     layout = {} if geometry.axis is None else {"data_layout": geometry.data_layout()}
     chain.add("MultiThreshold", thresholds, domain="qonnx.custom_op.general", out_dtype=out_dtype.name,
               out_bias=float(offsets.flat[0]) if folded else 0.0, **layout)
