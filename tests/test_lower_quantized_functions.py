@@ -230,6 +230,20 @@ def test_relu_of_an_accumulator_is_left_to_finn():
     assert [n.op_type for n in lowered.graph.node] == [n.op_type for n in model.graph.node]
 
 
+def test_a_rising_function_without_negative_codes_behind_a_signed_quantizer_counts_unsigned():
+    """Sigmoid between signed quantizers never reaches a negative code. FINN's Thresholding refuses a signed output
+    whose bias is not negative, so the MultiThreshold is typed unsigned: the same values, codes 0..7 in UINT3."""
+    qin, qout = quantizer(4, True, 0.5), quantizer(4, True, 1 / 7)
+    model = chain_model([19, 2], [node("Sigmoid", ["xq"], "f")], qin, qout)
+    lowered, report = lower_quantized_functions(deepcopy(model), "auto")
+    assert [entry.form for entry in report] == ["MultiThreshold"]
+    (threshold,) = lowered.get_nodes_by_op_type("MultiThreshold")
+    attributes = {a.name: helper.get_attribute_value(a) for a in threshold.attribute}
+    assert (attributes["out_dtype"], attributes["out_bias"]) == (b"UINT3", 0.0)
+    x = every_code_input([19, 2], 1, qin, np.random.default_rng(0))
+    np.testing.assert_array_equal(run(lowered, x), run(model, x))
+
+
 def two_input_model(second, constants=None):
     """x -> Quant -> sigmoid(xq * other) -> Quant; the `second` nodes compute 'other'."""
     shape = [1, 3, 4, 4]

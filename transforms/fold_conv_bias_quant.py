@@ -17,24 +17,20 @@ CONV_OPS = ("Conv", "ConvTranspose")
 
 
 class FoldQuantizedConvBias(Transformation):
-    """Every Conv/ConvTranspose bias produced by a Quant of initializers becomes that Quant's output, as an
-    initializer; the Quant is removed when nothing else reads it."""
+    """Every Conv/ConvTranspose bias produced by a Quant of initializers that only the convolution reads becomes
+    the Quant's output, as an initializer; the Quant is removed."""
 
     def apply(self, model):
         for node in model.graph.node:
             if node.op_type not in CONV_OPS or len(node.input) < 3 or not node.input[2]:
                 continue
             quant = model.find_producer(node.input[2])
-            if not is_quant_node(quant) or any(model.get_initializer(name) is None for name in quant.input):
+            if not is_quant_node(quant) or len(model.find_consumers(node.input[2])) != 1 or \
+                    any(model.get_initializer(name) is None for name in quant.input):
                 continue
             context = {name: model.get_initializer(name) for name in quant.input}
             getCustomOp(quant).execute_node(context, model.graph)
-            bias = quant.output[0]
-            if len(model.find_consumers(bias)) > 1:
-                bias = model.make_new_valueinfo_name()
-                node.input[2] = bias
-            else:
-                model.graph.node.remove(quant)
-            model.set_initializer(bias, context[quant.output[0]])
+            model.graph.node.remove(quant)
+            model.set_initializer(node.input[2], context[node.input[2]])
             return model, True
         return model, False
