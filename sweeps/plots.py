@@ -1,6 +1,6 @@
 """The sweep's Pareto plot: lowered test accuracy against LUT+DSP, BRAM18 and FPS, one panel each.
 
-One colour per activation variant (ReLU in grey-blue, each learnable function in its own colour), one marker per
+One colour per activation variant (ReLU in grey-blue, each learnable or standard function in its own colour), one marker per
 bit width; Pareto-optimal trials are ringed in black and joined by the front's staircase. Returns a pyplot-free
 Figure; `reports.plots.save_figure_atomic` writes it.
 """
@@ -10,8 +10,9 @@ from matplotlib.lines import Line2D
 
 from psa_finn.sweeps.results import ACCURACY, PARETO_VIEWS
 
-VARIANT_STYLE = {"relu": ("#4c72b0", "ReLU"), "lerp_psa": ("#dd8452", "LERP-PSA"), "bspline": ("#55a868", "B-spline")}
-OTHER_COLOURS = ("#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
+VARIANT_STYLE = {"relu": ("#4c72b0", "ReLU"), "lerp_psa": ("#dd8452", "LERP-PSA"), "bspline": ("#55a868", "B-spline"),
+                 "gelu": ("#c44e52", "GELU"), "silu": ("#8172b3", "SiLU")}
+OTHER_COLOURS = ("#937860", "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
 BIT_MARKERS = {8: "o", 7: "D", 6: "s", 5: "P", 4: "^", 3: "v", 2: "X"}
 AXIS_TITLES = {"luts_plus_dsp": "LUT + DSP (estimate)", "bram18": "BRAM18 (estimate)", "fps": "throughput (FPS)"}
 

@@ -1,9 +1,11 @@
 """The sweep's MLP and CNN families (sweeps.plugin_networks, sweeps.families): every variant's QAT twin holds the float
 weights, exports bit-exactly and lowers to a graph with the same logits, on digits and on mnist1d (the 1-D CNN as
 [N, C, L, 1]); checkpoints read back; clear errors for unknown families and variants; each CNN variant builds on
-hardware equal to its QONNX model; a tiny MLP sweep (relu, lerp_psa, gelu, with a teacher) on local Ray."""
+hardware equal to its QONNX model; a tiny MLP sweep (lerp_psa and gelu, distilled from a ReLU MLP) on local Ray."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from psa_finn.models.datasets import DATASET_GEOMETRY, load_dataset
 from psa_finn.sweeps.families import model_family
 from psa_finn.sweeps.plugin_networks import (ARCHITECTURES, VARIANTS, PluginNetwork, load_float_network,
                                              load_quant_network, save_network, to_quant_network)
-from psa_finn.sweeps.space import parse_space
+from psa_finn.sweeps.space import load_space, parse_space
 from psa_finn.transforms.cli import lower_model_file
 from psa_finn.transforms.lower_quantized_functions import KEPT_FORMS, LEFT_TO_FINN
 
@@ -117,6 +119,17 @@ def test_unknown_families_variants_and_sizes_are_clear_errors():
         parse_space({**space, "model": {"family": "cnn", "depth": 4}}, "s.yaml")
 
 
+SPACES = Path(__file__).resolve().parents[1] / "sweeps" / "spaces"
+
+
+@pytest.mark.parametrize("name", ["digits_mlp", "digits_cnn", "mnist1d_cnn"])
+def test_shipped_family_spaces_hold_the_trials_their_header_says(name):
+    path = SPACES / f"{name}.yaml"
+    stated = int(re.search(r"(\d+) trials:", path.read_text()).group(1))
+    space = load_space(path)
+    assert space.family == name.split("_")[1] and len(space.grid_points()) == stated <= 16
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant, dataset", [(variant, "digits") for variant in VARIANTS] + [("lerp_psa", "mnist1d")])
 def test_every_cnn_variant_builds_on_hardware_and_computes_its_qonnx_model(datasets, tmp_path, variant, dataset):
@@ -139,7 +152,7 @@ model: {family: mlp, embed_dim: 8, depth: 1}
 training: {epochs: 1, batch_size: 256, qat_epochs: 1}
 teacher: {hidden_factor: 2.0, epochs: 1}
 axes:
-  variant: [relu, lerp_psa, gelu]
+  variant: [lerp_psa, gelu]
   hidden_factor: [0.5]
 resources: {cpus_per_trial: 1}
 """
@@ -153,12 +166,11 @@ def test_tiny_mlp_sweep_runs_every_variant_on_local_ray(tmp_path):
     done = run_sweep(tmp_path / "mlp.yaml", tmp_path / "out")
     assert done.returncode == 0, done.stderr[-3000:]
     records = trial_records(tmp_path / "out")
-    assert sorted(r["spec"]["variant"] for r in records.values()) == ["gelu", "lerp_psa", "relu"]
+    assert sorted(r["spec"]["variant"] for r in records.values()) == ["gelu", "lerp_psa"]
     for record in records.values():
         metrics = record["metrics"]
         assert record["status"] == "ok" and record["spec"]["family"] == "mlp" and metrics["hidden_dim"] == 4
         assert metrics["accuracy_lowered"] == pytest.approx(metrics["accuracy_qat"], abs=1e-3)
         assert metrics["all_nodes_on_hw"] and metrics["fps"] > 0 and metrics["lut"] > 0
-        lowered = sum(count for form, count in record["lowering_forms"].items() if form not in KEPT_FORMS)
-        assert lowered == (0 if record["spec"]["variant"] == "relu" else 1)
-    assert len(json.loads((tmp_path / "out" / "results.json").read_text())["trials"]) == 3
+        assert sum(count for form, count in record["lowering_forms"].items() if form not in KEPT_FORMS) == 1
+    assert len(json.loads((tmp_path / "out" / "results.json").read_text())["trials"]) == 2
