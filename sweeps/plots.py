@@ -1,8 +1,8 @@
 """The sweep's Pareto plot: lowered test accuracy against LUT+DSP, BRAM18 and FPS, one panel each.
 
-One colour per activation variant (ReLU in grey-blue, each learnable or standard function in its own colour), one marker per
-bit width; Pareto-optimal trials are ringed in black and joined by the front's staircase. Returns a pyplot-free
-Figure; `reports.plots.save_figure_atomic` writes it.
+One colour per activation variant (ReLU in grey-blue, each learnable or standard function in its own colour), one
+marker per bit width; Pareto-optimal trials are ringed in black and joined by the front's staircase. Returns a
+pyplot-free Figure; `reports.plots.save_figure_atomic` writes it.
 """
 
 from matplotlib.figure import Figure
