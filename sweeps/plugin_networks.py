@@ -99,8 +99,13 @@ class PluginNetwork(nn.Module):
         return self.layers(self.host_layout(x))
 
     def tv2(self):
-        """Sum of the TV(2) regularisers of the BSpline functions (a zero tensor for the other variants)."""
-        return sum((m.tv2() for m in self.modules() if isinstance(m, BSpline)), self.layers[0].weight.new_zeros(()))
+        """Sum of the TV(2) regularisers of the B-spline functions (a zero tensor for the other variants)."""
+        return spline_tv2(self)
+
+
+def spline_tv2(network):
+    """Sum of the TV(2) regularisers of every BSpline in `network` (QuantBSpline learns one as its `function`)."""
+    return sum((m.tv2() for m in network.modules() if isinstance(m, BSpline)), network.layers[0].weight.new_zeros(()))
 
 
 def _mlp_layers(input_shape, hidden_dim, depth, num_classes, function):
@@ -202,8 +207,7 @@ class QuantPluginNetwork(nn.Module):
 
     def tv2(self):
         """Sum of the TV(2) regularisers of the QuantBSpline layers (a zero tensor for the other variants)."""
-        return sum((m.tv2() for m in self.modules() if isinstance(m, QuantBSpline)),
-                   self.layers[0].weight.new_zeros(()))
+        return spline_tv2(self)
 
 
 def to_quant_network(network: PluginNetwork, bits: int, calibration_batches=None) -> QuantPluginNetwork:

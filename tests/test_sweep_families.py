@@ -99,6 +99,13 @@ def test_checkpoints_of_both_forms_read_back_the_same_network(datasets, tmp_path
         load_float_network(tmp_path / "resmlp.pt")
 
 
+def test_bspline_networks_give_the_trainer_their_tv2_regulariser(datasets):
+    network, quant = networks("mlp", "bspline", datasets["digits"])
+    # each of the 2 x 8 channels starts as leaky ReLU (slope 0.01): one kink, second difference 0.99 T, divided by T
+    assert network.tv2().item() == pytest.approx(DEPTH * WIDTH * 0.99) and quant.tv2().item() == network.tv2().item()
+    assert networks("mlp", "relu", datasets["digits"])[0].tv2().item() == 0.0
+
+
 def test_unknown_families_variants_and_sizes_are_clear_errors():
     with pytest.raises(ValueError, match=r"mlp: unknown variant 'tanh'; choose one of \['relu', 'lerp_psa', "
                                          r"'bspline', 'gelu', 'silu'\]"):
