@@ -3,14 +3,15 @@ functions, trained first, then its QAT twin built only from public layers (brevi
 replacement, calibrated, fine-tuned and exported with `export_qonnx`.
 
     mlp: x [N, *input] flattened on the host -> [Linear(h) -> f] x depth -> Linear(classes)
-    cnn: x [N, Cin, S, S] (Conv2d, MaxPool2d) or [N, Cin, L] (Conv1d, MaxPool1d)
-         -> [Conv(h, 3, padding 1) -> f -> MaxPool(2)] x depth -> Flatten -> Linear(classes)
+    cnn: x [N, Cin, S, S] -> [Conv2d(h, 3, padding 1) -> f -> MaxPool2d(2)] x depth -> Flatten -> Linear(classes);
+         signals [N, Cin, L] run as [N, Cin, L, 1] (on the host) with 3x1 kernels and 2x1 pooling: finn-plus lowers
+         convolutions on 4-D tensors only (a Conv1d export does not build)
     h = int(width * hidden_factor); f, one per variant (float -> QAT):
-        relu      nn.ReLU                  -> QuantReLU (unsigned)
-        lerp_psa  nn.LerpPSA(h) per channel -> QuantLerpPSA.from_float     Quant -> LerpPSA -> Quant
-        bspline   nn.BSpline(h) per channel -> QuantBSpline.from_float     Quant -> LerpPSA -> Quant
-        gelu      nn.GELU                  -> QuantIdentity -> nn.GELU -> QuantIdentity
-        silu      nn.SiLU                  -> QuantIdentity -> nn.SiLU -> QuantIdentity
+        relu      nn.ReLU                    -> QuantReLU (unsigned)
+        lerp_psa  nn.LerpPSA(h) per channel  -> QuantLerpPSA.from_float    Quant -> LerpPSA -> Quant
+        bspline   nn.BSpline(h) per channel  -> QuantBSpline.from_float    Quant -> LerpPSA -> Quant
+        gelu      nn.GELU                    -> QuantIdentity -> nn.GELU -> QuantIdentity
+        silu      nn.SiLU                    -> QuantIdentity -> nn.SiLU -> QuantIdentity
 
 The QAT form quantizes the input (QuantIdentity), every weight (power-of-two scale per output channel) and every
 activation to `bits` bits, with each Linear/Conv bias on its accumulator grid, so torch, the QONNX file and FINN's
@@ -23,7 +24,7 @@ a MultiThreshold or a PerChannelLUT. Checkpoints: `save_network` writes either f
 import math
 
 import torch
-from brevitas.nn import QuantConv1d, QuantConv2d, QuantIdentity, QuantReLU
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantReLU
 from torch import nn
 
 from psa_finn.common.atomic_files import atomic_path
@@ -82,21 +83,19 @@ class PluginNetwork(nn.Module):
         if hidden_dim < 1 or depth < 1:
             raise ValueError(f"{architecture}: width int({width} * {hidden_factor}) and depth {depth} must be >= 1")
         input_shape = tuple(int(n) for n in input_shape)
-        grid_size = DEFAULT_GRID_SIZE[variant] if variant in DEFAULT_GRID_SIZE and grid_size is None else grid_size
+        if variant not in DEFAULT_GRID_SIZE:
+            grid_size = None
+        elif grid_size is None:
+            grid_size = DEFAULT_GRID_SIZE[variant]
         self.config = dict(architecture=architecture, variant=variant, hidden_factor=hidden_factor, width=width,
-                           depth=depth, input_shape=list(input_shape), num_classes=num_classes,
-                           grid_size=int(grid_size) if variant in DEFAULT_GRID_SIZE else None)
+                           depth=depth, input_shape=list(input_shape), num_classes=num_classes, grid_size=grid_size)
         self.hidden_dim = hidden_dim
         build = _mlp_layers if architecture == "mlp" else _cnn_layers
         self.layers = nn.Sequential(*build(input_shape, hidden_dim, depth, num_classes,
-                                           lambda: float_function(variant, hidden_dim, self.config["grid_size"])))
-
-    def host_layout(self, x):
-        """Dataset inputs [N, *input_shape] in the layout the network reads: the MLP's flattened on the host."""
-        return host_layout(x, self.config)
+                                           lambda: float_function(variant, hidden_dim, grid_size)))
 
     def forward(self, x):
-        return self.layers(self.host_layout(x))
+        return self.layers(host_layout(x, self.config))
 
     def tv2(self):
         """Sum of the TV(2) regularisers of the B-spline functions (a zero tensor for the other variants)."""
@@ -144,8 +143,8 @@ def _cnn_layers(input_shape, hidden_dim, depth, num_classes, function):
 
 
 def host_layout(x, config: dict):
-    """The MLP reads flat vectors: inputs [N, *input_shape] are flattened (flat ones pass); the CNN's pass as they
-    are. Done outside the exported graph (its input is [N, features] for the MLP)."""
+    """Dataset inputs [N, *input_shape] in the layout the network reads, outside the exported graph: flattened for
+    the MLP, signals [N, C, L] as [N, C, L, 1] for the CNN; inputs already in that layout pass."""
     if config["architecture"] == "mlp" and x.dim() > 2:
         return x.flatten(1)
     if config["architecture"] == "cnn" and len(config["input_shape"]) == 2 and x.dim() == 3:
@@ -154,9 +153,8 @@ def host_layout(x, config: dict):
 
 
 def quant_conv(conv, bits: int):
-    """A QuantConv1d/QuantConv2d holding `conv`'s weights and bias, power-of-two weight scales, exact bias."""
-    layer_class = QuantConv1d if isinstance(conv, nn.Conv1d) else QuantConv2d
-    layer = layer_class(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+    """A QuantConv2d holding `conv`'s weights and bias, power-of-two weight scales, exact bias."""
+    layer = QuantConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                         padding=conv.padding, bias=True, weight_quant=ChannelWeightQuant, weight_bit_width=bits,
                         bias_quant=AccumulatorBiasQuant)
     with torch.no_grad():
@@ -169,7 +167,7 @@ def quant_module(module: nn.Module, bits: int) -> nn.Module:
     """The QAT layer of one module of a `PluginNetwork` (pooling and flattening stay as they are)."""
     if isinstance(module, nn.Linear):
         return quant_linear(module.weight, module.bias, bits)
-    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+    if isinstance(module, nn.Conv2d):
         return quant_conv(module, bits)
     if isinstance(module, nn.ReLU):
         return QuantReLU(act_quant=UnsignedActQuant, bit_width=bits, return_quant_tensor=True)
@@ -179,7 +177,7 @@ def quant_module(module: nn.Module, bits: int) -> nn.Module:
     if isinstance(module, tuple(STANDARD_FUNCTIONS.values())):
         return nn.Sequential(QuantIdentity(act_quant=SignedActQuant, bit_width=bits), type(module)(),
                              QuantIdentity(act_quant=SignedActQuant, bit_width=bits, return_quant_tensor=True))
-    if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.Flatten)):
+    if isinstance(module, (nn.MaxPool2d, nn.Flatten)):
         return module
     raise ValueError(f"no QAT layer for {type(module).__name__}")
 
