@@ -1,7 +1,7 @@
 """`build.py export`: a ResMLP checkpoint (float, QAT or reference .bin) or a random init -> QONNX file.
 
     python build.py export --checkpoint CKPT --out model.onnx [--bits 8]
-    python build.py export --variant {relu,lerp_psa,bspline} --hidden-factor F --dataset {cifar10,digits}
+    python build.py export --variant {relu,gelu,lerp_psa,bspline} --hidden-factor F --dataset {cifar10,digits}
                            --random-init --out model.onnx [--bits 8]
 
 A float checkpoint is converted to its QAT form (export.qat) and its quantizer ranges calibrated on a few training

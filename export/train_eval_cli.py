@@ -25,7 +25,7 @@ from psa_finn.export.quant_resmlp import QuantResMLP
 from psa_finn.models.cli import torch_device
 from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, DatasetNotFoundError, load_dataset
 from psa_finn.models.evaluation import dataset_of_config, evaluate, find_reference_models, format_accuracy_table
-from psa_finn.models.resmlp import ResMLP
+from psa_finn.models.resmlp import VARIANTS, ResMLP
 from psa_finn.models.training import CHECKPOINT_NAME, TrainSettings, Trainer
 
 ONNX_DEFAULT_DATASET = "digits"  # an ONNX file does not say its dataset; --dataset overrides
@@ -56,7 +56,7 @@ def _add_data_arguments(parser) -> None:
 
 
 def _add_train_arguments(parser) -> None:
-    parser.add_argument("--variant", choices=("relu", "lerp_psa", "bspline"), default="lerp_psa")
+    parser.add_argument("--variant", choices=VARIANTS, default="lerp_psa")
     parser.add_argument("--hidden-factor", type=float, default=1.0, help="MLP hidden width = embed-dim * factor")
     parser.add_argument("--embed-dim", type=int, default=96)
     parser.add_argument("--depth", type=int, default=4, help="number of ResMLP blocks")
