@@ -16,9 +16,9 @@ the float model by module replacement (`QuantResMLP.from_float`), with the affin
     logits = classifier(pool_quant(mean over tokens of x))          final BN folded into the classifier; no output
                                                                     quantizer, so the dequantisation stays on the host
 Every learnable 1-D function (and the GELU) therefore reads a quantizer (the residual stream's or its own input
-quantizer) and feeds its own output quantizer: the lowering tabulates it. All scales are powers of two (nn.quantizers) and every Linear's bias sits on its
-accumulator grid (`AccumulatorBiasQuant`), so `forward` equals the exported graph, and FINN's integer thresholds
-equal both, bit for bit.
+quantizer) and feeds its own output quantizer: the lowering tabulates it. All scales are powers of two
+(nn.quantizers) and every Linear's bias sits on its accumulator grid (`AccumulatorBiasQuant`), so `forward` equals
+the exported graph, and FINN's integer thresholds equal both, bit for bit.
 """
 
 import torch

@@ -184,7 +184,8 @@ def test_trained_activation_network_builds_on_hardware_bit_exactly(trained, tmp_
     lowered_logits = run_onnx(tmp_path / "build" / "intermediate_models" / "step_lower_lerp_psa.onnx", x_test)
     np.testing.assert_array_equal(lowered_logits.argmax(1), logits.argmax(1).numpy())
     accuracies = dict(accuracies, lowered=accuracy(lowered_logits, y_test))
-    print(f"\n{network} {config}: accuracy {', '.join(f'{k} {v:.2f}' for k, v in accuracies.items())}, {summary['fps']:.0f} FPS, LUT {summary['lut']}, "
+    scores = ", ".join(f"{kind} {value:.2f}" for kind, value in accuracies.items())
+    print(f"\n{network} {config}: accuracy {scores}, {summary['fps']:.0f} FPS, LUT {summary['lut']}, "
           f"DSP {summary['dsp']}, BRAM18 {summary['bram18']}, {summary['build_time_s']} s build "
           f"({seconds:.1f} s wall with the CLI start), lowered: "
           f"{[(node['node'], node['form'], node['channels']) for node in lowered]}")

@@ -146,7 +146,8 @@ def test_graph_is_what_finn_needs(variant, digits, tmp_path):
         assert np.array_equal(model.get_initializer(node.input[1]), table)
         attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         assert attributes == {"grid_range": pytest.approx(4.0), "channel_axis": -1}
-    assert [len(n.input) for n in luts] == ([] if variant in FIXED_ACTIVATION else [4, 2] * 2)  # BN affine: first LUT only
+    # the BN affine folds into the first LUT of each channel mixer only
+    assert [len(n.input) for n in luts] == ([] if variant in FIXED_ACTIVATION else [4, 2] * 2)
 
 
 def test_evaluate_onnx_scores_like_the_torch_model(digits, tmp_path):
