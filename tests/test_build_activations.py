@@ -114,6 +114,7 @@ def silu_cnn(path, digits):
     """Train the SiLU CNN (float, then 8-bit QAT from its weights), export it to `path`; (accuracies, 8-bit test
     logits)."""
     x_train, y_train, x_test, y_test = digits
+    torch.manual_seed(0)
     float_model = train(SiLUCNN(quantized=False), x_train, y_train, epochs=6, lr=0.01)
     model = SiLUCNN(quantized=True)
     model.load_state_dict(float_model.state_dict(), strict=False)
