@@ -2,22 +2,26 @@
 
     python build.py build --model model.onnx --config build_configs/unrolled.yaml --out DIR
 
-runs the config's steps through finn-plus's `build_dataflow_cfg` (an exported model is lowered by the first step),
-leaving finn-plus's DIR/report/*.json, DIR/intermediate_models/ and build log, then writes DIR/summary.json. Without
-Vivado the steps that need it are skipped and listed. Exit status: 0 when every node but host-side pre/post-processing
-is on the hardware, 1 when some node stays off it (they are named), 2 when the build itself fails.
+checks the model (transforms/model_file.py), the config and --stop-step (config_check.py) first, then runs the
+config's steps through finn-plus's `build_dataflow_cfg` (an exported model is lowered by the first step) in a
+temporary sibling of DIR, leaving finn-plus's report/*.json, intermediate_models/ and build log, and summary.json.
+Only a complete build replaces DIR: after bad input, a failed build, Ctrl-C or kill -9 the previous build in DIR is
+as it was (a failed build's files go to DIR.failed/ beside it, or to DIR when there was none). Without Vivado the
+steps that need it are skipped and listed. Exit status (common/cli_errors.py): 0 when every node but host-side
+pre/post-processing is on the hardware, 1 when some node stays off it (they are named), 2 on bad input or a build
+that finn-plus cannot complete, 3 when DIR cannot be written.
 """
 
-import shutil
-import sys
 import time
 from pathlib import Path
 
 from psa_finn.build_configs import finn_shims
+from psa_finn.common.cli_errors import BadInput, NotOnHardware
+from psa_finn.common.output_paths import commit_directory, discard_directory, staging_directory
 
 SUMMARY = "summary.json"
-EXIT_OFF_HW = 1
-EXIT_BUILD_FAILED = 2
+BUILD_LOG = "build_dataflow.log"
+FAILED_SUFFIX = ".failed"
 
 
 def add_arguments(parser, command):
@@ -34,16 +38,6 @@ def _print(msg=""):
     print(msg, flush=True)
 
 
-def _load_config(config_path, out_dir, stop_step):
-    from finn.builder.build_dataflow_config import DataflowBuildConfig
-
-    cfg = DataflowBuildConfig.construct_from(config_path.resolve())
-    cfg.output_dir = str(out_dir)
-    if stop_step is not None:
-        cfg.stop_step = stop_step
-    return cfg
-
-
 def _report_failure(out_dir):
     """After a failed build: the nodes the last saved model left off the hardware, once HW conversion has run."""
     from qonnx.core.modelwrapper import ModelWrapper
@@ -57,49 +51,96 @@ def _report_failure(out_dir):
     return partition_nodes(ModelWrapper(str(saved[-1])))[1]
 
 
-def run_build(model_path, config_path, out_dir, stop_step=None):
-    """Build; return (exit status, summary dict or None)."""
-    model_path, config_path, out_dir = Path(model_path).resolve(), Path(config_path), Path(out_dir).resolve()
-    if not model_path.is_file():
-        _print(f"error: model {model_path} does not exist (export one with `python build.py export`)")
-        return EXIT_BUILD_FAILED, None
-    if not config_path.is_file():
-        _print(f"error: build config {config_path} does not exist (see build_configs/*.yaml)")
-        return EXIT_BUILD_FAILED, None
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not (out_dir / "build_dataflow.log").exists():
-            _print(f"error: {out_dir} exists and is not a build directory; choose a new --out")
-            return EXIT_BUILD_FAILED, None
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    finn_shims.boot_finn(out_dir)
+def is_finished_build(path: Path) -> bool:
+    """Whether `path` holds a build that `build.py build` completed (its summary.json)."""
+    return (path / SUMMARY).is_file()
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """BadInput unless --out is new, empty, or a build directory (finished or failed) that a build may replace."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"--out {out_dir} is a file; pass a folder for the build")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (is_finished_build(out_dir)
+                                                             or (out_dir / BUILD_LOG).is_file()):
+        raise BadInput(f"--out {out_dir} exists and is not a build directory (no {SUMMARY} or {BUILD_LOG}); "
+                       f"choose a new or empty --out")
+
+
+def _keep_failed(staging: Path, out_dir: Path) -> Path:
+    """Where the files of a failed build go: DIR when it holds no finished build, else DIR.failed beside it."""
+    target = out_dir if not is_finished_build(out_dir) else out_dir.with_name(out_dir.name + FAILED_SUFFIX)
+    if target.exists() and any(target.iterdir()) and not (target / BUILD_LOG).is_file():
+        discard_directory(staging)
+        return staging
+    return commit_directory(staging, target)
+
+
+def _run_finn(model_path, config_path, cfg, staging: Path, stop_step):
+    """Boot finn-plus for `staging`, check the steps, run the build there; returns (status, skipped steps)."""
+    finn_shims.boot_finn(staging)
     from finn.builder.build_dataflow import build_dataflow_cfg
     from finn.builder.build_dataflow_config import default_build_dataflow_steps
 
-    from psa_finn.build_configs.summary import build_summary
-    from psa_finn.common.atomic_files import write_json_atomic
+    from psa_finn.build_configs.config_check import check_steps
 
-    cfg = _load_config(config_path, out_dir, stop_step)
+    cfg.output_dir = str(staging)
+    if stop_step is not None:
+        cfg.stop_step = stop_step
     cfg.steps, skipped = finn_shims.vivado_less_steps(cfg.steps or default_build_dataflow_steps)
+    check_steps(cfg, config_path, stop_step, skipped)
     for entry in skipped:
         _print(f"skipping {entry['step']}: {entry['reason']}")
     with finn_shims.contained_vivado_root():
-        status = build_dataflow_cfg(str(model_path), cfg)
-    if status != 0:
-        off_hw = _report_failure(out_dir)
-        if off_hw:
-            _print(f"error: nodes left off the hardware: {', '.join(off_hw)}")
-            return EXIT_OFF_HW, None
-        _print(f"error: finn-plus build failed (status {status}); see {out_dir / 'build_dataflow.log'}")
-        return EXIT_BUILD_FAILED, None
-    summary = build_summary(out_dir, model_path=model_path, config_path=config_path, cfg=cfg,
-                            skipped_steps=skipped, build_time_s=time.time() - started)
-    write_json_atomic(out_dir / SUMMARY, summary)
+        return build_dataflow_cfg(str(model_path), cfg), skipped
+
+
+def run_build(model_path, config_path, out_dir, stop_step=None) -> dict:
+    """Check everything, build, and put the build in place of `out_dir`; returns the summary dict.
+
+    Raises BadInput (bad model, config, --stop-step or --out; a build finn-plus cannot complete), NotOnHardware
+    (nodes left off the hardware; the build is kept) or EnvironmentFailure (--out cannot be written)."""
+    from psa_finn.build_configs.config_check import load_build_config
+    from psa_finn.transforms.model_file import read_model_file
+
+    model_path, config_path, out_dir = Path(model_path).resolve(), Path(config_path), Path(out_dir).resolve()
+    read_model_file(model_path)
+    cfg = load_build_config(config_path)
+    check_replaceable(out_dir)
+    staging = staging_directory(out_dir)
+    started = time.time()
+    try:
+        status, skipped = _run_finn(model_path, config_path, cfg, staging, stop_step)
+        if status != 0:
+            off_hw = _report_failure(staging)
+            kept = _keep_failed(staging, out_dir)
+            previous = f"; the previous build in {out_dir} is kept" if kept != out_dir else ""
+            if off_hw:
+                raise NotOnHardware(f"nodes left off the hardware: {', '.join(off_hw)} (log {kept / BUILD_LOG}"
+                                    f"{previous})")
+            raise BadInput(f"finn-plus could not build {model_path} (status {status}); see {kept / BUILD_LOG}"
+                           f"{previous}")
+        from psa_finn.build_configs.summary import build_summary
+        from psa_finn.common.atomic_files import write_json_atomic
+
+        summary = build_summary(staging, model_path=model_path, config_path=config_path, cfg=cfg,
+                                skipped_steps=skipped, build_time_s=time.time() - started)
+        write_json_atomic(staging / SUMMARY, summary)
+        commit_directory(staging, out_dir)
+    except BaseException:
+        discard_directory(staging)
+        raise
+    _print_summary(summary, out_dir)
+    if not summary["all_nodes_on_hw"]:
+        raise NotOnHardware(f"nodes left off the hardware: {', '.join(summary['off_hw_nodes'])} (the build is in "
+                            f"{out_dir})")
+    return summary
+
+
+def _print_summary(summary: dict, out_dir: Path) -> None:
     if summary["fps"] is None:
         _print(f"summary: {out_dir / SUMMARY} (no estimate reports: the build stopped before "
                f"step_generate_estimate_reports)")
-        return 0, summary
+        return
     _print(f"{summary['config_name']}: {summary['fps']:.0f} FPS, latency {summary['latency_ns'] / 1e3:.1f} us, "
            f"LUT {summary['lut']}, DSP {summary['dsp']}, BRAM18 {summary['bram18']}, URAM {summary['uram']} "
            f"(bottleneck {summary['max_cycles_node']}: {summary['max_cycles']} cycles)")
@@ -107,12 +148,8 @@ def run_build(model_path, config_path, out_dir, stop_step=None):
         _print(f"note: stock estimates are zero for {', '.join(summary['zero_estimate_ops'])}; FIFOs are not "
                f"counted: the totals undercount")
     _print(f"summary: {out_dir / SUMMARY} ({summary['build_time_s']} s)")
-    if not summary["all_nodes_on_hw"]:
-        _print(f"error: nodes left off the hardware: {', '.join(summary['off_hw_nodes'])}")
-        return EXIT_OFF_HW, summary
-    return 0, summary
 
 
 def run(args, command):
-    status, _ = run_build(args.model, args.config, args.out, args.stop_step)
-    return status
+    run_build(args.model, args.config, args.out, args.stop_step)
+    return 0

@@ -9,8 +9,8 @@ calibration pass and are learned during QAT; weight ranges follow the weights (m
 from brevitas.quant.fixed_point import (Int8ActPerTensorFixedPoint, Int8WeightPerChannelFixedPoint,
                                         Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint)
 
-MIN_BITS = 2
-MAX_BITS = 8
+from psa_finn.common.bit_widths import MAX_BITS, MIN_BITS
+
 DEFAULT_BITS = 8
 
 
