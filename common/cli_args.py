@@ -5,6 +5,16 @@ import argparse
 import math
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's `(default: X)` after each help text, except where the text gives the default itself, there is
+    none, or the flag is a switch (a default that depends on other flags is spelled out in the help)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _number(text: str, kind):
     try:
         value = kind(text)

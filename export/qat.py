@@ -21,6 +21,7 @@ from psa_finn.common.atomic_files import atomic_path
 from psa_finn.export.quant_resmlp import QuantLerpPSA, QuantResMLP
 from psa_finn.export.quantizers import DEFAULT_BITS, check_bits
 from psa_finn.models.checkpoint import read_torch_file
+from psa_finn.models.finite_parameters import check_finite_parameters
 from psa_finn.common.grid import BSPLINE_GRID_RANGE, BSPLINE_GRID_SIZE, LERP_GRID_RANGE, LERP_GRID_SIZE
 from psa_finn.models.resmlp import ResMLP, build_model
 
@@ -29,15 +30,6 @@ LUT_GRID = {"relu": (LERP_GRID_SIZE, LERP_GRID_RANGE), "lerp_psa": (LERP_GRID_SI
             "bspline": (BSPLINE_GRID_SIZE, BSPLINE_GRID_RANGE)}
 IDENTITY_ATOL = RemoveIdentityOps().atol   # qonnx's test: numpy.isclose(values, identity, atol=IDENTITY_ATOL).all()
 IDENTITY_RTOL = 1e-5                       # (numpy's default rtol)
-
-
-def check_finite_parameters(model: torch.nn.Module, what: str):
-    """ValueError naming the first parameter or buffer of `model` holding NaN or inf."""
-    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise ValueError(f"{what}: '{name}' has {bad} non-finite value(s) (NaN or inf); retrain or restore "
-                             f"the checkpoint from an earlier finite one")
 
 
 def batchnorm_affine(norm):

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 
 from psa_finn.common.atomic_files import atomic_path
+from psa_finn.common.cli_errors import BadInput
+from psa_finn.models.finite_parameters import check_finite_parameters
 from psa_finn.models.resmlp import ResMLP, build_model
 
 CHECKPOINT_FORMAT = "psa-finn"
@@ -30,6 +32,8 @@ def save_checkpoint(path, model: ResMLP, **extra):
 def read_torch_file(path):
     """`torch.load(path, weights_only=True)` on CPU, with errors that name the file and what is wrong with it."""
     path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"{path} is a directory; pass the checkpoint file in it (e.g. {path / 'model.pt'})")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
@@ -55,5 +59,6 @@ def load_checkpoint(path):
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, ValueError) as err:
         raise ValueError(f"{path}: weights do not fit the stored config {payload['config']}: {err}") from err
+    check_finite_parameters(model, str(path))
     extra = {k: v for k, v in payload.items() if k not in RESERVED_KEYS}
     return model.eval(), extra

@@ -7,13 +7,15 @@
 """
 
 import argparse
-import sys
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, DatasetNotFoundError, load_dataset
+from psa_finn.common.cli_args import (DefaultsHelpFormatter, non_negative_float, non_negative_int, positive_float,
+                                      positive_int, unit_fraction)
+from psa_finn.common.cli_errors import BadInput, EnvironmentFailure
+from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, load_dataset
 from psa_finn.models.training import CHECKPOINT_NAME, TrainSettings, Trainer
 
 ONNX_DEFAULT_DATASET = "digits"  # an ONNX file does not say its dataset; --dataset overrides
@@ -34,13 +36,35 @@ SETTING_HELP = {
     "bspline_lambda": "weight of the TV2 regulariser (B-spline models)",
     "seed": "seed of init, shuffling, augmentation",
 }
+# TrainSettings field -> argument type (a bad value is a one-line error naming the flag, before any work).
+SETTING_TYPES = {"epochs": non_negative_int, "kt_epochs": non_negative_int, "batch_size": positive_int,
+                 "test_batch_size": positive_int, "lr": positive_float, "kt_lr": positive_float,
+                 "spline_lr": positive_float, "kd_temperature": positive_float, "kd_alpha": unit_fraction,
+                 "weight_decay": non_negative_float, "kt_weight_decay": non_negative_float,
+                 "eta_min": non_negative_float, "bspline_lambda": non_negative_float, "seed": int}
+# Defaults that depend on --dataset: the small digits recipe of the demo (about 94% for LERP-PSA h=1 in a minute on
+# CPU) and the reference's CIFAR-10/SVHN recipe (TrainSettings and the ResMLP's own defaults).
+DATASET_DEFAULTS = {"digits": dict(embed_dim=32, depth=2, epochs=30, batch_size=64),
+                    "cifar10": dict(embed_dim=96, depth=4, epochs=TrainSettings.epochs,
+                                    batch_size=TrainSettings.batch_size)}
+DATASET_DEFAULTS["svhn"] = DATASET_DEFAULTS["cifar10"]
+TRAIN_EXAMPLE = ("Small run on digits (built in, about a minute on 2 CPU cores, ~94% test accuracy): build.py train "
+                 "--variant lerp_psa --hidden-factor 1 --out out/lerp_psa. Then: train --qat --init "
+                 "out/lerp_psa/model.pt --epochs 5 --out out/lerp_psa_qat; export; lower; build (see README).")
+MODEL_DEFAULTS = {"variant": "lerp_psa", "hidden_factor": 1.0}
+MODEL_FLAGS = ("variant", "hidden_factor", "embed_dim", "depth")
+
+
+def _dataset_default_help(key: str) -> str:
+    return ", ".join(f"{DATASET_DEFAULTS[name][key]} on {name}" for name in ("digits", "cifar10")) + " and svhn"
 
 
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available in this torch build/machine; use --device cpu")
+        raise EnvironmentFailure(f"--device {name}: CUDA is not available in this torch build/machine; use "
+                                 f"--device cpu")
     return torch.device(name)
 
 
@@ -52,23 +76,34 @@ def _add_data_arguments(parser) -> None:
 
 
 def _add_train_arguments(parser) -> None:
-    parser.add_argument("--variant", choices=("relu", "lerp_psa", "bspline"), default="lerp_psa")
-    parser.add_argument("--hidden-factor", type=float, default=1.0, help="MLP hidden width = embed-dim * factor")
-    parser.add_argument("--embed-dim", type=int, default=96)
-    parser.add_argument("--depth", type=int, default=4, help="number of ResMLP blocks")
+    parser.add_argument("--variant", choices=("relu", "lerp_psa", "bspline"), default=None,
+                        help=f"activation of the ResMLP (default: {MODEL_DEFAULTS['variant']})")
+    parser.add_argument("--hidden-factor", type=positive_float, default=None,
+                        help=f"MLP hidden width = int(embed-dim * factor) (default: {MODEL_DEFAULTS['hidden_factor']})")
+    parser.add_argument("--embed-dim", type=positive_int, default=None,
+                        help=f"embedding width (default: {_dataset_default_help('embed_dim')})")
+    parser.add_argument("--depth", type=positive_int, default=None,
+                        help=f"number of ResMLP blocks (default: {_dataset_default_help('depth')})")
     parser.add_argument("--dataset", choices=sorted(DATASET_GEOMETRY), default="digits",
-                        help="digits (built in, offline; default), cifar10 or svhn (from --data-dir)")
-    parser.add_argument("--out", required=True, help=f"output folder; {CHECKPOINT_NAME} is rewritten every epoch")
+                        help="digits (built in, offline), cifar10 or svhn (from --data-dir)")
+    parser.add_argument("--out", required=True,
+                        help=f"output folder; {CHECKPOINT_NAME} is rewritten every epoch. An existing run there needs "
+                             f"--resume (continue) or --force (start over)")
     parser.add_argument("--teacher", help="teacher checkpoint (.pt or reference .bin) for --kd / --kt-epochs")
     parser.add_argument("--init", help="start from the weights of this float checkpoint (.pt or reference .bin) "
-                                       "instead of a random init; --variant/--hidden-factor/... then come from it")
+                                       "instead of a random init; the model (--variant, --hidden-factor, --embed-dim, "
+                                       "--depth) then comes from it, and a flag that disagrees is an error")
     parser.add_argument("--qat", action="store_true",
                         help="quantization-aware fine-tuning of the QAT twin of --init (export.qat) with this loop")
     parser.add_argument("--bits", type=int, default=8, help="weight and activation bits of the QAT twin")
-    parser.add_argument("--calibration-batches", type=int, default=4,
+    parser.add_argument("--calibration-batches", type=positive_int, default=4,
                         help="unaugmented training batches that calibrate the QAT activation ranges")
-    parser.add_argument("--resume", action="store_true", help=f"continue from OUT/{CHECKPOINT_NAME} if present")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help=f"continue from OUT/{CHECKPOINT_NAME} if present")
+    resume.add_argument("--force", action="store_true",
+                        help=f"start over even if OUT/{CHECKPOINT_NAME} exists (replaced at the first saved epoch)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars or per-epoch lines (bars are drawn only on a terminal anyway)")
     defaults = TrainSettings()
     for field in fields(TrainSettings):
         flag = "--" + SETTING_FLAGS.get(field.name, field.name.replace("_", "-"))
@@ -76,10 +111,13 @@ def _add_train_arguments(parser) -> None:
         if isinstance(default, bool):
             parser.add_argument(flag, dest=field.name, action="store_true", help=SETTING_HELP[field.name])
         elif field.name == "lr":
-            parser.add_argument(flag, dest="lr", type=float, default=None,
+            parser.add_argument(flag, dest="lr", type=positive_float, default=None,
                                 help=f"{SETTING_HELP['lr']} (default: {default}, or {QAT_LR} with --qat)")
+        elif field.name in ("epochs", "batch_size"):
+            parser.add_argument(flag, dest=field.name, type=SETTING_TYPES[field.name], default=None,
+                                help=f"{SETTING_HELP[field.name]} (default: {_dataset_default_help(field.name)})")
         else:
-            parser.add_argument(flag, dest=field.name, type=type(default), default=default,
+            parser.add_argument(flag, dest=field.name, type=SETTING_TYPES[field.name], default=default,
                                 help=SETTING_HELP[field.name])
     _add_data_arguments(parser)
 
@@ -91,7 +129,7 @@ def _add_eval_arguments(parser) -> None:
                        help="reference output tree (baseline/, bspline_65_1e-5/, lerp_psa_64/ with h_*_model.bin)")
     parser.add_argument("--dataset", choices=sorted(DATASET_GEOMETRY),
                         help="test split to use (default: the checkpoint's dataset, or the one its geometry implies)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
     _add_data_arguments(parser)
 
 
@@ -103,44 +141,86 @@ def _add_bench_arguments(parser) -> None:
     parser.add_argument("--json", help="write the measured figures to this JSON file")
     accuracy = parser.add_argument_group("accuracy (ResMLP variants on digits, accuracy vs hidden factor)")
     accuracy.add_argument("--plot", help="PNG of accuracy against hidden factor with error bars")
-    accuracy.add_argument("--seeds", type=int, default=AccuracyBenchConfig.seeds,
+    accuracy.add_argument("--seeds", type=positive_int, default=AccuracyBenchConfig.seeds,
                           help="seeds per variant and hidden factor")
-    accuracy.add_argument("--epochs", type=int, default=AccuracyBenchConfig.epochs, help="student epochs")
-    accuracy.add_argument("--teacher-epochs", type=int, default=AccuracyBenchConfig.teacher_epochs,
+    accuracy.add_argument("--epochs", type=positive_int, default=AccuracyBenchConfig.epochs, help="student epochs")
+    accuracy.add_argument("--teacher-epochs", type=non_negative_int, default=AccuracyBenchConfig.teacher_epochs,
                           help="epochs of the ReLU teacher the students distil from (0: plain CE, no teacher)")
-    accuracy.add_argument("--embed-dim", type=int, default=AccuracyBenchConfig.embed_dim, help="ResMLP width D")
-    accuracy.add_argument("--depth", type=int, default=AccuracyBenchConfig.depth, help="ResMLP blocks")
-    accuracy.add_argument("--lr", type=float, default=AccuracyBenchConfig.lr, help="AdamW learning rate (all runs)")
+    accuracy.add_argument("--embed-dim", type=positive_int, default=AccuracyBenchConfig.embed_dim,
+                          help="ResMLP width D")
+    accuracy.add_argument("--depth", type=positive_int, default=AccuracyBenchConfig.depth, help="ResMLP blocks")
+    accuracy.add_argument("--lr", type=positive_float, default=AccuracyBenchConfig.lr,
+                          help="AdamW learning rate (all runs)")
     kernels = parser.add_argument_group("kernels (Linear + activation x4 training steps, REFERENCE_SPEC 7)")
-    kernels.add_argument("--scale", type=float, default=DEFAULT_SCALE,
+    kernels.add_argument("--scale", type=positive_float, default=DEFAULT_SCALE,
                          help="fraction of the reference 8192 rows (16 x 512 tokens) of 768 channels")
-    kernels.add_argument("--repeats", type=int, default=KERNEL_REPEATS, help="timed training steps per variant")
+    kernels.add_argument("--repeats", type=positive_int, default=KERNEL_REPEATS,
+                         help="timed training steps per variant")
     kernels.add_argument("--variants", default=",".join(KERNEL_VARIANTS),
                          help="comma-separated subset to measure (e.g. leave out psa at --scale 1: its exact "
                               "[rows, C, E] intermediates take about 4 GB)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="CPU threads for torch (1: steadier timings and no spinning on a shared machine; the "
                              "accuracy bench's small models gain nothing from more)")
 
 
 def add_arguments(parser, command: str) -> None:
     """Options of `build.py train | eval | bench`."""
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.formatter_class = DefaultsHelpFormatter
     {"train": _add_train_arguments, "eval": _add_eval_arguments, "bench": _add_bench_arguments}[command](parser)
+    if command == "train":
+        parser.epilog = f"{TRAIN_EXAMPLE} {parser.epilog or ''}"
 
 
 def _load_float_model(path, dataset: str, option: str):
-    """A float model from `path` whose input geometry fits `dataset` (SystemExit naming `option` otherwise)."""
+    """A float ResMLP from `path` whose input geometry fits `dataset` (BadInput naming `option` otherwise)."""
+    from psa_finn.models import ResMLP
     from psa_finn.models.evaluation import load_model_file
 
     model, _ = load_model_file(path)
+    if not isinstance(model, ResMLP):
+        bits = getattr(model, "bits", None)
+        raise BadInput(f"{option} {path} is a QAT checkpoint ({bits}-bit); {option} takes a float checkpoint (the "
+                       f"one the QAT run started from; to continue a QAT run use --resume with its --out)")
     geometry = DATASET_GEOMETRY[dataset].model_kwargs()
     mismatch = {k: (model.config[k], v) for k, v in geometry.items() if model.config[k] != v}
     if mismatch:
-        raise SystemExit(f"{option} {path}: its input geometry {mismatch} (model, {dataset}) does not fit "
-                         f"--dataset {dataset}")
+        raise BadInput(f"{option} {path}: its input geometry {mismatch} (model, {dataset}) does not fit "
+                       f"--dataset {dataset}")
     return model
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_init_flags(args, config: dict) -> None:
+    """BadInput when a model flag given with --init disagrees with the checkpoint's model."""
+    given = {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name) is not None}
+    wrong = [f"{_flag(name)} {value} (it holds {config[name]})" for name, value in given.items()
+             if value != config[name]]
+    if wrong:
+        raise BadInput(f"--init {args.init} holds another model than {', '.join(wrong)}; drop those flags (the model "
+                       f"comes from the checkpoint) or pass the checkpoint you meant")
+
+
+def _resolve_defaults(args) -> None:
+    """Fill the flags left unset: --lr by --qat, the model flags and --epochs/--batch-size by --dataset."""
+    if args.lr is None:
+        args.lr = QAT_LR if args.qat else TrainSettings.lr
+    for name, value in DATASET_DEFAULTS[args.dataset].items():
+        if getattr(args, name) is None and (args.init is None or name not in MODEL_FLAGS):
+            setattr(args, name, value)
+    if args.init is None:
+        for name, value in MODEL_DEFAULTS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
+        if int(args.embed_dim * args.hidden_factor) < 1:
+            raise BadInput(f"--hidden-factor {args.hidden_factor:g} with --embed-dim {args.embed_dim} gives a hidden "
+                           f"width of int({args.embed_dim} * {args.hidden_factor:g}) = 0; raise either")
+    if args.epochs + args.kt_epochs == 0:
+        raise BadInput("--epochs 0 (and no --kt-epochs) trains nothing; pass --epochs N with N >= 1")
 
 
 def _student(args, data):
@@ -149,11 +229,12 @@ def _student(args, data):
 
     if args.init is None:
         if args.qat:
-            raise SystemExit("--qat fine-tunes a trained float model: pass it with --init CHECKPOINT")
+            raise BadInput("--qat fine-tunes a trained float model: pass it with --init CHECKPOINT")
         torch.manual_seed(args.seed)
         return ResMLP(args.variant, args.hidden_factor, embed_dim=args.embed_dim, depth=args.depth,
                       **DATASET_GEOMETRY[args.dataset].model_kwargs())
     model = _load_float_model(args.init, args.dataset, "--init")
+    _check_init_flags(args, model.config)
     if not args.qat:
         return model.train()
     from psa_finn.export.qat import to_qat_model
@@ -162,8 +243,11 @@ def _student(args, data):
 
 
 def run_train(args) -> int:
-    if args.lr is None:
-        args.lr = QAT_LR if args.qat else TrainSettings.lr
+    _resolve_defaults(args)
+    if args.qat:
+        from psa_finn.export.quantizers import check_bits
+
+        check_bits(args.bits)
     settings = TrainSettings(**{f.name: getattr(args, f.name) for f in fields(TrainSettings)})
     device = _device(args.device)
     data = load_dataset(args.dataset, args.data_dir, args.download)
@@ -177,7 +261,7 @@ def run_train(args) -> int:
     trainer = Trainer(model, data, settings, args.out, teacher=teacher, device=device,
                       progress=not args.no_progress,
                       checkpoint_extra={"dataset": args.dataset, "teacher": args.teacher, "init": args.init}, **io)
-    history = trainer.run(resume=args.resume)
+    history = trainer.run(resume=args.resume, overwrite=args.force)
     if history:
         final = history[-1]
         kind = f"QAT {args.bits}-bit " if args.qat else ""
@@ -230,8 +314,6 @@ def run_bench(args) -> int:
     from psa_finn.models.bench_kernels import run_kernel_bench
 
     device = _device(args.device)
-    if args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     if args.benchmark == "accuracy":
         config = AccuracyBenchConfig(seeds=args.seeds, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
@@ -244,9 +326,5 @@ def run_bench(args) -> int:
 
 
 def run(args, command: str) -> int:
-    """Dispatch `build.py train | eval | bench`; data and input errors end with their message, exit status 2."""
-    try:
-        return {"train": run_train, "eval": run_eval, "bench": run_bench}[command](args)
-    except (DatasetNotFoundError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """Dispatch `build.py train | eval | bench`; errors go to build.py (one line, exit code by kind)."""
+    return {"train": run_train, "eval": run_eval, "bench": run_bench}[command](args)

@@ -55,7 +55,7 @@ def dataset_of_config(config: dict) -> str:
 def load_model_file(path):
     """(model, dataset name or None) from our float or QAT `.pt` checkpoint or a reference `.bin` state dict."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".bin":
         return load_reference_checkpoint(path), None

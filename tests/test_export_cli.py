@@ -45,7 +45,7 @@ def test_float_and_qat_checkpoints_export(tmp_path):
 
 def error_of(capsys, *args):
     assert export(*args) == 2
-    return capsys.readouterr().out
+    return capsys.readouterr().err
 
 
 def test_bits_outside_2_to_8(tmp_path, capsys):

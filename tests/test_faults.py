@@ -526,7 +526,7 @@ def test_export_of_a_float_checkpoint_says_it_calibrates(tmp_path, capsys, files
 
 
 def test_usage_errors_are_one_line(capsys):
-    expect_error(capsys, 2, "train", "--no-such-flag", names=["--no-such-flag"])
+    expect_error(capsys, 2, "train", "--out", "x", "--no-such-flag", names=["--no-such-flag"])
     expect_error(capsys, 2, "lower", "--model", "x.onnx", names=["--out"])
 
 

@@ -188,6 +188,6 @@ def test_cli_qat_fine_tunes_resumes_and_evaluates(tmp_path, capsys):
     assert f"accuracy {accuracy:.2f}%" in capsys.readouterr().out
 
 
-def test_cli_qat_needs_an_init_checkpoint(tmp_path):
-    with pytest.raises(SystemExit, match="--init"):
-        build.main(["train", "--qat", "--out", str(tmp_path), "--no-progress"])
+def test_cli_qat_needs_an_init_checkpoint(tmp_path, capsys):
+    assert build.main(["train", "--qat", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "--qat fine-tunes a trained float model: pass it with --init" in capsys.readouterr().err
