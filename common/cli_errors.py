@@ -79,7 +79,7 @@ def sigterm_as_interrupt():
     `atomic_files` removes its temporary files and finished outputs stay as they were."""
 
     def handler(signum, frame):
-        raise Terminated("terminated (SIGTERM)")
+        raise Terminated("interrupted (SIGTERM)")
 
     if threading.current_thread() is not threading.main_thread():
         yield
