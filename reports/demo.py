@@ -86,11 +86,11 @@ def demo_stages(out_dir: Path, settings: DemoSettings) -> list:
         stages.append(Stage(f"train_{name}", ("train", *size, "--variant", model.variant, "--hidden-factor",
                                               str(model.hidden_factor), "--epochs", str(settings.epochs),
                                               "--batch-size", str(settings.batch_size),
-                                              "--out", str(p["float"].parent)), outputs=(p["float"],)))
+                                              "--out", str(p["float"].parent), "--force"), outputs=(p["float"],)))
         stages.append(Stage(f"qat_{name}", ("train", "--dataset", "digits", "--qat", "--init", str(p["float"]),
                                             "--epochs", str(settings.qat_epochs), "--lr", str(settings.qat_lr),
                                             "--batch-size", str(settings.batch_size),
-                                            "--out", str(p["qat"].parent)),
+                                            "--out", str(p["qat"].parent), "--force"),
                             inputs=(p["float"],), outputs=(p["qat"],), after=(f"train_{name}",)))
         stages.append(Stage(f"export_{name}", ("export", "--checkpoint", str(p["qat"]), "--out", str(p["onnx"])),
                             inputs=(p["qat"],), outputs=(p["onnx"],), after=(f"qat_{name}",)))
