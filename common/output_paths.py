@@ -28,7 +28,7 @@ def require_input_file(path, flag: str, what: str = "file") -> Path:
     if path.is_dir():
         raise BadInput(f"{flag} {path} is a directory; pass the {what} file itself")
     if not path.is_file():
-        raise BadInput(f"{flag} {path}: no such {what}")
+        raise BadInput(f"{flag} {path}: no such file (a {what} is expected)")
     return path
 
 

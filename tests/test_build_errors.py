@@ -81,4 +81,4 @@ def test_missing_model_is_a_clear_error(tmp_path):
                              "--config", "build_configs/unrolled.yaml", "--out", str(tmp_path / "out")],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
-    assert f"build.py build: error: --model {tmp_path / 'nope.onnx'}: no such ONNX model" in result.stderr
+    assert f"build.py build: error: --model {tmp_path / 'nope.onnx'}: no such file" in result.stderr

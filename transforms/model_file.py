@@ -96,7 +96,7 @@ def read_model_file(path, flag: str = "--model"):
     try:
         model = ModelWrapper(str(path))
     except Exception as err:
-        raise BadInput(f"{flag} {path} is not a readable ONNX model ({type(err).__name__}: "
+        raise BadInput(f"{flag} {path} is not an ONNX model or is truncated ({type(err).__name__}: "
                        f"{' '.join(str(err).split())[:120]}); pass the .onnx file written by `build.py export` (a .pt "
                        f"checkpoint is exported first)") from err
     if not model.graph.node:
