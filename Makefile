@@ -16,6 +16,6 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
 # JupyterLab on notebooks/ (they read out/demo/, or the folder in PSA_FINN_DEMO_DIR). It prints the URL to open;
-# on a machine without a browser pass JUPYTER_ARGS="--no-browser --ip=127.0.0.1 --port=8888".
+# on a machine without a browser pass JUPYTER_ARGS="--no-browser --port=8888". Jupyter refuses root unless told.
 notebooks: setup
-	$(PY) -m jupyterlab --notebook-dir=notebooks $(JUPYTER_ARGS)
+	$(PY) -m jupyterlab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)

@@ -15,6 +15,7 @@ import torch
 from psa_finn.common.cli_args import (DefaultsHelpFormatter, non_negative_float, non_negative_int, positive_float,
                                       positive_int, unit_fraction)
 from psa_finn.common.cli_errors import BadInput, EnvironmentFailure
+from psa_finn.common.output_paths import check_output_file
 from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, load_dataset
 from psa_finn.models.training import CHECKPOINT_NAME, TrainSettings, Trainer
 
@@ -50,7 +51,7 @@ DATASET_DEFAULTS = {"digits": dict(embed_dim=32, depth=2, epochs=30, batch_size=
                     "cifar10": dict(embed_dim=96, depth=4, epochs=TrainSettings.epochs,
                                     batch_size=TrainSettings.batch_size, threads=None)}
 DATASET_DEFAULTS["svhn"] = DATASET_DEFAULTS["cifar10"]
-TRAIN_EXAMPLE = ("Small run on digits (built in, about a minute on 2 CPU cores, ~94% test accuracy): build.py train "
+TRAIN_EXAMPLE = ("Small run on digits (built in; 30 epochs in about 15 s of CPU, 93.9% test accuracy): build.py train "
                  "--variant lerp_psa --hidden-factor 1 --out out/lerp_psa. Then: train --qat --init "
                  "out/lerp_psa/model.pt --epochs 5 --out out/lerp_psa_qat; export; lower; build (see README).")
 MODEL_DEFAULTS = {"variant": "lerp_psa", "hidden_factor": 1.0}
@@ -325,6 +326,9 @@ def run_bench(args) -> int:
     from psa_finn.models.bench_kernels import run_kernel_bench
 
     device = _device(args.device)
+    for flag, path in (("--json", args.json), ("--plot", getattr(args, "plot", None))):
+        if path:
+            check_output_file(path, flag)
     torch.set_num_threads(args.threads)
     if args.benchmark == "accuracy":
         config = AccuracyBenchConfig(seeds=args.seeds, epochs=args.epochs, teacher_epochs=args.teacher_epochs,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from psa_finn.common.atomic_files import write_text_atomic
+from psa_finn.common.output_paths import check_output_folder
 from psa_finn.reports.build_summary import build_labels, load_build_summary
 from psa_finn.reports.plots import (baseline_vs_psa_figure, resources_by_layer_figure, resources_vs_fps_figure,
                            save_figure_atomic)
@@ -88,7 +89,7 @@ def write_report(build_dirs, out_dir, title: str = "psa-finn build report", intr
     """Load every build directory, then write report.md, builds.csv and the plots into `out_dir`."""
     summaries = [load_build_summary(d) for d in build_dirs]
     labels = build_labels(summaries)
-    out_dir = Path(out_dir)
+    out_dir = check_output_folder(out_dir)
     warnings = undercount_warnings(summaries, labels)
     files = ReportFiles(report=out_dir / REPORT_FILE, csv=out_dir / CSV_FILE, warnings=warnings)
     write_text_atomic(files.csv, csv_text(comparison_rows(summaries, labels)))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from psa_finn.common.atomic_files import write_text_atomic
+from psa_finn.common.output_paths import check_output_folder
 from psa_finn.reports.build_report import write_report
 from psa_finn.reports.build_summary import build_labels, load_build_summary
 from psa_finn.reports.onnx_accuracy import onnx_accuracies
@@ -126,8 +127,8 @@ def _lut_free_reason(summary: Path) -> str:
 
 
 def synth_check_stages(out_dir: Path, settings: DemoSettings) -> list:
-    """yosys synthesis of the LUT layers of every build of a model with learnable functions (`build.py
-    synth-check`); a build without LUT layers is settled as not needed once it has run."""
+    """yosys synthesis of the LUT layers (`build.py synth-check`) of the builds in `synth_check_configs` of every
+    model with learnable functions; a build without LUT layers is settled as not needed once it has run."""
     stages = []
     for model in settings.models:
         if model.variant == "relu":
@@ -265,7 +266,7 @@ def _run_counts(results) -> str:
 
 def run(args, command) -> int:
     """Run the demo; exit status 0 when every stage finished (or was already done), 1 otherwise."""
-    out_dir = Path(args.out).resolve()
+    out_dir = check_output_folder(Path(args.out).resolve())
     settings = DemoSettings.quick() if args.quick else DemoSettings()
     start = time.monotonic()
     print(f"psa-finn demo -> {out_dir} ({'quick' if args.quick else 'full'} run; "

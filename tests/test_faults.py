@@ -539,3 +539,19 @@ def test_no_warning_wall_on_help():
                             text=True, timeout=120)
     assert result.returncode == 0 and result.stderr == ""
     assert "exit status" in result.stdout
+
+
+def test_outputs_of_long_runs_are_checked_before_the_work(tmp_path, capsys):
+    """bench and demo fail at once on an unwritable output instead of after minutes of work."""
+    started = time.monotonic()
+    expect_error(capsys, 3, "bench", "accuracy", "--json", "/proc/psa_finn/a.json", names=["--json"])
+    expect_error(capsys, 3, "demo", "--out", "/proc/psa_finn_demo", names=["/proc/psa_finn_demo"])
+    assert time.monotonic() - started < 60
+
+
+def test_report_into_an_unwritable_folder(tmp_path, capsys):
+    fake_build(tmp_path / "b")
+    (tmp_path / "b" / "summary.json").write_text(
+        '{"fps": 1.0, "latency_ns": 1.0, "lut": 1, "dsp": 0, "bram18": 0, "uram": 0, "all_nodes_on_hw": true, '
+        '"layers": [], "zero_estimate_ops": []}')
+    expect_error(capsys, 3, "report", tmp_path / "b", "--out", "/proc/psa_finn_report", names=["--out"])
