@@ -3,8 +3,8 @@
 The ResMLP needs these things the stock estimate flow lacks (shared ARCHITECTURE.md, "what made the whole network
 map to HW layers"):
 
-- step_lower_lerp_psa: an exported model still holding LerpPSA nodes is lowered first (transforms.lower_lerp_psa);
-  a lowered model passes unchanged.
+- step_lower_lerp_psa: every quantized function of an exported model (LerpPSA, GELU, SiLU, ... between Quant nodes)
+  is lowered first (transforms.lower_quantized_functions); a lowered model passes unchanged.
 - step_streamline_resmlp: elementwise initializers brought to full rank (transforms.expand_initializer_rank), then
   FINN+'s StreamlinePlus (the stock Streamline cannot move the residual quantizer's scale past forks and Adds), run
   through transforms.lean_composed (3x less CPU, same graph), then the ResMLP fix-ups:
@@ -45,7 +45,7 @@ from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank
 from psa_finn.transforms.fold_shuffles import FoldShuffles
 from psa_finn.transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant
 from psa_finn.transforms.lean_composed import apply_lean
-from psa_finn.transforms.lower_lerp_psa import LowerLerpPSA
+from psa_finn.transforms.lower_quantized_functions import lower_quantized_functions
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
 from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds
 from psa_finn.transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool
@@ -59,14 +59,13 @@ def _has_op(model, op_type):
 
 
 def step_lower_lerp_psa(model, cfg):
-    """Lower LerpPSA nodes (mode auto: MultiThreshold when monotone, else PerChannelLUT); no-op without them."""
-    if not _has_op(model, "LerpPSA"):
-        return model
-    lowering = LowerLerpPSA(mode="auto")
-    model = model.transform(lowering)
+    """Lower every quantized function (LerpPSA, GELU, SiLU, ... between Quant nodes; mode auto: MultiThreshold when
+    every channel rises, else PerChannelLUT) and write the lowering report; a lowered model passes unchanged."""
+    model, report = lower_quantized_functions(model.transform(InferShapes()), mode="auto")
     model = model.transform(InferShapes())
     model = model.transform(InferDataTypes())
-    write_json_atomic(cfg.get_report_directory() / LOWERING_REPORT, lowering_document(lowering.report, "auto"))
+    if report:
+        write_json_atomic(cfg.get_report_directory() / LOWERING_REPORT, lowering_document(report, "auto"))
     return model
 
 

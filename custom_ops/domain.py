@@ -6,10 +6,16 @@ package existed carry the bare domain `custom_ops`; `upgrade_legacy_domain` rewr
 
 A learnable 1-D function sits in the graph as `Quant -> LerpPSA -> Quant` (`match_quantized_function`): the
 input quantizer gives the codes the function is tabulated on, the output quantizer the codes it produces.
+
+Both ops apply table row c to index c along their channel axis: the optional int attribute `channel_axis`
+(default -1, channels last, so files written before it existed keep their meaning; negative values count from the
+end and are normalized against the input rank when the node executes, `normalize_channel_axis`).
 """
 
 import sys
 from dataclasses import dataclass
+
+from onnx import AttributeProto
 
 OPS_DOMAIN = "psa_finn.custom_ops"
 LEGACY_OPS_DOMAIN = "custom_ops"
@@ -17,6 +23,8 @@ OPS_DOMAIN_VERSION = 1
 LERP_PSA_OP = "LerpPSA"
 PER_CHANNEL_LUT_OP = "PerChannelLUT"
 QUANT_OP_TYPES = ("Quant", "IntQuant")
+CHANNEL_AXIS_ATTR = "channel_axis"
+DEFAULT_CHANNEL_AXIS = -1
 
 
 def is_op(node, op_type: str) -> bool:
@@ -27,6 +35,38 @@ def is_op(node, op_type: str) -> bool:
 def is_quant_node(node) -> bool:
     """Whether `node` is a QONNX integer Quant node."""
     return node is not None and node.op_type in QUANT_OP_TYPES
+
+
+def normalize_channel_axis(axis: int, rank: int) -> int:
+    """The index in 0 .. rank - 1 of channel axis `axis` (negative counts from the end) of a rank-`rank` tensor.
+
+    ValueError when the axis is outside the tensor's axes.
+    """
+    if not -rank <= axis < rank:
+        raise ValueError(f"{CHANNEL_AXIS_ATTR} {axis} is out of range for an input of rank {rank} (use "
+                         f"{-rank} .. {rank - 1})")
+    return axis % rank
+
+
+def channel_axis_of(node, rank=None) -> int:
+    """The `channel_axis` of op node `node` (default -1), normalized against input rank `rank` when given.
+
+    ValueError naming the node when the attribute is not an int or (with `rank`) out of range.
+    """
+    where = f"{node.op_type} node '{node.name}'"
+    axis = DEFAULT_CHANNEL_AXIS
+    for attribute in node.attribute:
+        if attribute.name == CHANNEL_AXIS_ATTR:
+            if attribute.type != AttributeProto.INT:
+                raise ValueError(f"{where}: {CHANNEL_AXIS_ATTR} must be an int attribute (the index of the channel "
+                                 f"axis, e.g. 1 for NCHW, -1 for channels last)")
+            axis = attribute.i
+    if rank is None:
+        return axis
+    try:
+        return normalize_channel_axis(axis, rank)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from err
 
 
 @dataclass(frozen=True)

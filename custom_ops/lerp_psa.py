@@ -1,7 +1,8 @@
 """The qonnx op `LerpPSA`: a per-channel piecewise-linear function on the uniform grid of `common/grid.py`.
 
-`y[..., c] = lerp(table[c], in_scale[c] * x[..., c] + in_bias[c])`, channels on the last axis, with linear
-extrapolation (edge slopes) beyond [-grid_range, grid_range]. LERP-PSA banks and B-spline activations both export
+`y[..., c, ...] = lerp(table[c], in_scale[c] * x[..., c, ...] + in_bias[c])` with c the index along the node's
+`channel_axis` (default -1, channels last; see `custom_ops.domain`), with linear extrapolation (edge slopes) beyond
+[-grid_range, grid_range]. LERP-PSA banks and B-spline activations both export
 to this op; a ResPSA residual is folded into the table and a preceding per-channel affine into in_scale/in_bias.
 """
 
@@ -11,6 +12,7 @@ from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 
 from psa_finn.common.grid import segment_and_fraction
+from psa_finn.custom_ops.domain import CHANNEL_AXIS_ATTR, DEFAULT_CHANNEL_AXIS, channel_axis_of, normalize_channel_axis
 
 
 def _check_finite(name, value):
@@ -19,19 +21,23 @@ def _check_finite(name, value):
         raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or inf); re-export from a finite checkpoint")
 
 
-def lerp_psa_numpy(x, table, grid_range, in_scale=None, in_bias=None):
-    """Evaluate the LerpPSA function: x [..., C] (channels last), table [C, G] -> float32 [..., C].
+def lerp_psa_numpy(x, table, grid_range, in_scale=None, in_bias=None, channel_axis=DEFAULT_CHANNEL_AXIS):
+    """Evaluate the LerpPSA function: x with C channels on `channel_axis`, table [C, G] -> float32 of x's shape.
 
     Computed in float64 and rounded once to float32, so that every stage evaluating the op gets identical bits.
-    Raises ValueError on shape mismatches, a half-given affine, or non-finite table/scale/bias values.
+    Raises ValueError on shape mismatches, an axis out of range, a half-given affine, or non-finite
+    table/scale/bias values.
     """
     table = np.asarray(table, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     if table.ndim != 2 or table.shape[1] < 2:
         raise ValueError(f"table must have shape [C, G] with G >= 2, got {list(table.shape)}")
     channels, grid_size = table.shape
-    if x.ndim == 0 or x.shape[-1] != channels:
-        raise ValueError(f"input has shape {list(x.shape)} but the table has {channels} channels on the last axis")
+    axis = normalize_channel_axis(channel_axis, x.ndim)
+    if x.shape[axis] != channels:
+        raise ValueError(f"input has shape {list(x.shape)} but the table has {channels} channels (rows) for its "
+                         f"{x.shape[axis]} entries on {CHANNEL_AXIS_ATTR} {channel_axis}")
+    x = np.moveaxis(x, axis, -1)
     if not (np.isfinite(grid_range) and grid_range > 0):
         raise ValueError(f"grid_range must be a positive finite number, got {grid_range}")
     _check_finite("table", table)
@@ -49,14 +55,15 @@ def lerp_psa_numpy(x, table, grid_range, in_scale=None, in_bias=None):
     channel = np.arange(channels)
     y0 = table[channel, segment]
     y1 = table[channel, segment + 1]
-    return (y0 + fraction * (y1 - y0)).astype(np.float32)
+    return np.moveaxis((y0 + fraction * (y1 - y0)).astype(np.float32), -1, axis)
 
 
 class LerpPSA(CustomOp):
-    """Per-channel piecewise-linear function: inputs x [..., C], table [C, G], optional in_scale [C], in_bias [C]."""
+    """Per-channel piecewise-linear function: inputs x (C channels on `channel_axis`), table [C, G], optional
+    in_scale [C], in_bias [C]."""
 
     def get_nodeattr_types(self):
-        return {"grid_range": ("f", True, 0.0)}
+        return {"grid_range": ("f", True, 0.0), CHANNEL_AXIS_ATTR: ("i", False, DEFAULT_CHANNEL_AXIS)}
 
     def make_shape_compatible_op(self, model):
         return helper.make_node("Identity", [self.onnx_node.input[0]], [self.onnx_node.output[0]])
@@ -67,9 +74,11 @@ class LerpPSA(CustomOp):
     def execute_node(self, context, graph):
         node = self.onnx_node
         affine = [context[name] for name in node.input[2:4]] if len(node.input) == 4 else [None, None]
+        channel_axis = channel_axis_of(node)
         try:
             context[node.output[0]] = lerp_psa_numpy(context[node.input[0]], context[node.input[1]],
-                                                     self.get_nodeattr("grid_range"), *affine)
+                                                     self.get_nodeattr("grid_range"), *affine,
+                                                     channel_axis=channel_axis)
         except ValueError as err:
             raise ValueError(f"LerpPSA node '{node.name}': {err}") from err
 
@@ -90,4 +99,8 @@ class LerpPSA(CustomOp):
                 messages.append("All necessary attributes exist")
             else:
                 messages.append(f"LerpPSA node '{node.name}' has grid_range {grid_range}; it must be positive")
+        try:
+            channel_axis_of(node)
+        except ValueError as err:
+            messages.append(str(err))
         return messages

@@ -6,11 +6,15 @@ Index k = code - min(inputDataType) runs over 0 .. 2^b - 1.
 - "lerp64": table [C, 2^(b-2) + 1] holding every 4th entry of the full table plus the value at k = 2^b (one code
   past the end, so nothing is read past the table); y0 = T[c, k>>2], y1 = T[c, (k>>2) + 1],
   y = y0 + floor(((y1 - y0) * (k & 3) + 2) / 4), the paper's 2 fraction bits with round half up.
+  lerp64 needs input codes of at least LERP64_MIN_INPUT_BITS = 3 bits: the 2 fraction bits and at least one
+  segment bit (the one rule for the qonnx op, the lowering and both hardware backends).
 """
 
 import numpy as np
 
 LUT_MODES = ("full", "lerp64")
+LERP64_FRACTION_BITS = 2
+LERP64_MIN_INPUT_BITS = LERP64_FRACTION_BITS + 1
 
 
 def table_entries(mode: str, bits: int) -> int:
@@ -18,9 +22,10 @@ def table_entries(mode: str, bits: int) -> int:
     if mode == "full":
         return 2**bits
     if mode == "lerp64":
-        if bits < 2:
-            raise ValueError(f"lerp64 needs input codes of at least 2 bits, got {bits}")
-        return 2 ** (bits - 2) + 1
+        if bits < LERP64_MIN_INPUT_BITS:
+            raise ValueError(f"lerp64 needs input codes of at least {LERP64_MIN_INPUT_BITS} bits ("
+                             f"{LERP64_FRACTION_BITS} fraction bits and a segment bit), got {bits}; use mode full")
+        return 2 ** (bits - LERP64_FRACTION_BITS) + 1
     raise ValueError(f"unknown LUT mode {mode!r}; use one of {LUT_MODES}")
 
 
@@ -37,7 +42,8 @@ def lerp64_table(full_table, past_end):
 
 
 def lut_lookup(table, index, mode: str):
-    """Outputs [..., C] (int64) of table [C, E] at integer indices k = code - min, index [..., C] (channels last)."""
+    """Outputs [..., C] (int64) of table [C, E] (or one shared row [1, E]) at integer indices k = code - min,
+    index [..., C] (channels last)."""
     table = np.asarray(table, dtype=np.int64)
     index = np.asarray(index, dtype=np.int64)
     channel = np.arange(table.shape[0])

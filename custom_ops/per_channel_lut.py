@@ -1,8 +1,10 @@
-"""The qonnx op `PerChannelLUT`: integer codes in, integer codes out, one lookup table per channel (channels last).
+"""The qonnx op `PerChannelLUT`: integer codes in, integer codes out, one lookup table per channel.
 
-Inputs: x [..., C] (integer codes of inputDataType in a float container) and table [C, E] (integers of
-outputDataType). Attributes inputDataType, outputDataType (qonnx DataType names) and mode ("full" | "lerp64");
-the table layouts and the lookup live in `custom_ops.lut_tables`.
+Inputs: x (integer codes of inputDataType in a float container, C channels on `channel_axis`) and table [C, E]
+(integers of outputDataType), or [1, E]: one row shared by every channel, as MultiThreshold's one shared row.
+Attributes inputDataType, outputDataType (qonnx DataType names), mode ("full" | "lerp64") and channel_axis
+(default -1, channels last; see `custom_ops.domain`); the table layouts and the lookup live in
+`custom_ops.lut_tables`.
 """
 
 import re
@@ -12,6 +14,7 @@ from onnx import helper
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 
+from psa_finn.custom_ops.domain import CHANNEL_AXIS_ATTR, DEFAULT_CHANNEL_AXIS, channel_axis_of
 from psa_finn.custom_ops.lut_tables import LUT_MODES, lut_lookup, table_entries
 
 INTEGER_DATATYPE = re.compile(r"U?INT[1-9][0-9]*")
@@ -19,13 +22,15 @@ CODE_TOLERANCE = 0.01  # float noise tolerated on integer codes: a Mul by 1/scal
 
 
 class PerChannelLUT(CustomOp):
-    """Per-channel table lookup y[..., c] = LUT_c(x[..., c]) on integer codes; see `custom_ops.lut_tables`."""
+    """Per-channel table lookup y[..., c, ...] = LUT_c(x[..., c, ...]) on integer codes, c along `channel_axis`;
+    see `custom_ops.lut_tables`."""
 
     def get_nodeattr_types(self):
         return {
             "inputDataType": ("s", True, ""),
             "outputDataType": ("s", True, ""),
             "mode": ("s", False, "full", set(LUT_MODES)),
+            CHANNEL_AXIS_ATTR: ("i", False, DEFAULT_CHANNEL_AXIS),
         }
 
     def _datatypes(self):
@@ -50,10 +55,15 @@ class PerChannelLUT(CustomOp):
         x = np.asarray(context[node.input[0]], dtype=np.float64)
         table = np.asarray(context[node.input[1]], dtype=np.float64)
         where = f"PerChannelLUT node '{node.name}'"
-        entries = table_entries(mode, idt.bitwidth())
-        if table.ndim != 2 or table.shape[1] != entries or x.shape[-1] != table.shape[0]:
-            raise ValueError(f"{where}: mode {mode} with {idt.name} input needs a table [C, {entries}] and input "
-                             f"[..., C]; got table {list(table.shape)}, input {list(x.shape)}")
+        try:
+            entries = table_entries(mode, idt.bitwidth())
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from err
+        axis = channel_axis_of(node, x.ndim)
+        if table.ndim != 2 or table.shape[1] != entries or table.shape[0] not in (1, x.shape[axis]):
+            raise ValueError(f"{where}: mode {mode} with {idt.name} input needs a table [C, {entries}] with one row "
+                             f"per channel on {CHANNEL_AXIS_ATTR} {channel_axis_of(node)} (or one shared row); got "
+                             f"table {list(table.shape)}, input {list(x.shape)}")
         if not (np.all(table == np.round(table)) and odt.allowed(table.min()) and odt.allowed(table.max())):
             raise ValueError(f"{where}: table entries must be integers of {odt.name}; got range "
                              f"[{table.min()}, {table.max()}]")
@@ -61,8 +71,8 @@ class PerChannelLUT(CustomOp):
         if np.any(np.abs(x - codes) > CODE_TOLERANCE) or codes.min() < idt.min() or codes.max() > idt.max():
             raise ValueError(f"{where}: input must be integer codes of {idt.name} in [{idt.min()}, {idt.max()}]; "
                              f"got values in [{x.min()}, {x.max()}] (missing Mul by 1/scale or Add of zero point?)")
-        index = (codes - idt.min()).astype(np.int64)
-        context[node.output[0]] = lut_lookup(table, index, mode).astype(np.float32)
+        index = np.moveaxis((codes - idt.min()).astype(np.int64), axis, -1)
+        context[node.output[0]] = np.moveaxis(lut_lookup(table, index, mode), -1, axis).astype(np.float32)
 
     def verify_node(self):
         node = self.onnx_node
@@ -75,6 +85,7 @@ class PerChannelLUT(CustomOp):
             idt, odt = self._datatypes()
             mode = self.get_nodeattr("mode")
             table_entries(mode, idt.bitwidth())
+            channel_axis_of(node)
             messages.append("All necessary attributes exist")
         except Exception as err:
             messages.append(f"PerChannelLUT node '{node.name}' has invalid attributes: {err}")

@@ -1,11 +1,13 @@
 """The learned 1-D functions of an exported model, swept over every input code in each hardware form.
 
 For one `Quant -> LerpPSA -> Quant` of a QONNX model, `sweep_lerp_psa_node` cuts that chain out into its own small
-model, feeds it every input code of the input quantizer (per channel), and executes it as exported (the reference)
-and after `LowerLerpPSA` in each mode: the full table, the lerp64 compressed table and, when every channel's table
-is monotone, the MultiThreshold. Nothing is re-derived here: the outputs are what the lowered graphs compute.
+model, feeds it every input code of the input quantizer (per channel, on the node's channel axis), and executes it
+as exported (the reference) and after `lower_quantized_functions` in each mode: the full table, the lerp64
+compressed table and, when every channel's table rises, the MultiThreshold. Nothing is re-derived here: the
+outputs are what the lowered graphs compute.
 """
 
+from copy import deepcopy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,9 +20,10 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import qonnx_make_model
 
 import psa_finn.custom_ops  # noqa: F401  (registers LerpPSA and PerChannelLUT with qonnx)
+from psa_finn.custom_ops.domain import LERP_PSA_OP, channel_axis_of, is_op, match_quantized_function
 from psa_finn.custom_ops.lerp_psa import lerp_psa_numpy
-from psa_finn.transforms.lower_lerp_psa import LowerLerpPSA
-from psa_finn.custom_ops.domain import LERP_PSA_OP, is_op, match_quantized_function
+from psa_finn.transforms.channel_geometry import ChannelGeometry
+from psa_finn.transforms.lower_quantized_functions import KEPT_FORMS, lower_quantized_functions
 from psa_finn.transforms.quant_params import read_quant_params
 
 SWEPT_FORMS = {"full": "full", "lerp64": "lerp64", "MultiThreshold": "threshold"}
@@ -57,27 +60,33 @@ def _node(model, name):
     return node
 
 
+def _geometry(model, node):
+    shape = model.get_tensor_shape(node.input[0]) or model.transform(InferShapes()).get_tensor_shape(node.input[0])
+    return ChannelGeometry(list(shape), channel_axis_of(node, len(shape)))
+
+
 def single_function_model(model, name, rows: int) -> ModelWrapper:
-    """A model of just `Quant -> LerpPSA -> Quant` around LerpPSA node `name`, with input [1, rows, C]."""
+    """A model of just `Quant -> LerpPSA -> Quant` around LerpPSA node `name` whose input holds `rows` inputs of each
+    channel (`ChannelGeometry.to_tensor` of a [rows, C] array)."""
     node = _node(model, name)
     chain = match_quantized_function(model, node)
-    quant_in, quant_out = chain.quant_in, chain.quant_out
-    nodes = [quant_in, node, quant_out]
-    channels = model.get_initializer(node.input[1]).shape[0]
-    x = helper.make_tensor_value_info(quant_in.input[0], TensorProto.FLOAT, [1, rows, channels])
-    y = helper.make_tensor_value_info(quant_out.output[0], TensorProto.FLOAT, [1, rows, channels])
+    nodes = [chain.quant_in, node, chain.quant_out]
+    geometry = _geometry(model, node)
+    shape = list(geometry.to_tensor(np.zeros((rows, geometry.channels))).shape)
+    x = helper.make_tensor_value_info(chain.quant_in.input[0], TensorProto.FLOAT, shape)
+    y = helper.make_tensor_value_info(chain.quant_out.output[0], TensorProto.FLOAT, shape)
     initializers = [tensor for n in nodes for tensor in n.input if model.get_initializer(tensor) is not None]
     graph = helper.make_graph(nodes, f"{name}_alone", [x], [y])
     small = ModelWrapper(qonnx_make_model(graph, opset_imports=list(model.model.opset_import)))
     for tensor in initializers:
         small.set_initializer(tensor, model.get_initializer(tensor))
-    return small
+    return small.transform(InferShapes()).transform(InferDataTypes())
 
 
-def _execute(model, inputs):
-    shaped = model.transform(InferShapes()).transform(InferDataTypes())
-    name = shaped.graph.input[0].name
-    return execute_onnx(shaped, {name: inputs[None].astype(np.float32)})[shaped.graph.output[0].name][0]
+def _execute(model, geometry, inputs):
+    name = model.graph.input[0].name
+    outputs = execute_onnx(model, {name: geometry.to_tensor(inputs.astype(np.float32))})
+    return geometry.from_tensor(outputs[model.graph.output[0].name])
 
 
 def sweep_lerp_psa_node(model, name) -> FunctionSweep:
@@ -86,21 +95,25 @@ def sweep_lerp_psa_node(model, name) -> FunctionSweep:
     table, *affine = (model.get_initializer(t) for t in node.input[1:])
     chain = match_quantized_function(model, node)
     where = f"LerpPSA node '{name}'"
-    quant = read_quant_params(model, chain.quant_in, table.shape[0], where)
-    quant_out = read_quant_params(model, chain.quant_out, table.shape[0], where)
+    geometry = _geometry(model, node)
+    quant = read_quant_params(model, chain.quant_in, where, geometry.shape, geometry.axis)
+    quant_out = read_quant_params(model, chain.quant_out, where, geometry.shape, geometry.axis)
     codes = np.arange(quant.code_min, quant.code_max + 1)
     small = single_function_model(model, name, codes.size)
-    inputs = quant.dequantize(np.broadcast_to(codes[:, None], (codes.size, table.shape[0])))
+    inputs = quant.dequantize(np.broadcast_to(codes[:, None], (codes.size, geometry.channels)))
     grid_range = getCustomOp(node).get_nodeattr("grid_range")
     sweep = FunctionSweep(node=name, codes=codes, inputs=inputs,
                           float_outputs=lerp_psa_numpy(inputs, table, grid_range, *(affine or [None, None])),
                           output_scale=quant_out.scale)
-    sweep.outputs["exported"] = _execute(small, inputs)
+    sweep.outputs["exported"] = _execute(small, geometry, inputs)
     for form, mode in SWEPT_FORMS.items():
         try:
-            lowered = small.transform(InferShapes()).transform(LowerLerpPSA(mode))
+            lowered, report = lower_quantized_functions(ModelWrapper(deepcopy(small.model)), mode)
         except ValueError as err:
             sweep.unavailable[form] = str(err)
             continue
-        sweep.outputs[form] = _execute(lowered, inputs)
+        if report[0].form in KEPT_FORMS:
+            sweep.unavailable[form] = report[0].reason
+            continue
+        sweep.outputs[form] = _execute(lowered, geometry, inputs)
     return sweep

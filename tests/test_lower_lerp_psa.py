@@ -1,4 +1,5 @@
-"""LowerLerpPSA and `build.py lower`: Quant -> LerpPSA -> Quant lowered to MultiThreshold or PerChannelLUT.
+"""The lowering of LerpPSA chains and `build.py lower`: Quant -> LerpPSA -> Quant becomes MultiThreshold or
+PerChannelLUT (transforms.lower_quantized_functions).
 
 threshold/full/auto must reproduce the unlowered graph bit for bit on every input code; lerp64 must equal a
 direct implementation of the paper's 64-entry interpolation, written here independently of custom_ops.lut_tables.
@@ -21,7 +22,7 @@ import psa_finn.custom_ops  # noqa: F401  (registers the custom_ops domain)
 from psa_finn.build import main
 from psa_finn.common.cli_errors import EXIT_BAD_INPUT
 from psa_finn.transforms import cli
-from psa_finn.transforms.lower_lerp_psa import LowerLerpPSA
+from psa_finn.transforms.lower_quantized_functions import LowerQuantizedFunctions, lower_quantized_functions
 
 TOKENS = 3
 OPSETS = [helper.make_opsetid("", 13), helper.make_opsetid("psa_finn.custom_ops", 1),
@@ -90,8 +91,7 @@ def run(model, x):
 
 
 def lower(model, mode):
-    lowering = LowerLerpPSA(mode)
-    return model.transform(lowering), lowering.report
+    return lower_quantized_functions(ModelWrapper(model.model.__deepcopy__()), mode)
 
 
 @st.composite
@@ -134,6 +134,10 @@ def is_monotone(y):
     return bool(np.all(np.all(steps >= 0, axis=0) | np.all(steps <= 0, axis=0)))
 
 
+def is_rising(y):
+    return bool(np.all(np.diff(y, axis=0) >= 0))
+
+
 @settings(max_examples=40, deadline=None)
 @given(case=psa_case())
 def test_threshold_full_and_auto_are_bit_exact_on_every_input_code(case):
@@ -142,9 +146,10 @@ def test_threshold_full_and_auto_are_bit_exact_on_every_input_code(case):
     model = psa_model(table, grid_range, qin, qout, affine, tokens=x.shape[1])
     expected = run(model, x)
     monotone = is_monotone(expected[0, :-extra.shape[0]])
+    rising = is_rising(expected[0, :-extra.shape[0]])
     for mode in ("auto", "full", "threshold"):
-        if mode == "threshold" and not monotone:
-            with pytest.raises(ValueError, match="psa.*mode threshold needs monotone"):
+        if mode == "threshold" and not rising:
+            with pytest.raises(ValueError, match="psa.*mode threshold needs every channel's output codes non-decr"):
                 lower(model, mode)
             continue
         lowered, report = lower(model, mode)
@@ -153,8 +158,10 @@ def test_threshold_full_and_auto_are_bit_exact_on_every_input_code(case):
         np.testing.assert_array_equal(run(lowered, x), expected)
         assert report[0].monotone == monotone
         event(f"{mode}: {report[0].form}, {report[0].rising_channels} rising, {report[0].falling_channels} falling")
-        assert report[0].form == ("MultiThreshold" if mode == "threshold" or (mode == "auto" and monotone)
+        assert report[0].form == ("MultiThreshold" if mode == "threshold" or (mode == "auto" and rising)
                                   else "PerChannelLUT full")
+        assert not [n for n in lowered.graph.node if n.op_type == "Mul" and
+                    np.any(lowered.get_initializer(n.input[1]) < 0)], "no sign Mul (FINN loops on it)"
 
 
 def paper_round_shift(a, s):
@@ -175,6 +182,10 @@ def test_lerp64_equals_the_papers_interpolation_of_every_4th_code(case):
     channels = table.shape[0]
     x = every_code_input(qin, channels, [])
     model = psa_model(table, grid_range, qin, qout, affine, tokens=x.shape[1])
+    if qin["bits"] < 3:  # 2 fraction bits and no segment bit: no lerp64 table (custom_ops.lut_tables)
+        with pytest.raises(ValueError, match="psa.*lerp64 needs input codes of at least 3 bits"):
+            lower(model, "lerp64")
+        return
     dt_min = -(2 ** (qin["bits"] - 1)) if qin["signed"] else 0
     # output codes of LerpPSA -> output Quant at input codes dt_min + 4j, j = 0 .. 2^(b-2) (the last one past the end)
     sample_codes = dt_min + 4 * np.arange(2 ** (qin["bits"] - 2) + 1)
@@ -214,19 +225,20 @@ def test_rising_table_becomes_multithreshold_with_thresholds_halfway_between_cod
     np.testing.assert_array_equal(lowered.get_initializer(mt.input[1]), [[0.5, 1.5, 2.5]])
     attributes = {a.name: helper.get_attribute_value(a) for a in mt.attribute}
     assert attributes["out_dtype"] == b"UINT2" and attributes["out_bias"] == 0.0
-    assert attributes["data_layout"] == b"NWC"
+    assert "data_layout" not in attributes  # one shared row: any layout
     assert report[0].entries_per_channel == 3
 
 
-def test_falling_table_counts_down_from_the_top_code():
-    # input codes 0..3, f(x) = -x, output INT3 scale 1: k = -x, counted as n = 3 - k = 3 + x, y = -(n - 3)
+def test_falling_table_becomes_a_table_and_threshold_mode_refuses_it():
+    # input codes 0..3, f(x) = -x, output INT3 scale 1: k = -x. A MultiThreshold would need a sign Mul after it.
     model = psa_model(identity_table(sign=-1.0), 4.0, int_quantizer(2, False), int_quantizer(3, True), tokens=4)
-    lowered, report = lower(model, "threshold")
-    assert [n.op_type for n in lowered.graph.node] == ["Quant", "MultiThreshold", "Add", "Mul", "Identity"]
-    mt, add, mul = lowered.graph.node[1:4]
-    np.testing.assert_array_equal(lowered.get_initializer(mt.input[1]), [[-0.5, -0.5, -0.5, 0.5, 1.5, 2.5, 3.5]])
-    assert lowered.get_initializer(add.input[1]) == -3 and lowered.get_initializer(mul.input[1]) == -1
+    with pytest.raises(ValueError, match="'psa': mode threshold.*1 channel.*sign Mul.*loops"):
+        lower(model, "threshold")
+    lowered, report = lower(model, "auto")
+    assert [n.op_type for n in lowered.graph.node] == ["Quant", "PerChannelLUT", "Identity"]
+    np.testing.assert_array_equal(lowered.get_initializer(lowered.graph.node[1].input[1]), [[0, -1, -2, -3]])
     assert (report[0].rising_channels, report[0].falling_channels) == (0, 1)
+    assert "1 channel(s) fall" in report[0].reason and "FactorOutMulSignMagnitude" in report[0].reason
     x = np.arange(4, dtype=np.float32).reshape(1, 4, 1)
     np.testing.assert_array_equal(run(lowered, x), -x)
 
@@ -276,32 +288,70 @@ GOOD_TABLE = np.linspace(-1, 1, 64, dtype=np.float32)[None]
 
 
 @pytest.mark.parametrize("variant, message", [
-    ({"in_quant": False}, "psa.*input is not produced by a Quant"),
-    ({"out_quant": False}, "psa.*output must feed exactly one Quant"),
-    ({"residual_on_output": True}, "psa.*output must feed exactly one Quant"),
+    ({"in_quant": False, "table": np.sin(np.linspace(-4, 4, 64, dtype=np.float32))[None]},
+     "'psa' reads the unquantized tensor graph input 'x'.*not monotone.*add an input quantizer"),
+    ({"in_quant": False, "table": -GOOD_TABLE}, "'psa' reads the unquantized tensor graph input 'x'.*decreasing"),
+    ({"in_quant": False, "mode": "full"}, "'psa': mode full tabulates input codes.*'x'.*QuantIdentity"),
     ({"qin": int_quantizer(13, True, 0.001), "mode": "full"}, "psa.*13-bit.*at most 12"),
     ({"qin": int_quantizer(13, True, 0.001), "mode": "lerp64"}, "psa.*13-bit.*at most 12"),
+    ({"qin": int_quantizer(2, True, 0.5), "mode": "lerp64"}, "psa.*lerp64 needs input codes of at least 3 bits"),
     ({"qin": int_quantizer(8, True, [[0.1], [0.2]])}, "psa.*inconsistent scale of Quant node 'quant_in'"),
     ({"qout": int_quantizer(8, True, -0.1)}, "psa.*inconsistent scale of Quant node 'quant_out'"),
     ({"qout": int_quantizer(8, False, 0.1, zeropt=0.5)}, "psa.*inconsistent zero point of Quant node 'quant_out'"),
     ({"table": np.sin(np.linspace(-4, 4, 64, dtype=np.float32))[None], "mode": "threshold"},
-     "psa.*mode threshold needs monotone tables.*first: \\[0\\]"),
+     "psa.*mode threshold needs every channel.*first: \\[0\\]"),
     ({"table": np.full((1, 64), np.inf, dtype=np.float32)}, "psa.*table has 64 non-finite"),
 ])
 def test_bad_patterns_are_errors_naming_the_node(variant, message):
     qin = variant.get("qin", int_quantizer(8, True, 0.05))
     qout = variant.get("qout", int_quantizer(8, True, 0.01))
-    model = psa_model(variant.get("table", GOOD_TABLE), 4.0, qin, qout, in_quant=variant.get("in_quant", True),
-                      out_quant=variant.get("out_quant", True))
-    if variant.get("residual_on_output"):
-        model.graph.node.insert(3, helper.make_node("Relu", ["f"], ["f_relu"], name="second_consumer"))
+    model = psa_model(variant.get("table", GOOD_TABLE), 4.0, qin, qout, in_quant=variant.get("in_quant", True))
     with pytest.raises(ValueError, match=message):
         lower(model, variant.get("mode", "auto"))
 
 
+@pytest.mark.parametrize("variant, reason", [
+    ({"out_quant": False}, "no Quant reads its output"),
+    ({"second_consumer": True}, "no Quant reads its output"),
+    ({"qin": int_quantizer(13, True, 0.001), "table": np.sin(np.linspace(-4, 4, 64, dtype=np.float32))[None]},
+     "13-bit input codes is too wide"),
+])
+def test_what_cannot_be_lowered_stays_with_the_reason_in_the_report(variant, reason):
+    model = psa_model(variant.get("table", GOOD_TABLE), 4.0, variant.get("qin", int_quantizer(8, True, 0.05)),
+                      int_quantizer(8, True, 0.01), out_quant=variant.get("out_quant", True))
+    if variant.get("second_consumer"):
+        model.graph.node.insert(3, helper.make_node("Identity", ["f"], ["f_copy"], name="second_consumer"))
+    lowered, report = lower(model, "auto")
+    assert [(entry.node, entry.form) for entry in report] == [("psa", "left in place")]
+    assert reason in report[0].reason
+    assert [n.op_type for n in lowered.graph.node] == [n.op_type for n in model.graph.node]
+
+
+def test_a_rising_lerp_psa_on_an_unquantized_input_becomes_thresholds_exact_at_every_float_boundary():
+    table = np.tanh(np.linspace(-4, 4, 64, dtype=np.float32))[None].repeat(2, 0) * [[1.0], [2.0]]
+
+    def model(tokens):
+        return psa_model(table.astype(np.float32), 4.0, None, int_quantizer(6, True, 1 / 16),
+                         affine=([0.5, 1.5], [0.25, -0.5]), in_quant=False, tokens=tokens)
+
+    lowered, report = lower(model(1), "auto")
+    assert report[0].form == "MultiThreshold" and report[0].input_datatype is None
+    assert [n.op_type for n in lowered.graph.node] == ["MultiThreshold", "Mul", "Identity"]
+    finite = np.unique(lowered.get_initializer(lowered.graph.node[0].input[1]))
+    finite = finite[np.isfinite(finite)].astype(np.float32)
+    # every threshold, the float32 just below it, and values in between: the lowered graph agrees on all of them
+    x = np.concatenate([finite, np.nextafter(finite, np.float32(-np.inf)), np.linspace(-9, 9, 301, dtype=np.float32)])
+    x = np.stack([x, x], axis=1)[None]
+    exact = model(x.shape[1])
+    np.testing.assert_array_equal(run(lower(exact, "auto")[0], x), run(exact, x))
+
+
 def test_unknown_mode_is_an_error():
     with pytest.raises(ValueError, match="unknown lowering mode 'fast'"):
-        LowerLerpPSA("fast")
+        LowerQuantizedFunctions("fast")
+    with pytest.raises(ValueError, match="unknown lowering mode 'fast'"):
+        lower_quantized_functions(psa_model(GOOD_TABLE, 4.0, int_quantizer(8, True, 0.05),
+                                            int_quantizer(8, True, 0.01)), "fast")
 
 
 def test_cli_writes_the_model_and_the_json_report(tmp_path):
@@ -359,6 +409,9 @@ def test_exported_digits_resmlp_logits_are_unchanged_by_lowering(variant, bits, 
     expected = run_onnx(tmp_path / "model.onnx", x_test)
     for mode in ("auto", "full"):
         lowered, report = cli.lower_model_file(tmp_path / "model.onnx", mode)
-        assert len(report) == {"relu": 0, "lerp_psa": 4, "bspline": 4}[variant]
+        lowered_chains = [entry for entry in report if entry.form not in ("left to FINN", "left in place")]
+        assert len(lowered_chains) == {"relu": 0, "lerp_psa": 4, "bspline": 4}[variant]
+        assert all(entry.form == "left to FINN" and "Relu" in entry.ops for entry in report
+                   if entry not in lowered_chains)
         assert not [n for n in lowered.graph.node if n.op_type == "LerpPSA"]
         np.testing.assert_array_equal(run_onnx(lowered, x_test), expected)

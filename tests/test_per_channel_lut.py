@@ -110,7 +110,8 @@ def test_integer_codes_with_float_noise_are_accepted():
 
 @pytest.mark.parametrize("table, idt, odt, mode, x, message", [
     (np.zeros((1, 8)), "UINT2", "UINT4", "full", [[[0]] * 4], r"lut_bad.*table \[C, 4\]"),
-    (np.zeros((1, 4)), "UINT2", "UINT4", "lerp64", [[[0]] * 4], r"lut_bad.*table \[C, 2\]"),
+    (np.zeros((1, 4)), "UINT2", "UINT4", "lerp64", [[[0]] * 4], r"lut_bad.*lerp64 needs input codes of at least 3"),
+    (np.zeros((1, 4)), "UINT3", "UINT4", "lerp64", [[[0]] * 4], r"lut_bad.*table \[C, 3\]"),
     (np.zeros((1, 4)), "UINT2", "UINT4", "full", [[[0.5]] * 4], "lut_bad.*integer codes of UINT2"),
     (np.zeros((1, 4)), "UINT2", "UINT4", "full", [[[4]] * 4], "lut_bad.*integer codes of UINT2"),
     (np.full((1, 4), 16), "UINT2", "UINT4", "full", [[[0]] * 4], "lut_bad.*integers of UINT4"),
@@ -128,4 +129,4 @@ def test_verify_node_names_problems():
                             outputDataType="UINT4", mode="lerp64", name="lut_v")
     messages = getCustomOp(node).verify_node()
     assert any("lut_v" in m and "2 inputs" in m for m in messages)
-    assert any("lut_v" in m and "at least 2 bits" in m for m in messages)
+    assert any("lut_v" in m and "at least 3 bits" in m for m in messages)

@@ -93,7 +93,7 @@ def test_signed_int8_quantizer_with_rounding_equals_np_round():
 
 def test_non_ties_and_non_quantizer_thresholds_are_left_alone():
     cases = [
-        _threshold_model([-2.5, 0.5, 3.5]),  # halfway between integer inputs (lower_lerp_psa tables): never a tie
+        _threshold_model([-2.5, 0.5, 3.5]),  # halfway between integer inputs (lowered tables): never a tie
         _threshold_model([1.0, 3.0], input_dtype="FLOAT32"),  # input not an integer
         _threshold_model([1.0, 3.0], out_scale=2.0),  # not a quantizer's code count
         _threshold_model([3.0, 1.0]),  # not ascending

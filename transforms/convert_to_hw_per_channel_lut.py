@@ -7,6 +7,7 @@ whole design down to an unfolded LUT layer, so ``FoldPerChannelLUT`` sets PE for
 meant to run BEFORE ``step_target_fps_parallelization``.
 """
 
+import numpy as np
 from onnx import helper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
@@ -14,7 +15,7 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the hardware layer)
-from psa_finn.custom_ops.domain import PER_CHANNEL_LUT_OP, is_op
+from psa_finn.custom_ops.domain import PER_CHANNEL_LUT_OP, channel_axis_of, is_op
 from psa_finn.custom_ops.fpgadataflow import HW_DOMAIN
 from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT, divisors
 
@@ -28,7 +29,8 @@ def is_per_channel_lut_layer(node):
 class InferPerChannelLUTLayer(Transformation):
     """Replace every lowered ``custom_ops.PerChannelLUT`` node by the ``PerChannelLUT`` hardware layer.
 
-    Needs the table as an initializer and a known input shape ``[..., C]``; leaves PE=1 (fold afterwards with
+    Needs the table as an initializer (one row per channel, or one shared row, repeated here) and a known input
+    shape ``[..., C]`` with the channels last; leaves PE=1 (fold afterwards with
     ``FoldPerChannelLUT``) and keeps tensor names, so surrounding nodes are untouched.
     """
 
@@ -52,10 +54,18 @@ class InferPerChannelLUTLayer(Transformation):
                     f"{node.name}: input {node.input[0]} needs a known shape [..., C] (got {shape}); run InferShapes"
                 )
             channels = shape[-1]
-            if table.ndim != 2 or table.shape[0] != channels:
+            if table.ndim == 2 and table.shape[0] > 1 and channel_axis_of(node, len(shape)) != len(shape) - 1:
+                raise ValueError(
+                    f"{node.name}: channel_axis {channel_axis_of(node)} of input {shape} is not the last axis; the "
+                    "hardware layer is channels-last, so streamline the graph to channels-last first"
+                )
+            if table.ndim != 2 or table.shape[0] not in (1, channels):
                 raise ValueError(
                     f"{node.name}: table shape {table.shape} does not match the {channels} input channels"
                 )
+            if table.shape[0] == 1 and channels > 1:  # one shared row: the HW layer holds one row per channel
+                table = np.repeat(table, channels, axis=0)
+                model.set_initializer(node.input[1], table)
             hw_node = helper.make_node(
                 "PerChannelLUT",
                 [node.input[0], node.input[1]],

@@ -7,12 +7,10 @@ whose table does not fit its input, and a graph whose shapes do not infer.
 """
 
 import numpy as np
-from onnx import helper
-
 from psa_finn.common.bit_widths import MAX_BITS, MIN_BITS
 from psa_finn.common.cli_errors import BadInput
 from psa_finn.common.output_paths import require_input_file
-from psa_finn.custom_ops.domain import is_op, upgrade_legacy_domain
+from psa_finn.custom_ops.domain import channel_axis_of, is_op, upgrade_legacy_domain
 
 EXPORT_HINT = "export one with `build.py export`"
 
@@ -52,13 +50,6 @@ def check_quant_bits(model, source) -> None:
                            f"builds {MIN_BITS}- to {MAX_BITS}-bit models: export with --bits {MIN_BITS}..{MAX_BITS}")
 
 
-def _channel_axis(node) -> int:
-    for attribute in node.attribute:
-        if attribute.name == "channel_axis":
-            return int(helper.get_attribute_value(attribute))
-    return -1
-
-
 def check_lerp_psa_tables(model, source) -> None:
     """BadInput naming the first LerpPSA whose table [C, G] (or in_scale/in_bias [C]) does not fit its input."""
     for node in model.graph.node:
@@ -73,9 +64,10 @@ def check_lerp_psa_tables(model, source) -> None:
         shape = model.get_tensor_shape(node.input[0])
         if not shape:
             continue
-        axis = _channel_axis(node)
-        if not -len(shape) <= axis < len(shape):
-            raise BadInput(f"{where}: channel_axis {axis} is outside its {len(shape)}-D input {shape}")
+        try:
+            axis = channel_axis_of(node, len(shape))
+        except ValueError as err:
+            raise BadInput(f"{source}: {err}") from err
         channels = shape[axis]
         if table.shape[0] != channels:
             raise BadInput(f"{where}: its table has {table.shape[0]} rows but its input {shape} has {channels} "

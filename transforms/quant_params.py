@@ -1,15 +1,15 @@
 """The integer quantizer of a QONNX Quant node, read once and checked: scale and zero point per tensor or per
-channel (last axis), bit width, signedness, narrow range, rounding mode; plus the code <-> value maps that
-reproduce qonnx's own `int_quant` arithmetic bit for bit (so that tables built from them match execution).
+channel (one axis of the quantized tensor), bit width, signedness, narrow range; plus the code -> value map that
+reproduces qonnx's own `int_quant` arithmetic bit for bit (so that tables built on it match execution) and its
+inverse on the Quant's outputs. Values and codes are in table space: [..., C], channels last.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 from qonnx.core.datatype import DataType
-from qonnx.custom_op.general.intquant import max_int, min_int, resolve_rounding_mode
+from qonnx.custom_op.general.intquant import max_int, min_int
 from qonnx.custom_op.registry import getCustomOp
-
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,6 @@ class QuantParams:
     bits: int
     signed: bool
     narrow: bool
-    rounding_mode: str
 
     @property
     def datatype(self):
@@ -42,15 +41,22 @@ class QuantParams:
         """Values (codes - zeropt) * scale in float32, as the Quant node outputs them; codes [..., C] integers."""
         return (np.asarray(codes).astype(np.float32) - self.zeropt) * self.scale
 
-    def quantize(self, values):
-        """Integer codes (int64) that the Quant node assigns to float32 `values` [..., C] (clip, then round)."""
-        codes = np.asarray(values, dtype=np.float32) / self.scale + self.zeropt
-        codes = np.clip(codes, self.code_min, self.code_max)
-        return resolve_rounding_mode(self.rounding_mode)(codes).astype(np.int64)
+    def codes(self, outputs):
+        """Integer codes (float64, NaN kept) of the Quant node's float32 `outputs` [..., C] (its dequantized codes)."""
+        outputs = np.asarray(outputs, dtype=np.float64)
+        return np.rint(outputs / self.scale + self.zeropt)
 
 
-def read_quant_params(model, node, channels: int, where: str) -> QuantParams:
-    """Read and check the quantizer of Quant node `node` for a tensor with `channels` on its last axis.
+def varying_axes(value_shape, shape) -> set:
+    """Axes of a tensor of shape `shape` along which a parameter of shape `value_shape` (numpy broadcasting:
+    aligned to the right) takes more than one value."""
+    offset = len(shape) - len(value_shape)
+    return {offset + axis for axis, size in enumerate(value_shape) if size > 1}
+
+
+def read_quant_params(model, node, where: str, shape, axis) -> QuantParams:
+    """Read and check the quantizer of Quant node `node` for a tensor of shape `shape` with channels on `axis`
+    (None: one scale and zero point for the whole tensor).
 
     `where` names the node being lowered in error messages. Raises ValueError on non-initializer parameters,
     non-positive or non-finite scales, non-integer zero points or bit widths, or scales that vary along other axes.
@@ -64,9 +70,11 @@ def read_quant_params(model, node, channels: int, where: str) -> QuantParams:
     def per_channel(value, what):
         if value.size == 1:
             return value.reshape(())
-        if value.shape[-1] != channels or value.size != channels:
+        channels = None if axis is None else shape[axis]
+        if value.ndim > len(shape) or varying_axes(value.shape, shape) != {axis} or value.size != channels:
+            along = "" if axis is None else f" nor per channel of the {channels} channels on axis {axis}"
             raise ValueError(f"{where}: inconsistent {what} of Quant node '{node.name}': shape {list(value.shape)} "
-                             f"is neither per tensor nor per channel of the {channels} channels on the last axis")
+                             f"is neither per tensor{along} of the tensor {list(shape)}")
         return value.reshape(channels)
 
     scale = per_channel(initializer(1, "scale"), "scale")
@@ -84,5 +92,4 @@ def read_quant_params(model, node, channels: int, where: str) -> QuantParams:
         raise ValueError(f"{where}: Quant node '{node.name}' has {bits} bit(s); lowering needs 2 bits or more")
     quant = getCustomOp(node)
     return QuantParams(scale=scale, zeropt=zeropt, bits=bits,
-                       signed=bool(quant.get_nodeattr("signed")), narrow=bool(quant.get_nodeattr("narrow")),
-                       rounding_mode=str(quant.get_nodeattr("rounding_mode")))
+                       signed=bool(quant.get_nodeattr("signed")), narrow=bool(quant.get_nodeattr("narrow")))

@@ -15,8 +15,8 @@ The codes: a quantizer's MultiThreshold counts n = #(x >= t) and its codes are n
 the quantizer's minimum code while that still follows it (FINN's conversion inserts it; streamlining absorbs it into
 out_bias); threshold j separates codes c_j = first code + j and c_j + 1 (thresholds ascending per channel).
 Thresholds that are not integers are never ties and stay untouched: those of a monotone table lowered by
-transforms.lower_lerp_psa sit halfway between neighbouring integer inputs. Nodes with out_scale != 1, unsorted
-thresholds or a non-integer first code are not quantizer thresholds and are left alone.
+transforms.lower_quantized_functions sit halfway between neighbouring integer inputs. Nodes with out_scale != 1,
+unsorted thresholds or a non-integer first code are not quantizer thresholds and are left alone.
 """
 
 import numpy as np

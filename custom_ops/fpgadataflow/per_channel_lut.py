@@ -121,15 +121,11 @@ class PerChannelLUT(HWCustomOp):
         return DataType[self.get_nodeattr("outputDataType")]
 
     def get_entries(self):
-        """Table entries per channel for the input width and mode (custom_ops.lut_tables); lerp64 needs >= 3 bits."""
-        bits = self.get_input_datatype(0).bitwidth()
-        mode = self.get_nodeattr("mode")
-        if mode == "lerp64" and bits < 3:
-            raise ValueError(
-                f"{self.onnx_node.name}: lerp64 hardware needs input codes of at least 3 bits, got "
-                f"{self.get_input_datatype(0).name}; use mode full"
-            )
-        return table_entries(mode, bits)
+        """Table entries per channel for the input width and mode (the rules of custom_ops.lut_tables)."""
+        try:
+            return table_entries(self.get_nodeattr("mode"), self.get_input_datatype(0).bitwidth())
+        except ValueError as err:
+            raise ValueError(f"{self.onnx_node.name}: {err}") from err
 
     def calc_tmem(self):
         """Channels per lane (NumChannels / PE); a clear error when PE does not divide NumChannels."""

@@ -44,10 +44,10 @@ class LutLayerGeometry:
             raise ValueError(f"PerChannelLUT_rtl: mode {self.mode!r} is not one of {sorted(PIPELINE_LATENCY)}")
         if self.pe < 1 or self.num_channels % self.pe != 0:
             raise ValueError(f"PerChannelLUT_rtl: PE={self.pe} must divide NumChannels={self.num_channels}")
-        table_entries(self.mode, self.in_bits)
-        if self.mode == "lerp64" and self.in_bits < 3:
-            raise ValueError(f"PerChannelLUT_rtl: lerp64 needs input codes of at least 3 bits (2 fraction bits and a "
-                             f"segment bit), got {self.in_bits}; use mode full")
+        try:
+            table_entries(self.mode, self.in_bits)
+        except ValueError as err:
+            raise ValueError(f"PerChannelLUT_rtl: {err}") from err
         if self.ram_style not in _RAM_STYLE_ATTRIBUTE:
             raise ValueError(f"PerChannelLUT_rtl: ram_style {self.ram_style!r} is not one of "
                              f"{sorted(_RAM_STYLE_ATTRIBUTE)}")
