@@ -25,41 +25,21 @@ def _number(text: str, kind):
     return value
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _at_least(kind, minimum, inclusive: bool, wording: str):
+    """An argparse type: a `kind` number >= `minimum` (> when not `inclusive`), else "must be <wording>"."""
+    def parse(text: str):
+        value = _number(text, kind)
+        if value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {wording}, got {value:g}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """An integer >= 0."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    """Any finite number (no nan, no inf)."""
-    return _number(text, float)
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value:g}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0."""
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value:g}")
-    return value
+positive_int = _at_least(int, 1, True, "at least 1")
+non_negative_int = _at_least(int, 0, True, "0 or more")
+positive_float = _at_least(float, 0.0, False, "greater than 0")
+non_negative_float = _at_least(float, 0.0, True, "0 or more")
 
 
 def unit_fraction(text: str) -> float:

@@ -306,12 +306,13 @@ def test_lower_writes_model_and_report_together_or_not_at_all(tmp_path, capsys, 
     assert leftovers(tmp_path) == []
 
 
-def test_lower_out_errors(tmp_path, capsys, files):
+@pytest.mark.parametrize("command, source", [("lower", ("--model", "lerp.onnx")),
+                                             ("export", ("--checkpoint", "relu.pt"))])
+def test_file_output_that_is_a_folder_or_unwritable(tmp_path, capsys, files, command, source):
+    flag, name = source
     (tmp_path / "dir.onnx").mkdir()
-    expect_error(capsys, 2, "lower", "--model", files["lerp.onnx"], "--out", tmp_path / "dir.onnx",
-                 names=["dir.onnx"])
-    expect_error(capsys, 3, "lower", "--model", files["lerp.onnx"], "--out", "/proc/psa_finn/lowered.onnx",
-                 names=["/proc/psa_finn"])
+    expect_error(capsys, 2, command, flag, files[name], "--out", tmp_path / "dir.onnx", names=["dir.onnx"])
+    expect_error(capsys, 3, command, flag, files[name], "--out", "/proc/psa_finn/m.onnx", names=["/proc/psa_finn"])
 
 
 @root_only()
@@ -510,14 +511,6 @@ def test_kill_9_mid_build_keeps_the_previous_build(tmp_path, capsys, files):
 
 
 # ------------------------------------------------------------------------------------------------ the rest
-
-def test_export_errors_are_one_line_with_exit_codes(tmp_path, capsys, files):
-    (tmp_path / "dir.onnx").mkdir()
-    expect_error(capsys, 2, "export", "--checkpoint", files["relu.pt"], "--out", tmp_path / "dir.onnx",
-                 names=["dir.onnx"])
-    expect_error(capsys, 3, "export", "--checkpoint", files["relu.pt"], "--out", "/proc/psa_finn/m.onnx",
-                 names=["/proc/psa_finn"])
-
 
 def test_export_of_a_float_checkpoint_says_it_calibrates(tmp_path, capsys, files):
     status, out, _ = run_cli(capsys, "export", "--checkpoint", files["relu.pt"], "--out", tmp_path / "m.onnx",
