@@ -548,3 +548,9 @@ def test_report_into_an_unwritable_folder(tmp_path, capsys):
         '{"fps": 1.0, "latency_ns": 1.0, "lut": 1, "dsp": 0, "bram18": 0, "uram": 0, "all_nodes_on_hw": true, '
         '"layers": [], "zero_estimate_ops": []}')
     expect_error(capsys, 3, "report", tmp_path / "b", "--out", "/proc/psa_finn_report", names=["--out"])
+
+
+def test_synth_check_errors(tmp_path, capsys, monkeypatch):
+    expect_error(capsys, 2, "synth-check", "--model", tmp_path, "--out", tmp_path / "o", names=["is a directory"])
+    monkeypatch.setenv("PATH", str(tmp_path))  # no yosys on this PATH: the machine lacks a tool (exit 3)
+    expect_error(capsys, 3, "synth-check", "--sweep", "--out", tmp_path / "o", names=["yosys is not installed"])
