@@ -66,13 +66,32 @@ def check_replaceable(out_dir: Path) -> None:
                        f"choose a new or empty --out")
 
 
-def _keep_failed(staging: Path, out_dir: Path) -> Path:
-    """Where the files of a failed build go: DIR when it holds no finished build, else DIR.failed beside it."""
+def _keep_failed(staging: Path, out_dir: Path) -> str:
+    """Put the files of a failed build in DIR when it holds no finished build, else in DIR.failed beside it (not
+    over a folder of other files); returns where its log is, and that the previous build is kept."""
     target = out_dir if not is_finished_build(out_dir) else out_dir.with_name(out_dir.name + FAILED_SUFFIX)
+    previous = "" if target == out_dir else f"; the previous build in {out_dir} is kept"
     if target.exists() and any(target.iterdir()) and not (target / BUILD_LOG).is_file():
         discard_directory(staging)
-        return staging
-    return commit_directory(staging, target)
+        return f"its log is not kept: {target} holds other files{previous}"
+    return f"log {commit_directory(staging, target) / BUILD_LOG}{previous}"
+
+
+def repoint_saved_models(staging: Path, out_dir: Path) -> None:
+    """The saved models name files of the build by absolute path (a dataflow partition's model, generated code):
+    make those name the final DIR instead of the temporary folder the build ran in."""
+    import onnx
+
+    old, new = str(staging), str(out_dir)
+    for path in (staging / "intermediate_models").rglob("*.onnx"):
+        if old.encode() not in path.read_bytes():
+            continue
+        model = onnx.load(str(path), load_external_data=False)
+        for node in model.graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.STRING and attribute.s.startswith(old.encode()):
+                    attribute.s = new.encode() + attribute.s[len(old):]
+        onnx.save(model, str(path))
 
 
 def _run_finn(model_path, config_path, cfg, staging: Path, stop_step):
@@ -113,18 +132,16 @@ def run_build(model_path, config_path, out_dir, stop_step=None) -> dict:
         if status != 0:
             off_hw = _report_failure(staging)
             kept = _keep_failed(staging, out_dir)
-            previous = f"; the previous build in {out_dir} is kept" if kept != out_dir else ""
             if off_hw:
-                raise NotOnHardware(f"nodes left off the hardware: {', '.join(off_hw)} (log {kept / BUILD_LOG}"
-                                    f"{previous})")
-            raise BadInput(f"finn-plus could not build {model_path} (status {status}); see {kept / BUILD_LOG}"
-                           f"{previous}")
+                raise NotOnHardware(f"nodes left off the hardware: {', '.join(off_hw)} ({kept})")
+            raise BadInput(f"finn-plus could not build {model_path} (status {status}; {kept})")
         from psa_finn.build_configs.summary import build_summary
         from psa_finn.common.atomic_files import write_json_atomic
 
         summary = build_summary(staging, model_path=model_path, config_path=config_path, cfg=cfg,
                                 skipped_steps=skipped, build_time_s=time.time() - started)
         write_json_atomic(staging / SUMMARY, summary)
+        repoint_saved_models(staging, out_dir)
         commit_directory(staging, out_dir)
     except BaseException:
         discard_directory(staging)

@@ -496,6 +496,8 @@ def test_kill_9_mid_build_keeps_the_previous_build(tmp_path, capsys, files):
     assert build.main(["lower", "--model", str(files["lerp.onnx"]), "--out", str(lowered)]) == 0
     assert build.main(["build", "--model", str(lowered), "--config", UNROLLED, "--out", str(out), *ESTIMATES]) == 0
     before = snapshot(out)
+    saved = [name for name, data in before.items() if name.startswith("intermediate_models")]
+    assert saved and not any(b".partial" in before[name] for name in saved), "models name the final folder"
     process = subprocess.Popen([sys.executable, "build.py", "build", "--model", str(lowered), "--config", UNROLLED,
                                 "--out", str(out), *ESTIMATES], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
