@@ -556,3 +556,21 @@ def test_synth_check_errors(tmp_path, capsys, monkeypatch):
     expect_error(capsys, 2, "synth-check", "--model", tmp_path, "--out", tmp_path / "o", names=["is a directory"])
     monkeypatch.setenv("PATH", str(tmp_path))  # no yosys on this PATH: the machine lacks a tool (exit 3)
     expect_error(capsys, 3, "synth-check", "--sweep", "--out", tmp_path / "o", names=["yosys is not installed"])
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_demo_and_its_running_stages(tmp_path):
+    out = tmp_path / "demo"
+    process = subprocess.Popen([sys.executable, "build.py", "demo", "--quick", "--out", str(out)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "logs" / "train_relu.log").is_file():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert "interrupted (SIGTERM)" in error_line(err.splitlines()[-1], "demo")
+    still = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+    assert still == [], "the stages that were running are stopped too"
