@@ -172,5 +172,5 @@ def test_quick_demo_rerun_reuses_every_stage(quick_demo, capsys):
     printed = capsys.readouterr().out
     assert f"Where everything is (under {out}/):" in printed and "report.md (start here)" in printed
     reused = sum(s["status"] == "skipped" for s in stages)
-    assert re.search(rf"demo finished in \d+ s \(this run, report included; stages: {reused} reused \(up to date\)",
+    assert re.search(rf"demo finished in \d+ s \(this command, report included; stages: {reused} reused \(up to date\)",
                      printed)
