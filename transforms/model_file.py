@@ -2,8 +2,8 @@
 
 `read_model_file(path)` returns the ModelWrapper or raises BadInput (exit 2) with one line naming the file, the node
 and what to do, for: a missing file or a folder, a file that is not ONNX (a .pt checkpoint, a truncated download),
-an initializer holding NaN or inf, a Quant outside the 2..8 bits psa-finn builds (common/bit_widths.py), a LerpPSA
-whose table does not fit its input, and a graph whose shapes do not infer.
+an initializer holding NaN or inf, an activation Quant outside the 2..8 bits psa-finn builds (common/bit_widths.py),
+a LerpPSA whose table does not fit its input, and a graph whose shapes do not infer.
 """
 
 import numpy as np
@@ -39,15 +39,18 @@ def _bits_of(model, node):
 
 
 def check_quant_bits(model, source) -> None:
-    """BadInput naming the first quantizer outside MIN_BITS..MAX_BITS."""
+    """BadInput naming the first activation quantizer (a Quant of a computed tensor, which finn-plus turns into
+    thresholds and psa-finn into tables) outside MIN_BITS..MAX_BITS. Quantizers of constants (weights, 32-bit
+    biases) are finn-plus's to fold and are not checked here."""
     for node in model.graph.node:
-        if node.op_type not in ("Quant", "BipolarQuant"):
+        if node.op_type not in ("Quant", "BipolarQuant") or model.get_initializer(node.input[0]) is not None:
             continue
         bits = _bits_of(model, node)
         if bits is not None and not MIN_BITS <= bits <= MAX_BITS:
             unit = "bit" if bits == 1 else "bits"
-            raise BadInput(f"{source}: {node.op_type} node '{node.name}' quantizes to {bits:g} {unit}; psa-finn "
-                           f"builds {MIN_BITS}- to {MAX_BITS}-bit models: export with --bits {MIN_BITS}..{MAX_BITS}")
+            raise BadInput(f"{source}: {node.op_type} node '{node.name}' quantizes activations to {bits:g} {unit}; "
+                           f"psa-finn builds {MIN_BITS}- to {MAX_BITS}-bit activations: export with --bits "
+                           f"{MIN_BITS}..{MAX_BITS}")
 
 
 def check_lerp_psa_tables(model, source) -> None:
