@@ -147,7 +147,7 @@ def run_build(model_path, config_path, out_dir, stop_step=None) -> dict:
         discard_directory(staging)
         raise
     _print_summary(summary, out_dir)
-    if not summary["all_nodes_on_hw"]:
+    if summary["fps"] is not None and not summary["all_nodes_on_hw"]:  # (a build stopped early converted nothing)
         raise NotOnHardware(f"nodes left off the hardware: {', '.join(summary['off_hw_nodes'])} (the build is in "
                             f"{out_dir})")
     return summary

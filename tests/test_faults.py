@@ -574,3 +574,10 @@ def test_sigterm_stops_the_demo_and_its_running_stages(tmp_path):
     assert "interrupted (SIGTERM)" in error_line(err.splitlines()[-1], "demo")
     still = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
     assert still == [], "the stages that were running are stopped too"
+
+
+@pytest.mark.slow
+def test_build_stopped_before_hardware_conversion_is_not_an_error(tmp_path, capsys, files):
+    status, out, _ = run_cli(capsys, "build", "--model", files["lerp.onnx"], "--config", UNROLLED, "--out",
+                             tmp_path / "b", "--stop-step", "step_tidy_up")
+    assert status == 0 and "no estimate reports" in out and (tmp_path / "b" / "summary.json").is_file()
