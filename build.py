@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """psa-finn command line: one entry point over every stage of the flow.
 
-    python build.py {train,eval,bench,export,lower,build,synth-check,report,demo} [options]
+    python build.py {train,eval,bench,export,lower,build,synth-check,report,demo,sweep} [options]
 
 Each subcommand lives in the module of its stage (see COMMANDS); only the module of the chosen subcommand is
 imported, so `python build.py lower ...` does not pay for torch or finn-plus start-up it does not need.
@@ -50,6 +50,7 @@ COMMANDS = {
                     "yosys synthesis of the LUT layers' RTL beside the FINN estimates"),
     "report": ("psa_finn.reports.cli", "tables and plots comparing build directories"),
     "demo": ("psa_finn.reports.demo", "the whole flow on built-in data: train, QAT, export, lower, build, report"),
+    "sweep": ("psa_finn.sweeps.cli", "design-space sweep on Ray: accuracy vs hardware cost, Pareto fronts, report"),
 }
 
 

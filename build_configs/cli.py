@@ -4,12 +4,14 @@
 
 checks the model (transforms/model_file.py), the config and --stop-step (config_check.py) first, then runs the
 config's steps through finn-plus's `build_dataflow_cfg` (an exported model is lowered by the first step) in a
-temporary sibling of DIR, leaving finn-plus's report/*.json, intermediate_models/ and build log, and summary.json.
-Only a complete build replaces DIR: after bad input, a failed build, Ctrl-C or kill -9 the previous build in DIR is
-as it was (a failed build's files go to DIR.failed/ beside it, or to DIR when there was none). Without Vivado the
-steps that need it are skipped and listed. Exit status (common/cli_errors.py): 0 when every node but host-side
-pre/post-processing is on the hardware, 1 when some node stays off it (they are named), 2 on bad input or a build
-that finn-plus cannot complete, 3 when DIR cannot be written.
+temporary sibling of DIR, leaving finn-plus's report/*.json, intermediate_models/ and build log, checks the hardware
+model in python mode against the lowered QONNX model (build_configs.verify) and writes summary.json. Only a complete
+build replaces DIR: after bad input, a failed build, Ctrl-C or kill -9 the previous build in DIR is as it was (a
+failed build's files go to DIR.failed/ beside it, or to DIR when there was none). Without Vivado the steps that
+need it are skipped and listed. Exit status (common/cli_errors.py): 0 when every node but host-side
+pre/post-processing is on the hardware and computes what the QONNX model computes, 1 when some node stays off it
+(they are named) or the hardware model differs, 2 on bad input or a build that finn-plus cannot complete, 3 when
+DIR cannot be written.
 """
 
 import time
@@ -114,10 +116,11 @@ def _run_finn(model_path, config_path, cfg, staging: Path, stop_step):
 
 
 def run_build(model_path, config_path, out_dir, stop_step=None) -> dict:
-    """Check everything, build, and put the build in place of `out_dir`; returns the summary dict.
+    """Check everything, build, and put the build in place of `out_dir`; returns the summary dict (which may
+    record nodes left off the hardware or a verification mismatch: `check_summary` turns those into errors).
 
     Raises BadInput (bad model, config, --stop-step or --out; a build finn-plus cannot complete), NotOnHardware
-    (nodes left off the hardware; the build is kept) or EnvironmentFailure (--out cannot be written)."""
+    (a failed build that left nodes off the hardware) or EnvironmentFailure (--out cannot be written)."""
     from psa_finn.build_configs.config_check import load_build_config
     from psa_finn.transforms.model_file import read_model_file
 
@@ -136,10 +139,13 @@ def run_build(model_path, config_path, out_dir, stop_step=None) -> dict:
                 raise NotOnHardware(f"nodes left off the hardware: {', '.join(off_hw)} ({kept})")
             raise BadInput(f"finn-plus could not build {model_path} (status {status}; {kept})")
         from psa_finn.build_configs.summary import build_summary
+        from psa_finn.build_configs.verify import PARENT_MODEL, verify_build
         from psa_finn.common.atomic_files import write_json_atomic
 
         summary = build_summary(staging, model_path=model_path, config_path=config_path, cfg=cfg,
                                 skipped_steps=skipped, build_time_s=time.time() - started)
+        if summary["all_nodes_on_hw"] and (staging / "intermediate_models" / PARENT_MODEL).is_file():
+            summary["verification"] = verify_build(staging, model_path)
         write_json_atomic(staging / SUMMARY, summary)
         repoint_saved_models(staging, out_dir)
         commit_directory(staging, out_dir)
@@ -147,13 +153,27 @@ def run_build(model_path, config_path, out_dir, stop_step=None) -> dict:
         discard_directory(staging)
         raise
     _print_summary(summary, out_dir)
-    if summary["fps"] is not None and not summary["all_nodes_on_hw"]:  # (a build stopped early converted nothing)
-        raise NotOnHardware(f"nodes left off the hardware: {', '.join(summary['off_hw_nodes'])} (the build is in "
-                            f"{out_dir})")
     return summary
 
 
+def check_summary(summary: dict, out_dir: Path) -> None:
+    """NotOnHardware (exit 1) for a finished build that left nodes off the hardware or whose hardware model differs
+    from the lowered QONNX model (a build stopped before the estimates converted nothing: no error)."""
+    if summary["fps"] is not None and not summary["all_nodes_on_hw"]:
+        raise NotOnHardware(f"nodes left off the hardware: {', '.join(summary['off_hw_nodes'])} (the build is in "
+                            f"{out_dir})")
+    verification = summary["verification"]
+    if verification is not None and verification["max_abs_diff"] != 0:
+        raise NotOnHardware(f"the hardware model ({verification['hw_model']}) differs from the lowered QONNX model "
+                            f"by up to {verification['max_abs_diff']} output codes on random inputs; see "
+                            f"{out_dir / SUMMARY} and the build's intermediate models")
+
+
 def _print_summary(summary: dict, out_dir: Path) -> None:
+    verification = summary["verification"]
+    if verification is not None:
+        _print(f"verification: {verification['hw_model']} vs {verification['reference_model']} on "
+               f"{verification['samples']} random inputs: max abs diff {verification['max_abs_diff']}")
     if summary["fps"] is None:
         _print(f"summary: {out_dir / SUMMARY} (no estimate reports: the build stopped before "
                f"step_generate_estimate_reports)")
@@ -168,5 +188,6 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
 
 
 def run(args, command):
-    run_build(args.model, args.config, args.out, args.stop_step)
+    """`build.py build`: errors go to build.py (one line, exit code by kind)."""
+    check_summary(run_build(args.model, args.config, args.out, args.stop_step), Path(args.out).resolve())
     return 0

@@ -1,20 +1,23 @@
-"""psa-finn's custom build steps, each a finn-plus step `(model, cfg) -> model`, named in the build configs.
+"""psa-finn's build steps, each a finn-plus step `(model, cfg) -> model` named by its job; any network.
 
-The ResMLP needs these things the stock estimate flow lacks (shared ARCHITECTURE.md, "what made the whole network
-map to HW layers"):
+Name them in a build config as `psa_finn.build_configs.steps.<step>`, in our configs (unrolled.yaml, folded.yaml)
+or injected into finn-plus's default step list (`inject_steps_before` / `inject_steps_after`, README "Build your own
+network"). Every fix-point loop they run is capped (transforms.fixed_point): a rewrite that loops ends in an error
+naming it and the nodes it changed.
 
 - step_lower_lerp_psa: every quantized function of an exported model (LerpPSA, GELU, SiLU, ... between Quant nodes)
-  is lowered first (transforms.lower_quantized_functions); a lowered model passes unchanged.
-- step_streamline_resmlp: elementwise initializers brought to full rank (transforms.expand_initializer_rank), then
-  FINN+'s StreamlinePlus (the stock Streamline cannot move the residual quantizer's scale past forks and Adds), run
-  through transforms.lean_composed (3x less CPU, same graph), then the ResMLP fix-ups:
-  token-mixer transposes moved behind shared-threshold quantizers, ReduceMean over tokens -> GlobalAccPool,
-  a monotone table's MultiThreshold merged into the requantizer before it, MultiThreshold layouts reset to
-  channels-last. Quantizer thresholds round ties half-to-even like the QONNX Quant
-  (transforms.round_half_even_thresholds): until then no threshold is rounded to an integer (RoundAndClipThresholds
-  would erase which thresholds are ties) or composed (the composed thresholds' integer ends would look like ties).
-- step_convert_to_hw_resmlp: PerChannelLUT nodes -> the PerChannelLUT HW layer, then the stock conversion, with the
-  output dequantisation kept on the host.
+  -> MultiThreshold or PerChannelLUT (transforms.lower_quantized_functions); a lowered model passes unchanged.
+  Before step_qonnx_to_finn.
+- step_streamline_with_luts: streamlining to integer channels-last layers, learnable functions included, in place of
+  (or before) stock step_streamline: FINN+'s StreamlinePlus (residual topologies) extended so that affines and
+  transposes are absorbed into PerChannelLUT tables as into MultiThresholds, constants absorbed along their real
+  channel axis; convolutions and pooling lowered to channels-last as stock step_streamline does; then the pattern
+  rewrites (transpose past a shared threshold, token mean -> GlobalAccPool, consecutive thresholds composed). Quantizer
+  thresholds round ties half-to-even like the QONNX Quant (transforms.round_half_even_thresholds): until then no
+  threshold is rounded to an integer (RoundAndClipThresholds would erase which thresholds are ties) or composed.
+- step_convert_luts_to_hw: PerChannelLUT -> the PerChannelLUT HW layer. Before stock step_convert_to_hw.
+- step_output_dequant_to_host: after stock step_convert_to_hw, the trailing output dequantisation goes back to the
+  host (float Mul/Add, not ElementwiseMul/Add layers).
 - step_fold_lut_layers, step_fold_shuffles: fold the layers SetFolding does not know, BEFORE
   step_target_fps_parallelization, so its two-pass relaxation does not slow everything to their unfolded rate.
 - step_clamp_folding: a fixed folding config (PE=SIMD=16) made legal for layers whose dimensions 16 does not divide.
@@ -24,10 +27,10 @@ Import `build_configs.finn_shims` and call `boot_finn` before importing this mod
 
 import psa_finn.custom_ops  # noqa: F401  (registers LerpPSA and PerChannelLUT with qonnx)
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the PerChannelLUT HW layer with qonnx and finn-plus)
-from finn.builder.build_dataflow_steps import step_convert_to_hw
-from finn.transformation.streamline.absorb import AbsorbAddIntoMultiThreshold, AbsorbMulIntoMultiThreshold
+from finn.transformation.streamline.absorb import AbsorbAddIntoMultiThreshold, AbsorbConsecutiveTransposes, \
+    AbsorbMulIntoMultiThreshold, AbsorbTransposeIntoMultiThreshold
 from finn.transformation.streamline.collapse_repeated import CollapseRepeatedAdd, CollapseRepeatedMul
-from finn.transformation.streamline.reorder import MoveAddPastMul
+from finn.transformation.streamline.reorder import MakeMaxPoolNHWC, MoveAddPastMul
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
 from finn.transformation.streamline.streamline_plus import StreamlinePlus
 from qonnx.transformation.composed import ComposedTransformation
@@ -35,15 +38,20 @@ from qonnx.transformation.general import GiveUniqueNodeNames
 from qonnx.transformation.infer_data_layouts import InferDataLayouts
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
 from psa_finn.common.atomic_files import write_json_atomic
+from psa_finn.transforms.absorb_into_multithreshold import AbsorbAffineIntoMultiThreshold
+from psa_finn.transforms.absorb_into_per_channel_lut import AbsorbAffineIntoPerChannelLUT, \
+    AbsorbTransposeIntoPerChannelLUT
 from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors
 from psa_finn.transforms.cli import lowering_document
 from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds
 from psa_finn.transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
 from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank
+from psa_finn.transforms.fixed_point import transform_to_fixed_point
 from psa_finn.transforms.fold_shuffles import FoldShuffles
-from psa_finn.transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant
+from psa_finn.transforms.host_output_dequant import MoveOutputDequantToHost
 from psa_finn.transforms.lean_composed import apply_lean
 from psa_finn.transforms.lower_quantized_functions import lower_quantized_functions
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
@@ -58,70 +66,90 @@ def _has_op(model, op_type):
     return any(node.op_type == op_type for node in model.graph.node)
 
 
+def _transform(model, *transformations):
+    """Apply each transformation in turn to its fixed point (capped)."""
+    for transformation in transformations:
+        model = transform_to_fixed_point(model, transformation)
+    return model
+
+
 def step_lower_lerp_psa(model, cfg):
     """Lower every quantized function (LerpPSA, GELU, SiLU, ... between Quant nodes; mode auto: MultiThreshold when
     every channel rises, else PerChannelLUT) and write the lowering report; a lowered model passes unchanged."""
-    model, report = lower_quantized_functions(model.transform(InferShapes()), mode="auto")
-    model = model.transform(InferShapes())
-    model = model.transform(InferDataTypes())
+    model, report = lower_quantized_functions(_transform(model, InferShapes()), mode="auto")
+    model = _transform(model, InferShapes(), InferDataTypes())
     if report:
         write_json_atomic(cfg.get_report_directory() / LOWERING_REPORT, lowering_document(report, "auto"))
     return model
 
 
-def _round_half_even(transformation):
-    """The transformation tree with RoundHalfEvenThresholds in place of every RoundAndClipThresholds."""
-    if isinstance(transformation, RoundAndClipThresholds):
-        return RoundHalfEvenThresholds()
-    if isinstance(transformation, ComposedTransformation):
-        return ComposedTransformation([_round_half_even(t) for t in transformation.transformations])
-    return transformation
+def _with_luts(composed, round_ties):
+    """A FINN streamlining list (ComposedTransformation) with the LUT-aware parts in place, nested lists too.
 
-
-def _resmlp_fixups():
-    """The ResMLP fix-ups after StreamlinePlus, ending with threshold composition and rounding."""
-    return [
-        MoveTransposePastSharedThreshold(),
-        MoveAddPastMul(),
-        CollapseRepeatedMul(),
-        CollapseRepeatedAdd(),
-        AbsorbAddIntoMultiThreshold(),
-        AbsorbMulIntoMultiThreshold(),
-        ConvertTokenMeanToGlobalAccPool(),
-        ComposeConsecutiveThresholds(),
-        RoundAndClipThresholds(),
-    ]
-
-
-def step_streamline_resmlp(model, cfg):
-    """StreamlinePlus (tidying only after changes), then the ResMLP fix-ups (cheap, to a fixed point).
-
-    Both first run with the quantizer ties made half-to-even in place of any rounding or composing of thresholds;
-    the last pass composes and rounds. Elementwise initializers first get the full rank (older exports hold rank-1
-    per-channel ones, on which finn's MoveTransposePastEltwise fails).
+    `round_ties`: RoundAndClipThresholds becomes RoundHalfEvenThresholds (ties half-to-even, nothing rounded yet).
     """
-    model = model.transform(ExpandInitializerRank())
-    model = apply_lean(model, _round_half_even(StreamlinePlus()))
-    model = model.transform(ComposedTransformation(
-        [_round_half_even(t) for t in _resmlp_fixups() if not isinstance(t, ComposeConsecutiveThresholds)]))
-    model = model.transform(ComposedTransformation(_resmlp_fixups()))
-    model = model.transform(SetMultiThresholdChannelsLast())
-    model = model.transform(InferDataLayouts())
-    model = model.transform(GiveUniqueNodeNames())
+    return ComposedTransformation([part for t in composed.transformations for part in _lut_aware(t, round_ties)])
+
+
+def _lut_aware(transformation, round_ties):
+    """What takes the place of one part of a streamlining list."""
+    if isinstance(transformation, ComposedTransformation):
+        return [_with_luts(transformation, round_ties)]
+    if isinstance(transformation, RoundAndClipThresholds) and round_ties:
+        return [RoundHalfEvenThresholds()]
+    if isinstance(transformation, AbsorbAddIntoMultiThreshold):
+        return [AbsorbAffineIntoMultiThreshold("Add"), AbsorbAffineIntoPerChannelLUT()]
+    if isinstance(transformation, AbsorbMulIntoMultiThreshold):
+        return [AbsorbAffineIntoMultiThreshold("Mul"), AbsorbAffineIntoPerChannelLUT()]
+    if isinstance(transformation, AbsorbTransposeIntoMultiThreshold):
+        return [transformation, AbsorbTransposeIntoPerChannelLUT()]
+    return [transformation]
+
+
+def _pattern_rewrites(round_ties):
+    """The rewrites after streamlining (each acts only where its pattern matches), composition and rounding last."""
+    rewrites = [MoveTransposePastSharedThreshold(), MoveAddPastMul(), CollapseRepeatedMul(), CollapseRepeatedAdd(),
+                AbsorbAffineIntoMultiThreshold("Add"), AbsorbAffineIntoMultiThreshold("Mul"),
+                AbsorbAffineIntoPerChannelLUT(), ConvertTokenMeanToGlobalAccPool()]
+    if round_ties:
+        return ComposedTransformation(rewrites + [RoundHalfEvenThresholds()])
+    return ComposedTransformation(rewrites + [ComposeConsecutiveThresholds(), RoundAndClipThresholds()])
+
+
+def _lower_convolutions(model):
+    """Convolutions -> Im2Col + MatMul, pooling to NHWC, transposes absorbed and cancelled (as stock
+    step_streamline does it), transposes moved past PerChannelLUTs too."""
+    return _transform(model, LowerConvsToMatMul(), MakeMaxPoolNHWC(), AbsorbTransposeIntoMultiThreshold(),
+                      AbsorbTransposeIntoPerChannelLUT(), MakeMaxPoolNHWC(), AbsorbConsecutiveTransposes())
+
+
+def step_streamline_with_luts(model, cfg):
+    """Streamline to integer, channels-last layers, learnable functions (MultiThreshold or PerChannelLUT) included.
+
+    Elementwise initializers first get the full rank (finn's MoveTransposePastEltwise fails on lower-rank ones).
+    """
+    model = _transform(model, ExpandInitializerRank())
+    streamline = _with_luts(StreamlinePlus(), round_ties=True)
+    model = apply_lean(model, streamline)
+    if _has_op(model, "Conv"):
+        model = apply_lean(_lower_convolutions(model), streamline)
+    model = apply_lean(model, _pattern_rewrites(round_ties=True))
+    model = apply_lean(model, _pattern_rewrites(round_ties=False))
+    model = _transform(model, InferDataLayouts(), SetMultiThresholdChannelsLast(), InferDataLayouts(),
+                       GiveUniqueNodeNames())
     return model
 
 
-def step_convert_to_hw_resmlp(model, cfg):
-    """PerChannelLUT -> HW layer, then the stock step_convert_to_hw on everything but the host-side output dequant."""
-    model = model.transform(SetMultiThresholdChannelsLast())
-    if _has_op(model, "PerChannelLUT"):
-        model = model.transform(InferPerChannelLUTLayer())
-    model, host_tail = split_host_output_dequant(model)
-    model = step_convert_to_hw(model, cfg)
-    model = attach_host_output_dequant(model, host_tail)
-    model = model.transform(InferShapes())
-    model = model.transform(InferDataTypes())
-    return model
+def step_convert_luts_to_hw(model, cfg):
+    """PerChannelLUT -> the PerChannelLUT HW layer (channels last); before stock step_convert_to_hw."""
+    if not _has_op(model, "PerChannelLUT"):
+        return model
+    return _transform(model, InferPerChannelLUTLayer())
+
+
+def step_output_dequant_to_host(model, cfg):
+    """After stock step_convert_to_hw: the trailing output dequantisation layers become host-side Mul/Add again."""
+    return _transform(model, MoveOutputDequantToHost(), InferShapes(), InferDataTypes())
 
 
 def step_fold_lut_layers(model, cfg):
@@ -129,7 +157,7 @@ def step_fold_lut_layers(model, cfg):
     target = cfg._resolve_cycles_per_frame()
     if target is None or not any(n.op_type.startswith("PerChannelLUT") for n in model.graph.node):
         return model
-    return model.transform(FoldPerChannelLUT(target))
+    return _transform(model, FoldPerChannelLUT(target))
 
 
 def step_fold_shuffles(model, cfg):
@@ -137,10 +165,9 @@ def step_fold_shuffles(model, cfg):
     target = cfg._resolve_cycles_per_frame()
     if target is None:
         return model
-    return model.transform(FoldShuffles(target))
+    return _transform(model, FoldShuffles(target))
 
 
 def step_clamp_folding(model, cfg):
     """Lower each PE/SIMD to the largest value <= the configured one that divides the layer's dimensions."""
-    return model.transform(ClampFoldingToDivisors())
-
+    return _transform(model, ClampFoldingToDivisors())

@@ -2,7 +2,8 @@
 
 Everything here reads what the stock `step_generate_estimate_reports` wrote (report/estimate_layer_resources.json,
 estimate_layer_cycles.json, estimate_network_performance.json) and the intermediate models; nothing is estimated
-again. Key list: `SUMMARY_KEYS` (described in README.md, "CLI reference").
+again. Key list: `SUMMARY_KEYS` (described in README.md, "CLI reference"); `verification` (build_configs.verify) is None
+until the build command fills it in, and stays None for a build that stopped before the dataflow partition.
 """
 
 import json
@@ -16,7 +17,7 @@ from psa_finn.transforms.host_output_dequant import host_output_dequant_nodes
 SUMMARY_KEYS = ("model", "config", "config_name", "fpga_part", "clk_ns", "target_fps", "fps", "latency_ns",
                 "max_cycles", "max_cycles_node", "lut", "dsp", "bram18", "uram", "luts_plus_dsp", "all_nodes_on_hw",
                 "off_hw_nodes", "host_nodes", "layers", "resources_by_op_type", "zero_estimate_ops", "zero_lut_ops",
-                "skipped_steps", "steps_run", "time_per_step_s", "build_time_s")
+                "skipped_steps", "steps_run", "time_per_step_s", "build_time_s", "verification")
 RESOURCE_KEYS = {"lut": "LUT", "dsp": "DSP", "bram18": "BRAM_18K", "uram": "URAM"}
 FOLDING_ATTRS = ("PE", "SIMD", "ram_style", "ram_style_thresholds", "mem_mode", "resType", "mode")
 
@@ -30,12 +31,13 @@ def _is_hw(node):
 
 
 def host_input_preprocess_nodes(model):
-    """Leading Mul/Add-by-constant nodes fed (through each other) by a graph input: host-side pre-processing."""
+    """Leading Mul/Add-by-constant and Transpose nodes fed (through each other) by a graph input: host-side
+    pre-processing (finn-plus's default infer_shuffle_skip_first leaves an image input's first transpose there)."""
     inputs = {i.name for i in model.graph.input}
     found, frontier = [], set(inputs)
     for node in model.graph.node:
-        if node.op_type in ("Mul", "Add") and node.input[0] in frontier \
-                and model.get_initializer(node.input[1]) is not None:
+        if node.input and node.input[0] in frontier and (node.op_type == "Transpose" or (
+                node.op_type in ("Mul", "Add") and model.get_initializer(node.input[1]) is not None)):
             found.append(node)
             frontier.add(node.output[0])
     return found
@@ -128,5 +130,6 @@ def build_summary(out_dir, *, model_path, config_path, cfg, skipped_steps, build
         "steps_run": steps_run,
         "time_per_step_s": time_per_step,
         "build_time_s": round(build_time_s, 1),
+        "verification": None,
     }
     return summary

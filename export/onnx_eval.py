@@ -51,16 +51,21 @@ def load_qonnx_model(path) -> ModelWrapper:
 
 
 def _as_patches(model: ModelWrapper, x, source) -> np.ndarray:
-    """Images [N, Cin, H, W] (patchified) or patches [N, T, P*P*Cin] matching the model input, as float32 numpy."""
+    """Images [N, Cin, H, W] or signals [N, Cin, L] (patchified) or patches [N, T, values] matching the model input,
+    as float32 numpy."""
     x = torch.as_tensor(x, dtype=torch.float32)
     _, tokens, patch_dim = model.get_tensor_shape(model.graph.input[0].name)
     if x.dim() == 4:
         patch = math.isqrt(patch_dim // x.shape[1]) if patch_dim % x.shape[1] == 0 else 0
         if patch and patch * patch * x.shape[1] == patch_dim and x.shape[2] % patch == 0 and x.shape[3] % patch == 0:
             x = patchify(x, patch)
+    elif x.dim() == 3 and tuple(x.shape[1:]) != (tokens, patch_dim) and patch_dim % x.shape[1] == 0:
+        patch = patch_dim // x.shape[1]
+        if x.shape[2] == tokens * patch:
+            x = patchify(x, patch)
     if x.dim() != 3 or tuple(x.shape[1:]) != (tokens, patch_dim):
-        raise ValueError(f"{source}: the model reads patches [N, {tokens}, {patch_dim}] (or the images they come "
-                         f"from), got inputs of shape {tuple(x.shape)}; check the dataset of the model")
+        raise ValueError(f"{source}: the model reads patches [N, {tokens}, {patch_dim}] (or the images or signals "
+                         f"they come from), got inputs of shape {tuple(x.shape)}; check the dataset of the model")
     return x.numpy()
 
 

@@ -22,12 +22,11 @@ from psa_finn.export.quant_resmlp import QuantLerpPSA, QuantResMLP
 from psa_finn.export.quantizers import DEFAULT_BITS, check_bits
 from psa_finn.models.checkpoint import read_torch_file
 from psa_finn.models.finite_parameters import check_finite_parameters
-from psa_finn.common.grid import BSPLINE_GRID_RANGE, BSPLINE_GRID_SIZE, LERP_GRID_RANGE, LERP_GRID_SIZE
-from psa_finn.models.resmlp import ResMLP, build_model
+from psa_finn.common.grid import BSPLINE_GRID_RANGE, LERP_GRID_RANGE
+from psa_finn.models.resmlp import ResMLP, build_model, input_shape
 
 QAT_CHECKPOINT_FORMAT = "psa-finn-qat"
-LUT_GRID = {"relu": (LERP_GRID_SIZE, LERP_GRID_RANGE), "lerp_psa": (LERP_GRID_SIZE, LERP_GRID_RANGE),
-            "bspline": (BSPLINE_GRID_SIZE, BSPLINE_GRID_RANGE)}
+LUT_GRID_RANGE = {"relu": LERP_GRID_RANGE, "lerp_psa": LERP_GRID_RANGE, "bspline": BSPLINE_GRID_RANGE}
 IDENTITY_ATOL = RemoveIdentityOps().atol   # qonnx's test: numpy.isclose(values, identity, atol=IDENTITY_ATOL).all()
 IDENTITY_RTOL = 1e-5                       # (numpy's default rtol)
 
@@ -86,8 +85,9 @@ def _copy_lut(target: QuantLerpPSA, function, scale=None, shift=None):
 
 def empty_qat_model(config: dict, bits: int = DEFAULT_BITS) -> QuantResMLP:
     """The uncalibrated QAT skeleton for a float ResMLP `config` (its hidden width taken from models.ResMLP)."""
-    hidden_dim = build_model(config).hidden_dim
-    return QuantResMLP(config, hidden_dim, bits, *LUT_GRID[config["variant"]])
+    model = build_model(config)
+    return QuantResMLP(model.config, model.hidden_dim, bits, model.config["grid_size"],
+                       LUT_GRID_RANGE[config["variant"]])
 
 
 def copy_float_weights(qat: QuantResMLP, model: ResMLP):
@@ -139,9 +139,9 @@ def to_qat_model(float_model: ResMLP, bits: int = DEFAULT_BITS, calibration_batc
 
 
 def random_calibration_batches(config: dict, num_batches: int = 4, batch_size: int = 32, seed: int = 0):
-    """Standard-normal images for a float `config`: what `--random-init` calibrates on."""
+    """Standard-normal inputs (images or signals) for a float `config`: what `--random-init` calibrates on."""
     generator = torch.Generator().manual_seed(seed)
-    shape = (batch_size, config["in_channels"], config["img_size"], config["img_size"])
+    shape = (batch_size, *input_shape(config))
     return [torch.randn(shape, generator=generator) for _ in range(num_batches)]
 
 

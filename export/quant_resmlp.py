@@ -25,7 +25,7 @@ from torch import nn
 
 from psa_finn.export.lerp_psa_function import lerp_psa
 from psa_finn.export.quantizers import ChannelWeightQuant, SignedActQuant, TensorWeightQuant, UnsignedActQuant, check_bits
-from psa_finn.models.resmlp import VARIANTS, patchify
+from psa_finn.models.resmlp import VARIANTS, to_tokens, token_shape
 
 
 def act_quant(bits: int) -> QuantIdentity:
@@ -165,8 +165,7 @@ class QuantResMLP(nn.Module):
         self.hidden_dim = hidden_dim
         self.grid_size = grid_size
         self.grid_range = float(grid_range)
-        self.num_tokens = (config["img_size"] // config["patch_size"]) ** 2
-        self.patch_dim = config["patch_size"] ** 2 * config["in_channels"]
+        self.num_tokens, self.patch_dim = token_shape(config)
         embed_dim = config["embed_dim"]
         self.input_quant = act_quant(bits)
         self.embed_linear = QuantLinearFloatBias(self.patch_dim, embed_dim, bits)
@@ -185,15 +184,8 @@ class QuantResMLP(nn.Module):
         return (1, self.num_tokens, self.patch_dim)
 
     def tokens(self, x):
-        """Images [B, Cin, H, W] -> patches [B, T, P*P*Cin]; patches pass through after a shape check."""
-        images = (self.config["in_channels"], self.config["img_size"], self.config["img_size"])
-        if x.dim() == 4 and tuple(x.shape[1:]) == images:
-            return patchify(x, self.config["patch_size"])
-        if x.dim() == 3 and tuple(x.shape[1:]) == self.input_shape[1:]:
-            return x
-        raise ValueError(f"QuantResMLP expects images [B, {self.config['in_channels']}, {self.config['img_size']}, "
-                         f"{self.config['img_size']}] or patches [B, {self.num_tokens}, {self.patch_dim}], "
-                         f"got {tuple(x.shape)}")
+        """Raw inputs (images or signals) -> patches [B, T, values]; patches pass through after a shape check."""
+        return to_tokens(x, self.config, "QuantResMLP")
 
     def forward(self, x):
         x = self.embed_linear(self.input_quant(self.tokens(x)))

@@ -1,4 +1,5 @@
-"""The paper's central claim measured offline: test accuracy against MLP hidden width on scikit-learn's digits.
+"""The paper's central claim measured offline: test accuracy against MLP hidden width on scikit-learn's digits
+(default) or mnist1d (`dataset`; harder: 4000 generated signals of length 40, 1000 test signals).
 
 Trains ReLU ResMLPs at hidden factors {2, 1, 0.5} and LERP-PSA and B-spline ResMLPs at {1, 0.5, 0.25}, each with
 `seeds` seeds and the same budget (epochs, batch, optimiser, schedule). As in the paper every student distils from one
@@ -24,10 +25,10 @@ import torch
 
 from psa_finn.common.atomic_files import atomic_path, write_json_atomic
 from psa_finn.models import ResMLP
-from psa_finn.models.datasets import DATASET_GEOMETRY, load_dataset
+from psa_finn.models.datasets import DATASET_GEOMETRY, OFFLINE_DATASETS, load_dataset
 from psa_finn.models.training import TrainSettings, Trainer
 
-BENCH_DATASET = "digits"
+DEFAULT_BENCH_DATASET = "digits"
 DEFAULT_HIDDEN_FACTORS = {"relu": (2.0, 1.0, 0.5), "lerp_psa": (1.0, 0.5, 0.25), "bspline": (1.0, 0.5, 0.25)}
 VARIANT_LABELS = {"relu": "ReLU", "lerp_psa": "LERP-PSA", "bspline": "B-spline"}
 TEACHER_HIDDEN_FACTOR = 4.0
@@ -46,11 +47,12 @@ class AccuracyBenchConfig:
     batch_size: int = 64
     lr: float = 5e-3
     hidden_factors: dict = field(default_factory=lambda: dict(DEFAULT_HIDDEN_FACTORS))
+    dataset: str = DEFAULT_BENCH_DATASET
 
 
 def _model(config: AccuracyBenchConfig, variant: str, hidden_factor: float) -> ResMLP:
     return ResMLP(variant, hidden_factor, embed_dim=config.embed_dim, depth=config.depth,
-                  **DATASET_GEOMETRY[BENCH_DATASET].model_kwargs())
+                  **DATASET_GEOMETRY[config.dataset].model_kwargs())
 
 
 def _train(config, data, variant, hidden_factor, seed, epochs, teacher, device):
@@ -93,7 +95,7 @@ def plot_accuracy(report: dict, path) -> None:
     ax.set_xticks(widths, [f"{w}\nh={w / embed_dim:g}" for w in widths])
     ax.minorticks_off()
     ax.set_xlabel(f"MLP hidden width = hidden factor h x embed dim {embed_dim}")
-    ax.set_ylabel(f"{BENCH_DATASET} test accuracy (%), mean ± std of {report['config']['seeds']} seeds")
+    ax.set_ylabel(f"{report['dataset']} test accuracy (%), mean ± std of {report['config']['seeds']} seeds")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -109,8 +111,11 @@ def run_accuracy_bench(config: AccuracyBenchConfig = AccuracyBenchConfig(), json
     """Train the teacher and every (variant, hidden factor, seed); print the table; write JSON and PNG if asked."""
     if config.seeds < 1 or config.epochs < 1:
         raise ValueError(f"--seeds and --epochs must be at least 1, got {config.seeds} and {config.epochs}")
+    if config.dataset not in OFFLINE_DATASETS:
+        raise ValueError(f"--dataset {config.dataset!r}: the accuracy bench runs on a built-in dataset, one of "
+                         f"{list(OFFLINE_DATASETS)}")
     start, cpu_start = time.perf_counter(), time.process_time()
-    data = load_dataset(BENCH_DATASET)
+    data = load_dataset(config.dataset)
     teacher, teacher_report = None, None
     if config.teacher_epochs > 0:
         teacher, accuracy = _train(config, data, "relu", TEACHER_HIDDEN_FACTOR, TEACHER_SEED,
@@ -138,7 +143,7 @@ def run_accuracy_bench(config: AccuracyBenchConfig = AccuracyBenchConfig(), json
         verdict = "reaches" if row["reached"] else "does NOT reach"
         print(f"LERP-PSA at h={row['lerp_psa_hidden_factor']} ({row['lerp_psa_mean']:.2f}%) {verdict} ReLU at "
               f"h={row['relu_hidden_factor']} ({row['relu_mean']:.2f}%): {row['difference']:+.2f} points")
-    report = {"dataset": BENCH_DATASET, "config": asdict(config), "teacher": teacher_report, "results": results,
+    report = {"dataset": config.dataset, "config": asdict(config), "teacher": teacher_report, "results": results,
               "claim_lerp_psa_half_width_vs_relu": claim, "wall_s": time.perf_counter() - start,
               "cpu_s": time.process_time() - cpu_start,
               "device": str(device), "threads": torch.get_num_threads()}

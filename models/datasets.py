@@ -1,11 +1,13 @@
-"""Input geometry of each supported dataset, scikit-learn's 8x8 digits as the built-in offline dataset, and
-CIFAR-10 / SVHN read from their official files without torchvision.
+"""Input geometry of each supported dataset, scikit-learn's 8x8 digits and mnist1d as the built-in offline datasets,
+and CIFAR-10 / SVHN read from their official files without torchvision.
 
 `DATASET_GEOMETRY` is the one place that says which image size, patch size, input channels and classes a dataset
-implies; models, export and builds read it from here. `load_dataset(name, data_dir, download)` returns the splits
-as `ImageSplits`: CIFAR-10 from the python pickle batches in `<data_dir>/cifar-10-batches-py/`, SVHN from
-`<data_dir>/{train,test}_32x32.mat` (torchvision's layouts, so an existing `~/icml_data` works as it is), with the
-reference normalisation and, for training batches, the augmentation of `models.augmentation`.
+implies; models, export and builds read it from here. mnist1d (the `mnist1d` package's `make_dataset`, generated
+from its templates in code, never downloaded) is 1-D: signals [N, 1, 40], cut into 8 tokens of 5 samples.
+`load_dataset(name, data_dir, download)` returns the splits as `ImageSplits`: CIFAR-10 from the python pickle
+batches in `<data_dir>/cifar-10-batches-py/`, SVHN from `<data_dir>/{train,test}_32x32.mat` (torchvision's
+layouts, so an existing `~/icml_data` works as it is), with the reference normalisation and, for training batches,
+the augmentation of `models.augmentation`.
 """
 
 import hashlib
@@ -23,31 +25,44 @@ from psa_finn.models.augmentation import augment_batch
 
 @dataclass(frozen=True)
 class DatasetGeometry:
-    """Image and patch geometry of a dataset, as ResMLP keyword arguments."""
+    """Input and patch geometry of a dataset, as ResMLP keyword arguments.
+
+    `spatial_dims` 2: images [Cin, S, S] in P x P patches; 1: signals [Cin, S] in runs of P samples (`img_size` is
+    then the signal length).
+    """
 
     img_size: int
     patch_size: int
     in_channels: int
     num_classes: int
+    spatial_dims: int = 2
 
     @property
     def num_tokens(self) -> int:
-        return (self.img_size // self.patch_size) ** 2
+        return (self.img_size // self.patch_size) ** self.spatial_dims
 
     @property
     def patch_dim(self) -> int:
-        return self.patch_size * self.patch_size * self.in_channels
+        return self.patch_size ** self.spatial_dims * self.in_channels
+
+    @property
+    def input_shape(self) -> tuple:
+        """One raw input without the batch axis: (Cin, S, S) or (Cin, S)."""
+        return (self.in_channels,) + (self.img_size,) * self.spatial_dims
 
     def model_kwargs(self) -> dict:
         return dict(img_size=self.img_size, patch_size=self.patch_size, in_channels=self.in_channels,
-                    num_classes=self.num_classes)
+                    num_classes=self.num_classes, spatial_dims=self.spatial_dims)
 
 
 DATASET_GEOMETRY = {
     "cifar10": DatasetGeometry(img_size=32, patch_size=4, in_channels=3, num_classes=10),
     "svhn": DatasetGeometry(img_size=32, patch_size=4, in_channels=3, num_classes=10),
     "digits": DatasetGeometry(img_size=8, patch_size=2, in_channels=1, num_classes=10),
+    # 8 tokens (a power of two: the exported token mean is then exact in float32) of 5 samples each.
+    "mnist1d": DatasetGeometry(img_size=40, patch_size=5, in_channels=1, num_classes=10, spatial_dims=1),
 }
+OFFLINE_DATASETS = ("digits", "mnist1d")
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 2023
@@ -72,6 +87,35 @@ def load_digits_split():
 
     return (*to_tensors(x_tr, y_tr), *to_tensors(x_te, y_te))
 
+
+def load_mnist1d_split():
+    """mnist1d generated in code by the `mnist1d` package (`make_dataset` with its default arguments: 4000 train and
+    1000 test signals of length 40, seed 42, already standardised); its download path is never used.
+
+    Returns (x_train, y_train, x_test, y_test): float32 tensors [N, 1, 40] and int64 labels [N]. The global numpy
+    and `random` states, which `make_dataset` reseeds, are restored afterwards.
+    """
+    import random
+
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as err:
+        raise ImportError(f"--dataset mnist1d needs the mnist1d package ({err}); install it with "
+                          f"`python -m pip install mnist1d` or rerun scripts/setup.sh") from err
+    numpy_state, random_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(random_state)
+
+    def to_tensors(x, y):
+        return torch.from_numpy(np.asarray(x, dtype=np.float32))[:, None], torch.from_numpy(np.asarray(y, np.int64))
+
+    return (*to_tensors(data["x"], data["y"]), *to_tensors(data["x_test"], data["y_test"]))
+
+
+OFFLINE_LOADERS = {"digits": load_digits_split, "mnist1d": load_mnist1d_split}
 
 DEFAULT_DATA_DIR = "~/icml_data"
 IMAGE_DATASETS = ("cifar10", "svhn")
@@ -125,7 +169,7 @@ def _check_present(name: str, root: Path) -> None:
         raise DatasetNotFoundError(
             f"{name} not found: missing {missing[0]}. Expected {layout}. Fetch it with --download "
             f"(from {urls}), or copy the files there yourself, or pass --data-dir to another folder; "
-            f"--dataset digits needs no download.")
+            f"--dataset digits or mnist1d needs no download.")
 
 
 def _md5(path: Path) -> str:
@@ -200,9 +244,9 @@ def _load_svhn_arrays(root: Path):
 class ImageSplits:
     """A dataset's train and test split held in memory, batched, normalised and (train only) augmented in torch.
 
-    `x_*` are uint8 images [N, C, H, W] (CIFAR-10, SVHN) or already normalised floats (digits; `mean`/`std`
-    None). Training batches are shuffled and augmented from a caller-given generator and drop the last partial batch,
-    as the reference loaders; test batches come in order.
+    `x_*` are uint8 images [N, C, H, W] (CIFAR-10, SVHN) or already normalised floats (digits [N, 1, 8, 8],
+    mnist1d signals [N, 1, 40]; `mean`/`std` None). Training batches are shuffled and augmented from a caller-given
+    generator and drop the last partial batch, as the reference loaders; test batches come in order.
     """
 
     def __init__(self, name, x_train, y_train, x_test, y_test, mean=None, std=None, augment=False):
@@ -243,12 +287,12 @@ class ImageSplits:
 
 
 def load_dataset(name: str, data_dir=DEFAULT_DATA_DIR, download: bool = False) -> ImageSplits:
-    """`digits` (built in), `cifar10` (python pickle batches) or `svhn` (.mat files) from `data_dir`.
+    """`digits`, `mnist1d` (both built in), `cifar10` (python pickle batches) or `svhn` (.mat files) from `data_dir`.
 
     Raises DatasetNotFoundError with instructions when files are missing and `download` is False.
     """
-    if name == "digits":
-        return ImageSplits(name, *load_digits_split())
+    if name in OFFLINE_LOADERS:
+        return ImageSplits(name, *OFFLINE_LOADERS[name]())
     if name not in IMAGE_DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASET_GEOMETRY)}")
     root = Path(data_dir).expanduser()

@@ -4,7 +4,7 @@ Module and parameter names equal the reference state-dict keys (REFERENCE_STATE_
 loads with `load_state_dict`; construction order equals the reference, so `torch.manual_seed(s)` before
 construction reproduces a reference init.
 
-    tokens  = patchify(images)                                   [B, T, P*P*Cin]
+    tokens  = patchify(images)                                   [B, T, P*P*Cin]   (signals [B, Cin, L]: [B, T, P*Cin])
     x       = embed_linear(tokens)                               [B, T, D]
     per block:  x = x + affine_2(token_linear(BN(x) over tokens))
                 x = x + affine_2(channel_mlp(BN(x)))
@@ -12,28 +12,68 @@ construction reproduces a reference init.
 
 channel_mlp: relu: Linear(D,h) ReLU Linear(h,D); lerp_psa: ResPSA(D) Linear(D,h) ResPSA(h) Linear(h,D);
 bspline: BSpline(D) Linear(D,h) BSpline(h) Linear(h,D); h = int(D * hidden_factor).
+
+`spatial_dims` 2 reads images [B, Cin, S, S] cut into P x P patches, 1 reads signals [B, Cin, S] cut into runs of P
+samples (e.g. mnist1d). `grid_size` is the number of points of the learnable functions' grid (LERP-PSA default 64;
+B-spline knots, odd, default 65; unused by relu).
 """
 
 import torch
 from torch import nn
 
+from psa_finn.common.grid import BSPLINE_GRID_SIZE, LERP_GRID_SIZE
 from psa_finn.models.bspline import BSpline
 from psa_finn.models.res_psa import ResPSA
 
 VARIANTS = ("relu", "lerp_psa", "bspline")
+DEFAULT_GRID_SIZE = {"relu": None, "lerp_psa": LERP_GRID_SIZE, "bspline": BSPLINE_GRID_SIZE}
+SPATIAL_DIMS = (1, 2)
 PSA_CONFIG = dict(expansion=8, psa_type="lerp_psa", epsilon=1.0, is_in_residual=True, distill_init=True)
 LAYER_SCALE_INIT = 0.1
 
 
-def patchify(images, patch_size: int):
-    """[B, Cin, H, W] -> [B, (H/P)*(W/P), P*P*Cin]: row-major tokens, each ordered (row, col, channel fastest)."""
-    if images.dim() != 4:
-        raise ValueError(f"patchify expects images [B, Cin, H, W], got shape {tuple(images.shape)}")
-    b, c, h, w = images.shape
+def patchify(inputs, patch_size: int):
+    """Images [B, Cin, H, W] -> [B, (H/P)*(W/P), P*P*Cin]: row-major tokens, each ordered (row, col, channel fastest).
+
+    Signals [B, Cin, L] -> [B, L/P, P*Cin]: tokens in order, each ordered (position, channel fastest).
+    """
+    if inputs.dim() == 3:
+        b, c, length = inputs.shape
+        if length % patch_size:
+            raise ValueError(f"signal length {length} is not a multiple of patch_size {patch_size}")
+        return inputs.reshape(b, c, length // patch_size, patch_size).permute(0, 2, 3, 1).reshape(
+            b, length // patch_size, patch_size * c)
+    if inputs.dim() != 4:
+        raise ValueError(f"patchify expects images [B, Cin, H, W] or signals [B, Cin, L], got shape "
+                         f"{tuple(inputs.shape)}")
+    b, c, h, w = inputs.shape
     if h % patch_size or w % patch_size:
         raise ValueError(f"image size {h}x{w} is not a multiple of patch_size {patch_size}")
-    x = images.reshape(b, c, h // patch_size, patch_size, w // patch_size, patch_size)
+    x = inputs.reshape(b, c, h // patch_size, patch_size, w // patch_size, patch_size)
     return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // patch_size) * (w // patch_size), patch_size * patch_size * c)
+
+
+def input_shape(config: dict) -> tuple:
+    """The shape of one raw input of a ResMLP `config` without the batch axis: (Cin, S, S) or (Cin, S) when 1-D."""
+    return (config["in_channels"],) + (config["img_size"],) * config.get("spatial_dims", 2)
+
+
+def token_shape(config: dict) -> tuple:
+    """(tokens T, values per token) of the patches a ResMLP `config` reads."""
+    dims = config.get("spatial_dims", 2)
+    return (config["img_size"] // config["patch_size"]) ** dims, config["patch_size"] ** dims * config["in_channels"]
+
+
+def to_tokens(x, config: dict, owner: str = "ResMLP"):
+    """Raw inputs [B, *input_shape(config)] -> patches [B, T, values]; patches pass through after a shape check."""
+    if tuple(x.shape[1:]) == input_shape(config):
+        return patchify(x, config["patch_size"])
+    if tuple(x.shape[1:]) == token_shape(config):
+        return x
+    kind = "images" if config.get("spatial_dims", 2) == 2 else "signals"
+    raw = ", ".join(map(str, input_shape(config)))
+    raise ValueError(f"{owner} expects {kind} [B, {raw}] or patches [B, {', '.join(map(str, token_shape(config)))}], "
+                     f"got {tuple(x.shape)}")
 
 
 class ModifiedBatchNorm1d(nn.Module):
@@ -77,18 +117,19 @@ class TokenMixer(nn.Module):
 class ChannelMixer(nn.Module):
     """`x + affine_2(mlp(affine_1(x)))` with the variant's channel MLP as `layers` (the cross-channel sub-layer)."""
 
-    def __init__(self, variant: str, embed_dim: int, hidden_dim: int):
+    def __init__(self, variant: str, embed_dim: int, hidden_dim: int, grid_size):
         super().__init__()
         self.affine_1 = ModifiedBatchNorm1d(embed_dim)
         self.affine_2 = Affine(embed_dim)
         if variant == "relu":
             self.layers = nn.Sequential(nn.Linear(embed_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, embed_dim))
         elif variant == "lerp_psa":
-            self.layers = nn.Sequential(ResPSA(embed_dim, **PSA_CONFIG), nn.Linear(embed_dim, hidden_dim),
-                                        ResPSA(hidden_dim, **PSA_CONFIG), nn.Linear(hidden_dim, embed_dim))
+            psa = dict(PSA_CONFIG, grid_size=grid_size)
+            self.layers = nn.Sequential(ResPSA(embed_dim, **psa), nn.Linear(embed_dim, hidden_dim),
+                                        ResPSA(hidden_dim, **psa), nn.Linear(hidden_dim, embed_dim))
         else:
-            self.layers = nn.Sequential(BSpline(embed_dim), nn.Linear(embed_dim, hidden_dim),
-                                        BSpline(hidden_dim), nn.Linear(hidden_dim, embed_dim))
+            self.layers = nn.Sequential(BSpline(embed_dim, grid_size), nn.Linear(embed_dim, hidden_dim),
+                                        BSpline(hidden_dim, grid_size), nn.Linear(hidden_dim, embed_dim))
 
     def forward(self, x):
         return self.affine_2(self.layers(self.affine_1(x))) + x
@@ -97,9 +138,10 @@ class ChannelMixer(nn.Module):
 class Block(nn.Module):
     """Token mixing then channel mixing (`layers.0`, `layers.1`)."""
 
-    def __init__(self, variant: str, num_tokens: int, embed_dim: int, hidden_dim: int):
+    def __init__(self, variant: str, num_tokens: int, embed_dim: int, hidden_dim: int, grid_size):
         super().__init__()
-        self.layers = nn.Sequential(TokenMixer(num_tokens, embed_dim), ChannelMixer(variant, embed_dim, hidden_dim))
+        self.layers = nn.Sequential(TokenMixer(num_tokens, embed_dim),
+                                    ChannelMixer(variant, embed_dim, hidden_dim, grid_size))
 
     def forward(self, x):
         return self.layers(x)
@@ -109,22 +151,27 @@ class ResMLP(nn.Module):
     """ResMLP classifier; `config` rebuilds it through `build_model`. See the module docstring for the structure."""
 
     def __init__(self, variant: str, hidden_factor: float, img_size: int, patch_size: int, in_channels: int,
-                 embed_dim: int = 96, depth: int = 4, num_classes: int = 10):
+                 embed_dim: int = 96, depth: int = 4, num_classes: int = 10, spatial_dims: int = 2,
+                 grid_size=None):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if patch_size < 1 or img_size % patch_size:
             raise ValueError(f"img_size {img_size} must be a positive multiple of patch_size {patch_size}")
+        if spatial_dims not in SPATIAL_DIMS:
+            raise ValueError(f"spatial_dims must be 1 (signals) or 2 (images), got {spatial_dims!r}")
+        grid_size = DEFAULT_GRID_SIZE[variant] if grid_size is None or variant == "relu" else int(grid_size)
         hidden_dim = int(embed_dim * hidden_factor)
         if hidden_dim < 1:
             raise ValueError(f"hidden_factor {hidden_factor} gives hidden width int({embed_dim} * {hidden_factor}) < 1")
         self.config = dict(variant=variant, hidden_factor=hidden_factor, img_size=img_size, patch_size=patch_size,
-                           in_channels=in_channels, embed_dim=embed_dim, depth=depth, num_classes=num_classes)
+                           in_channels=in_channels, embed_dim=embed_dim, depth=depth, num_classes=num_classes,
+                           spatial_dims=spatial_dims, grid_size=grid_size)
         self.hidden_dim = hidden_dim
-        self.num_tokens = (img_size // patch_size) ** 2
-        self.patch_dim = patch_size * patch_size * in_channels
+        self.num_tokens, self.patch_dim = token_shape(self.config)
         self.embed_linear = nn.Linear(self.patch_dim, embed_dim)
-        self.layers = nn.Sequential(*[Block(variant, self.num_tokens, embed_dim, hidden_dim) for _ in range(depth)])
+        self.layers = nn.Sequential(*[Block(variant, self.num_tokens, embed_dim, hidden_dim, grid_size)
+                                      for _ in range(depth)])
         self.affine = ModifiedBatchNorm1d(embed_dim)
         self.classifier = nn.Linear(embed_dim, num_classes)
 
@@ -133,17 +180,8 @@ class ResMLP(nn.Module):
         return self.config["variant"]
 
     def tokens(self, x):
-        """Images [B, Cin, H, W] -> patches [B, T, P*P*Cin]; patches pass through after a shape check."""
-        if x.dim() == 4:
-            expected = (self.config["in_channels"], self.config["img_size"], self.config["img_size"])
-            if tuple(x.shape[1:]) != expected:
-                raise ValueError(f"ResMLP expects images [B, {', '.join(map(str, expected))}], got {tuple(x.shape)}")
-            return patchify(x, self.config["patch_size"])
-        if x.dim() == 3 and tuple(x.shape[1:]) == (self.num_tokens, self.patch_dim):
-            return x
-        raise ValueError(f"ResMLP expects images [B, {self.config['in_channels']}, {self.config['img_size']}, "
-                         f"{self.config['img_size']}] or patches [B, {self.num_tokens}, {self.patch_dim}], "
-                         f"got {tuple(x.shape)}")
+        """Raw inputs (images [B, Cin, H, W] or signals [B, Cin, L]) -> patches; patches pass after a shape check."""
+        return to_tokens(x, self.config)
 
     def forward(self, x, early_exit_after_block=None):
         """Logits [B, classes]; with `early_exit_after_block=k` the [B, T, D] representation after block k."""
@@ -172,7 +210,7 @@ class ResMLP(nn.Module):
 def build_model(config: dict) -> ResMLP:
     """Rebuild a ResMLP from its `config` dict."""
     allowed = {"variant", "hidden_factor", "img_size", "patch_size", "in_channels", "embed_dim", "depth",
-               "num_classes"}
+               "num_classes", "spatial_dims", "grid_size"}
     unknown = set(config) - allowed
     if unknown:
         raise ValueError(f"unknown ResMLP config keys {sorted(unknown)}; allowed: {sorted(allowed)}")

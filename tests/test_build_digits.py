@@ -72,7 +72,7 @@ def test_relu_build_writes_reports_models_and_summary(builds):
     for report in ("estimate_layer_resources.json", "estimate_layer_cycles.json", "estimate_network_performance.json",
                    "op_and_param_counts.json", "time_per_step.json"):
         assert (out / "report" / report).is_file()
-    for step in ("step_streamline_resmlp", "step_convert_to_hw_resmlp", "step_specialize_layers", "step_hw_codegen"):
+    for step in ("step_streamline_with_luts", "step_convert_to_hw", "step_specialize_layers", "step_hw_codegen"):
         assert (out / "intermediate_models" / f"{step}.onnx").is_file()
     assert "skipping step_create_stitched_ip: XILINX_VIVADO is not set" in log
     assert list((out / "finn_tmp").rglob("*.v")) or list((out / "finn_tmp").rglob("*.sv"))
@@ -107,18 +107,19 @@ def test_hw_model_in_python_mode_equals_lowered_model(builds, variant):
     out, status, log = builds(variant)
     assert status == 0, log[-3000:]
     finn_shims.boot_finn(out)
-    from psa_finn.build_configs.verify import compare_with_lowered
+    from psa_finn.build_configs.verify import compare
     from psa_finn.models import patchify
     from psa_finn.models.datasets import load_digits_split
 
     _, _, x_test, _ = load_digits_split()
-    result = compare_with_lowered(out, patchify(x_test[:EQUIVALENCE_SAMPLES], 2).numpy())
+    result, _ = compare(out, out.parent / f"{variant}.onnx", patchify(x_test[:EQUIVALENCE_SAMPLES], 2).numpy())
     # bit for bit, the rounding ties (common with power-of-two scales) included: half-to-even in both. (On these
-    # seeded models; elsewhere a float32-rounded bias can still land on a tie: see compare_with_lowered)
-    assert result["hw_vs_streamlined_max_abs_diff"] == 0.0
-    assert result["hw_vs_lowered_max_abs_diff"] == 0.0
+    # seeded models; elsewhere a float32-rounded bias can still land on a tie: see build_configs.verify)
+    assert result["max_abs_diff"] == 0.0 and result["output_max_abs_diff"] == 0.0
+    assert result["reference_model"] == "step_lower_lerp_psa"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verification"]["max_abs_diff"] == 0.0
     if variant != "relu":
-        summary = json.loads((out / "summary.json").read_text())
         assert any(layer["op_type"].startswith(("PerChannelLUT", "Thresholding")) for layer in summary["layers"])
         report = json.loads((out / "report" / "lowering_report.json").read_text())
         assert len(report["nodes"]) == 8
@@ -156,9 +157,9 @@ def test_export_with_rank1_per_channel_initializers_builds_to_the_same_model(tmp
     streamlined = []
     for name in ("old", "new"):
         result = _cli("build", "--model", str(tmp_path / f"{name}.onnx"), "--config", "build_configs/unrolled.yaml",
-                      "--out", str(tmp_path / name), "--stop-step", "step_streamline_resmlp")
+                      "--out", str(tmp_path / name), "--stop-step", "step_streamline_with_luts")
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-        streamlined.append(ModelWrapper(str(tmp_path / name / "intermediate_models/step_streamline_resmlp.onnx")))
+        streamlined.append(ModelWrapper(str(tmp_path / name / "intermediate_models/step_streamline_with_luts.onnx")))
     x = np.random.default_rng(1).normal(size=(4, *streamlined[0].get_tensor_shape("global_in")[1:]))
     outputs = [np.concatenate([execute_onnx(m, {m.graph.input[0].name: s[None].astype(np.float32)})[
         m.graph.output[0].name] for s in x]) for m in streamlined]
@@ -178,10 +179,10 @@ def test_untrained_batchnorm_export_builds_bit_exact(tmp_path):
                   "--out", str(tmp_path / "build"), "--stop-step", "step_generate_estimate_reports")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     finn_shims.boot_finn(tmp_path / "build")
-    from psa_finn.build_configs.verify import compare_with_lowered
+    from psa_finn.build_configs.verify import compare
     from psa_finn.models import patchify
     from psa_finn.models.datasets import load_digits_split
 
     _, _, x_test, _ = load_digits_split()
-    compared = compare_with_lowered(tmp_path / "build", patchify(x_test[:60], 2).numpy())
-    assert compared["hw_vs_lowered_max_abs_diff"] == 0.0
+    compared, _ = compare(tmp_path / "build", tmp_path / "relu.onnx", patchify(x_test[:60], 2).numpy())
+    assert compared["max_abs_diff"] == 0.0 and compared["output_max_abs_diff"] == 0.0

@@ -2,14 +2,13 @@
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import helper
 from qonnx.core.datatype import DataType
-from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.registry import getCustomOp
-from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
-from qonnx.util.basic import qonnx_make_model
+
+from graphs import graph_model
 
 from psa_finn.build_configs import finn_shims
 
@@ -19,24 +18,12 @@ from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors  # noqa: E4
 from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds  # noqa: E402
 from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank  # noqa: E402
 from psa_finn.transforms.fold_shuffles import FoldShuffles, shuffle_simd_candidates  # noqa: E402
-from psa_finn.transforms.host_output_dequant import attach_host_output_dequant, split_host_output_dequant  # noqa: E402
+from psa_finn.transforms.host_output_dequant import MoveOutputDequantToHost, host_output_dequant_nodes  # noqa: E402
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast  # noqa: E402
 from psa_finn.transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool  # noqa: E402
 from psa_finn.transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold  # noqa: E402
 
 RNG = np.random.default_rng(0)
-
-
-def _model(nodes, inputs, outputs, initializers=(), datatypes=()):
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs])
-    model = ModelWrapper(qonnx_make_model(graph, producer_name="test"))
-    for name, value in initializers:
-        model.set_initializer(name, np.asarray(value, dtype=np.float32))
-    for name, dtype in datatypes:
-        model.set_tensor_datatype(name, DataType[dtype])
-    model = model.transform(InferShapes())
-    return model.transform(InferDataTypes())
 
 
 def _run(model, feed):
@@ -58,7 +45,7 @@ def _mean_model(scale=None, keepdims=0, tokens=16, channels=8, axis=1):
     if axis == 2:
         out_shape = [1, tokens, 1] if keepdims else [1, tokens]
     inits = [("s", np.array(scale))] if scale is not None else []
-    return _model(nodes, [("x", [1, tokens, channels])], [("y", out_shape)], inits, [("x", "INT8")])
+    return graph_model(nodes, [("x", [1, tokens, channels])], [("y", out_shape)], inits, [("x", "INT8")])
 
 
 @pytest.mark.parametrize("scale,keepdims", [(None, 0), (None, 1), (0.25, 0)])
@@ -88,7 +75,7 @@ def _transpose_threshold_model(rows, channels=6, tokens=4):
     nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1], name="t"),
              helper.make_node("MultiThreshold", ["xt", "thr"], ["y"], domain="qonnx.custom_op.general",
                               out_dtype="UINT3", data_layout="NCW", name="mt")]
-    return _model(nodes, [("x", [1, channels, tokens])], [("y", [1, tokens, channels])], [("thr", thresholds)],
+    return graph_model(nodes, [("x", [1, channels, tokens])], [("y", [1, tokens, channels])], [("thr", thresholds)],
                   [("x", "INT8")])
 
 
@@ -113,7 +100,7 @@ def _rank1_affine_model():
              helper.make_node("Add", ["a", "b"], ["a2"], name="add_again"),
              helper.make_node("Mul", ["s", "a2"], ["y"], name="scale")]
     inits = [("w", RNG.normal(size=4)), ("b", RNG.normal(size=4)), ("s", np.array([0.5]))]
-    return _model(nodes, [("x", [1, 4, 3])], [("y", [1, 3, 4])], inits)
+    return graph_model(nodes, [("x", [1, 4, 3])], [("y", [1, 3, 4])], inits)
 
 
 def test_rank1_initializers_get_full_rank_and_finn_can_move_the_transpose():
@@ -167,7 +154,8 @@ def _shuffle_model(tokens=16, channels=96):
                             data_type="INT8", in_shape=[1, tokens, channels], out_shape=[1, channels, tokens],
                             transpose_in_shape=[1, tokens, channels], transpose_out_shape=[1, channels, tokens],
                             perm=[0, 2, 1], name="shuffle")
-    return _model([node], [("x", [1, tokens, channels])], [("y", [1, channels, tokens])], datatypes=[("x", "INT8")])
+    return graph_model([node], [("x", [1, tokens, channels])], [("y", [1, channels, tokens])],
+                       datatypes=[("x", "INT8")])
 
 
 def test_shuffle_simd_is_smallest_legal_value_meeting_target():
@@ -191,27 +179,31 @@ def test_clamp_folding_picks_largest_divisor_not_above_request():
     assert getCustomOp(model.graph.node[0]).get_nodeattr("SIMD") == 12
 
 
-def test_host_output_dequant_split_and_attach_round_trip():
+def test_output_dequant_layers_go_back_to_the_host():
+    """After stock step_convert_to_hw the float scale and bias are ElementwiseMul/Add layers; they become Mul/Add."""
+    from finn.transformation.fpgadataflow.convert_to_hw.elementwise_binary_operation import \
+        InferElementwiseBinaryOperation
+
     nodes = [helper.make_node("MatMul", ["x", "w"], ["acc"], name="mm"),
              helper.make_node("Mul", ["acc", "s"], ["scaled"], name="dq_mul"),
              helper.make_node("Add", ["scaled", "b"], ["y"], name="dq_add")]
-    model = _model(nodes, [("x", [1, 4])], [("y", [1, 3])],
+    model = graph_model(nodes, [("x", [1, 4])], [("y", [1, 3])],
                    [("w", _int8([4, 3])), ("s", np.array(0.5)), ("b", np.array([1.0, 2.0, 3.0]))],
                    [("x", "INT8"), ("w", "INT8")])
     x = _int8([1, 4])
     expected = _run(model, {"x": x})
-    body, tail = split_host_output_dequant(model)
-    assert [n.op_type for n in body.graph.node] == ["MatMul"]
-    assert [o.name for o in body.graph.output] == ["acc"]
-    body.graph.initializer.remove(next(i for i in body.graph.initializer if i.name == "s"))
-    restored = attach_host_output_dequant(body, tail)
-    assert [o.name for o in restored.graph.output] == ["y"]
-    np.testing.assert_allclose(_run(restored, {"x": x}), expected)
+    on_hw = model.transform(InferElementwiseBinaryOperation())
+    assert [n.op_type for n in on_hw.graph.node] == ["MatMul", "ElementwiseMul", "ElementwiseAdd"]
+    assert [n.op_type for n in host_output_dequant_nodes(on_hw)] == ["ElementwiseAdd", "ElementwiseMul"]
+    host = on_hw.transform(MoveOutputDequantToHost())
+    assert [(n.op_type, n.domain) for n in host.graph.node] == [("MatMul", ""), ("Mul", ""), ("Add", "")]
+    np.testing.assert_allclose(_run(host, {"x": x}), expected)
 
 
 def test_vivado_less_steps_names_every_skipped_step(monkeypatch):
     monkeypatch.delenv("XILINX_VIVADO", raising=False)
-    steps = ["step_tidy_up", "build_configs.steps.step_streamline_resmlp", "step_hw_codegen", "step_hw_ipgen",
+    steps = ["step_tidy_up", "psa_finn.build_configs.steps.step_streamline_with_luts", "step_hw_codegen",
+             "step_hw_ipgen",
              "step_create_stitched_ip", "step_out_of_context_synthesis"]
     kept, skipped = finn_shims.vivado_less_steps(steps)
     assert kept == steps[:3]
@@ -233,7 +225,7 @@ def _two_threshold_model(fork=False):
     if fork:
         nodes.append(helper.make_node("Neg", ["n"], ["z"], name="other_consumer"))
         outputs.append(("z", [1, 5, 6]))
-    return _model(nodes, [("x", [1, 5, 6])], outputs, [("ta", first), ("tb", second)], [("x", "INT16")])
+    return graph_model(nodes, [("x", [1, 5, 6])], outputs, [("ta", first), ("tb", second)], [("x", "INT16")])
 
 
 def test_monotone_table_thresholds_merge_into_the_requantizer_bit_exactly():
@@ -268,7 +260,7 @@ def test_lean_streamline_plus_gives_the_stock_graph():
              helper.make_node("Add", ["accs", "b"], ["pre"], name="bias"),
              helper.make_node("MultiThreshold", ["pre", "t1"], ["y"], domain="qonnx.custom_op.general",
                               out_dtype="UINT4", name="quant_out")]
-    model = _model(nodes, [("x", [1, 3, 8])], [("y", [1, 3, 8])],
+    model = graph_model(nodes, [("x", [1, 3, 8])], [("y", [1, 3, 8])],
                    [("t0", thresholds), ("s0", np.array(0.5)), ("w", _int8([8, 8])), ("s1", np.array(0.25)),
                     ("b", RNG.normal(size=8)), ("t1", thresholds * 4)], [("w", "INT8")])
     x = RNG.normal(size=(1, 3, 8)).astype(np.float32) * 30

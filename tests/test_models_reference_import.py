@@ -177,7 +177,8 @@ def test_imported_model_gives_reference_logits(variant, hidden_factor):
     state = random_reference_state_dict(variant, h, seed=int(hidden_factor * 4))
     model = load_reference_checkpoint(state)
     assert model.config == dict(variant=variant, hidden_factor=hidden_factor, img_size=32, patch_size=4,
-                                in_channels=3, embed_dim=96, depth=4, num_classes=10)
+                                in_channels=3, embed_dim=96, depth=4, num_classes=10, spatial_dims=2,
+                                grid_size={"relu": None, "lerp_psa": 64, "bspline": 65}[variant])
     images = 2.0 * torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(11))
     with torch.no_grad():
         expected_eval = reference_forward(state, images, variant, train=False)

@@ -18,7 +18,7 @@ from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN  
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds  # noqa: E402
 from finn.transformation.streamline.streamline_plus import StreamlinePlus  # noqa: E402
 
-from psa_finn.build_configs.steps import step_streamline_resmlp  # noqa: E402
+from psa_finn.build_configs.steps import step_streamline_with_luts  # noqa: E402
 from psa_finn.transforms.lean_composed import apply_lean  # noqa: E402
 from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds  # noqa: E402
 
@@ -125,6 +125,6 @@ def test_streamlining_step_matches_the_qonnx_quant_bit_for_bit():
     finn_model = qonnx_model.transform(ConvertQONNXtoFINN())
     stock = apply_lean(finn_model, StreamlinePlus())
     assert not np.array_equal(_outputs(stock, INT8_INPUTS), expected)  # half up: x = 1 -> 1, not 0
-    streamlined = step_streamline_resmlp(finn_model, None)
+    streamlined = step_streamline_with_luts(finn_model, None)
     assert [n.op_type for n in streamlined.graph.node] == ["MultiThreshold", "Mul"]
     assert np.array_equal(_outputs(streamlined, INT8_INPUTS), expected)

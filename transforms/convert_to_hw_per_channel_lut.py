@@ -20,7 +20,6 @@ from psa_finn.custom_ops.fpgadataflow import HW_DOMAIN
 from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT, divisors
 
 
-
 def is_per_channel_lut_layer(node):
     """True for PerChannelLUT hardware nodes, specialised or not."""
     return node.domain.startswith(HW_DOMAIN) and isinstance(getCustomOp(node), PerChannelLUT)

@@ -1,4 +1,4 @@
-"""A ComposedTransformation that tidies the graph only after a step that changed it; same result, much less work.
+"""A ComposedTransformation that tidies the graph only after a step that changed it, every loop under a pass cap.
 
 qonnx's `ComposedTransformation` runs, after EVERY transformation in its list, a deep copy and six clean-up passes
 (cleanup, RemoveIdentityOps, GiveUniqueNodeNames, GiveReadableTensorNames, InferShapes, InferDataTypes), whether
@@ -7,6 +7,10 @@ repeats the whole until nothing changes, so most of its minute goes to tidying g
 passes are idempotent, so skipping them after a transformation that reports no change, and tidying once on entry,
 yields the same graph. `lean_composed(StreamlinePlus())` rebuilds a composed tree with this class, keeping FINN's
 own lists of transformations.
+
+Every loop runs under `transforms.fixed_point`'s caps: each part to its fixed point within `pass_cap(model)`
+passes, the whole list within `COMPOSED_PASSES` rounds. Two parts that undo each other then end in a
+`FixedPointNotReached` that names them and the nodes they changed in the last round, instead of a hang.
 """
 
 import copy
@@ -16,6 +20,12 @@ from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNode
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.remove import RemoveIdentityOps
+
+from psa_finn.transforms.fixed_point import apply_until_fixed, describe_changes, node_signatures, \
+    transform_to_fixed_point, transformation_name
+
+# Rounds of a whole list (each round runs every part to its fixed point); StreamlinePlus on the ResMLP needs 4.
+COMPOSED_PASSES = 32
 
 
 def _tidy(model):
@@ -29,18 +39,30 @@ def _tidy(model):
 class LeanComposedTransformation(ComposedTransformation):
     """ComposedTransformation that runs the clean-up passes only after a transformation that changed the graph."""
 
+    max_passes = COMPOSED_PASSES
+
+    def __init__(self, transformations):
+        super().__init__(transformations)
+        self.last_pass_changes = []
+        self._tracing = False
+
+    def trace_last_pass(self):
+        """Record, during the next round, which part changed which nodes (read `last_pass_changes` after it)."""
+        self._tracing = True
+        self.last_pass_changes = []
+
     def apply(self, model):
         graph_modified = False
         for transformation in self.transformations:
-            changed = False
-            while True:
-                model, step_changed = transformation.apply(model)
-                if not step_changed:
-                    break
-                changed = True
+            before = node_signatures(model) if self._tracing else None
+            model, changed = apply_until_fixed(model, transformation)
             if changed:
+                if self._tracing:
+                    self.last_pass_changes.append(
+                        (transformation_name(transformation), describe_changes(before, node_signatures(model))))
                 model = _tidy(copy.deepcopy(model))
                 graph_modified = True
+        self._tracing = False
         return model, graph_modified
 
 
@@ -52,6 +74,6 @@ def lean_composed(transformation):
 
 
 def apply_lean(model, transformation):
-    """Tidy the model once, then apply lean_composed(transformation) until nothing changes."""
+    """Tidy the model once, then apply lean_composed(transformation) to its fixed point (capped)."""
     model = _tidy(copy.deepcopy(model))
-    return model.transform(lean_composed(transformation))
+    return transform_to_fixed_point(model, lean_composed(transformation))
