@@ -121,10 +121,14 @@ def test_warnings_shared_by_builds_come_once_naming_them(tmp_path):
         "a, b: LUT total undercounts: finn-plus estimates zero LUTs (but some DSP/BRAM/URAM) for every MVAU_rtl layer"]
 
 
+def relu_folded(tmp_path):
+    """A folded ReLU build beside `two_builds` (LUT 50, DSP 4, no BRAM)."""
+    return write_build(tmp_path / "demo" / "relu" / "folded", [layer("MVAU_hls_0", "MVAU_hls", 100, 50, dsp=4)],
+                       fps=2000.0, latency_ns=10.0, config_name="folded")
+
+
 def test_relative_to_config_baseline_groups_by_config(tmp_path, two_builds):
-    folded = write_build(tmp_path / "demo" / "relu" / "folded", [layer("MVAU_hls_0", "MVAU_hls", 100, 50, dsp=4)],
-                         fps=2000.0, latency_ns=10.0, config_name="folded")
-    summaries = [load_build_summary(d) for d in (*two_builds, folded)]
+    summaries = [load_build_summary(d) for d in (*two_builds, relu_folded(tmp_path))]
     relative = relative_to_config_baseline(summaries, build_labels(summaries))
     assert list(relative) == ["unrolled", "folded"]
     (base_label, base), (psa_label, psa) = relative["unrolled"]
@@ -158,9 +162,7 @@ def test_op_type_colours_are_the_same_in_every_report_and_panels_have_units(tmp_
 
 
 def test_resources_vs_fps_draws_points_not_trend_lines(tmp_path, two_builds):
-    folded = write_build(tmp_path / "demo" / "relu" / "folded", [layer("MVAU_hls_0", "MVAU_hls", 100, 50, dsp=4)],
-                         fps=2000.0, latency_ns=10.0, config_name="folded")
-    summaries = [load_build_summary(d) for d in (*two_builds, folded)]
+    summaries = [load_build_summary(d) for d in (*two_builds, relu_folded(tmp_path))]
     figure = resources_vs_fps_figure(summaries, build_labels(summaries))
     for ax in figure.axes:
         assert len(ax.get_lines()) == 0, "no line joins builds of different configs"
