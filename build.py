@@ -38,9 +38,10 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
 PROG = "psa-finn"
 COMMANDS = {
-    "train": ("psa_finn.models.cli",
+    "train": ("psa_finn.export.train_eval_cli",
               "train a ResMLP (CE, knowledge transfer, distillation; --qat for quantization-aware)"),
-    "eval": ("psa_finn.models.cli", "accuracy and loss of a checkpoint, a reference .bin or an exported .onnx"),
+    "eval": ("psa_finn.export.train_eval_cli",
+             "accuracy and loss of a checkpoint (float, QAT, reference .bin) or any exported QONNX classifier"),
     "bench": ("psa_finn.models.cli",
               "benchmarks: 'accuracy' (accuracy vs hidden size) or 'kernels' (LERP-PSA speed/memory)"),
     "export": ("psa_finn.export.cli", "export a (QAT) ResMLP to QONNX with LerpPSA custom nodes"),

@@ -4,23 +4,26 @@
     python build.py export --variant {relu,lerp_psa,bspline} --hidden-factor F --dataset {cifar10,digits}
                            --random-init --out model.onnx [--bits 8]
 
-A float checkpoint is converted to its QAT twin (export.qat) and its quantizer ranges calibrated on a few training
+A float checkpoint is converted to its QAT form (export.qat) and its quantizer ranges calibrated on a few training
 batches of its dataset (or on random images with `--calibration random`); a QAT checkpoint
 (export.qat.save_qat_checkpoint) is exported as it is; `--random-init` calibrates random weights on random inputs
-(hardware studies). --out is checked before any work; the file is written atomically. Errors go to build.py: one
-line on stderr, exit status 2 for bad input, 3 when --out cannot be written.
+(hardware studies). --out is checked before any work; the file is written atomically, after qonnx executed it equal
+to the QAT model on a random image. Errors go to build.py: one line on stderr, exit status 2 for bad input, 3 when
+--out cannot be written.
 """
 
 
+import onnx
 import torch
 
 from psa_finn.common.cli_args import DefaultsHelpFormatter, positive_float, positive_int
 from psa_finn.common.output_paths import check_output_file, require_input_file
-from psa_finn.export.qat import (is_qat_checkpoint, qat_model_from_payload, random_calibration_batches, to_qat_model)
-from psa_finn.export.qonnx_export import export_qonnx_model
-from psa_finn.export.quantizers import DEFAULT_BITS, MAX_BITS, MIN_BITS, check_bits
-from psa_finn.models import ResMLP, load_checkpoint, load_reference_checkpoint
-from psa_finn.models.checkpoint import read_torch_file
+from psa_finn.export.checkpoints import load_model_file
+from psa_finn.export.qat import random_calibration_batches, to_qat_model
+from psa_finn.export.qonnx_export import export_qonnx
+from psa_finn.export.quant_resmlp import QuantResMLP
+from psa_finn.nn.quantizers import DEFAULT_BITS, MAX_BITS, MIN_BITS, check_bits
+from psa_finn.models import ResMLP
 from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, load_dataset
 from psa_finn.models.evaluation import dataset_of_config
 from psa_finn.models.resmlp import VARIANTS
@@ -81,21 +84,15 @@ def _calibration_batches(config: dict, dataset: str, args):
 def qat_from_checkpoint(args):
     """(calibrated QAT model, dataset name) for `--checkpoint`."""
     path = require_input_file(args.checkpoint, "--checkpoint", "checkpoint")
-    payload = None if path.suffix == ".bin" else read_torch_file(path)
-    if is_qat_checkpoint(payload):
-        qat = qat_model_from_payload(payload, path)
-        if args.bits is not None and args.bits != qat.bits:
-            raise ValueError(f"{path} is a QAT checkpoint trained at {qat.bits} bits; omit --bits or pass "
-                             f"--bits {qat.bits} (re-train with `build.py train --qat --bits B` for other bits)")
-        _check_against_flags(qat.config, args, path)
-        return qat, payload.get("dataset") or args.dataset or dataset_of_config(qat.config)
-    if payload is None:
-        model, dataset = load_reference_checkpoint(path), None
-    else:
-        model, extra = load_checkpoint(path)
-        dataset = extra.get("dataset")
+    model, extra = load_model_file(path)
+    if isinstance(model, QuantResMLP):
+        if args.bits is not None and args.bits != model.bits:
+            raise ValueError(f"{path} is a QAT checkpoint trained at {model.bits} bits; omit --bits or pass "
+                             f"--bits {model.bits} (re-train with `build.py train --qat --bits B` for other bits)")
+        _check_against_flags(model.config, args, path)
+        return model, extra.get("dataset") or args.dataset or dataset_of_config(model.config)
     _check_against_flags(model.config, args, path)
-    dataset = dataset or args.dataset or dataset_of_config(model.config)
+    dataset = extra.get("dataset") or args.dataset or dataset_of_config(model.config)
     bits = DEFAULT_BITS if args.bits is None else args.bits
     source = "random images" if args.calibration == "random" else f"the {dataset} training set"
     print(f"{path} is a float checkpoint: quantizing it to {bits} bits after training (PTQ), activation ranges "
@@ -124,7 +121,7 @@ def run(args, command: str) -> int:
         check_bits(args.bits)
     check_output_file(args.out)
     qat, dataset = qat_from_random_init(args) if args.random_init else qat_from_checkpoint(args)
-    model = export_qonnx_model(qat, args.out)
+    model = onnx.load(str(export_qonnx(qat, qat.example_input(CALIBRATION_SEED), args.out)))
     luts = sum(n.op_type == "LerpPSA" for n in model.graph.node)
     print(f"{args.out}: {qat.variant} ResMLP h={qat.hidden_dim} ({dataset} geometry, input "
           f"{list(qat.input_shape)}), {qat.bits}-bit, {len(model.graph.node)} nodes, {luts} LerpPSA")

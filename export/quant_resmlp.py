@@ -1,4 +1,5 @@
-"""Brevitas QAT twin of `models.ResMLP`: the same structure and names, with the affines folded and quantizers added.
+"""The QAT form of `models.ResMLP`: ordinary Brevitas layers and `nn.QuantLerpPSA` / `nn.QuantBSpline`, built from
+the float model by module replacement (`QuantResMLP.from_float`), with the affines folded and quantizers added.
 
     x_q   = input_quant(patches)                                     host-side patchify: input [N, T, P*P*Cin]
     x     = embed_linear(x_q)
@@ -7,30 +8,52 @@
         x = q(body(r)) + r                        ... and the same quantizer on both inputs of the Add
       token body  : affine_2(output_quant(layers(input_quant(affine_1(r)) along tokens)))   BN affine and layer
                                                                       scale stay Mul/Add before a quantizer
-      channel body: relu     Linear(BN folded) -> QuantReLU -> Linear(layer scale folded)
-                    lerp_psa / bspline
-                             LUT(r; BN as in_scale/in_bias) -> Linear(BN-free) -> quant -> LUT -> Linear(layer scale
-                             folded); a LUT is one LerpPSA node followed by its output quantizer
+      channel body: the float MLP's modules, each replaced by its quant layer (Linear -> QuantLinear, ReLU ->
+                    QuantReLU, ResPSA -> QuantLerpPSA with the residual in its table, BSpline -> QuantBSpline);
+                    the BN folds into the first (a Linear's weights, or a function's in_scale/in_bias: it then
+                    reads r directly, input_quant=None), the layer scale into the last Linear
     logits = classifier(pool_quant(mean over tokens of x))          final BN folded into the classifier; no output
                                                                     quantizer, so the dequantisation stays on the host
-Every learnable 1-D function therefore reads a quantizer (the residual stream's or a Linear's output quantizer) and
-feeds its own output quantizer. All scales are powers of two (export.quantizers), biases stay float and are added
-after the matmul, so `forward` equals the exported graph bit for bit.
+Every learnable 1-D function therefore reads a quantizer (the residual stream's or its own input quantizer) and
+feeds its own output quantizer. All scales are powers of two (nn.quantizers) and every Linear's bias sits on its
+accumulator grid (`AccumulatorBiasQuant`), so `forward` equals the exported graph, and FINN's integer thresholds
+equal both, bit for bit.
 """
 
 import torch
-import torch.nn.functional as F
 from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
+from brevitas.quant_tensor import _unpack_quant_tensor
 from torch import nn
 
-from psa_finn.export.lerp_psa_function import lerp_psa
-from psa_finn.export.quantizers import ChannelWeightQuant, SignedActQuant, TensorWeightQuant, UnsignedActQuant, check_bits
-from psa_finn.models.resmlp import VARIANTS, to_tokens, token_shape
+from psa_finn.export.affine_folding import (batchnorm_affine, exact_identity, fold_input_affine,
+                                            fold_output_affine)
+from psa_finn.models.bspline import BSpline
+from psa_finn.models.psa import PSA
+from psa_finn.models.res_psa import ResPSA
+from psa_finn.models.resmlp import ResMLP, input_shape, to_tokens
+from psa_finn.nn.quant_bspline import QuantBSpline
+from psa_finn.nn.quant_lerp_psa import QuantLerpPSA
+from psa_finn.nn.quant_table_function import QuantTableFunction
+from psa_finn.nn.quantizers import (AccumulatorBiasQuant, ChannelWeightQuant, SignedActQuant, TensorWeightQuant,
+                                    UnsignedActQuant, check_bits)
 
 
 def act_quant(bits: int) -> QuantIdentity:
-    """A signed per-tensor activation quantizer of `bits` bits."""
-    return QuantIdentity(act_quant=SignedActQuant, bit_width=bits)
+    """A signed per-tensor activation quantizer of `bits` bits that passes on a QuantTensor (its scale feeds the
+    next Linear's bias quantizer)."""
+    return QuantIdentity(act_quant=SignedActQuant, bit_width=bits, return_quant_tensor=True)
+
+
+def quant_linear(weight, bias, bits: int, weight_quant=ChannelWeightQuant) -> QuantLinear:
+    """A QuantLinear holding `weight` [out, in] and `bias` [out] (float64 folds, stored in float32), its bias on the
+    accumulator grid."""
+    out_features, in_features = weight.shape
+    layer = QuantLinear(in_features, out_features, bias=True, weight_quant=weight_quant, weight_bit_width=bits,
+                        bias_quant=AccumulatorBiasQuant)
+    with torch.no_grad():
+        layer.weight.copy_(weight.to(layer.weight.dtype))
+        layer.bias.copy_(bias.to(layer.bias.dtype))
+    return layer
 
 
 class ChannelAffine(nn.Module):
@@ -40,53 +63,13 @@ class ChannelAffine(nn.Module):
     initializer with the full 3-axis permutation and fails on a rank-1 one.
     """
 
-    def __init__(self, num_channels: int):
+    def __init__(self, scale, shift):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(num_channels))
-        self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.weight = nn.Parameter(exact_identity(scale.double(), 1.0).float())
+        self.bias = nn.Parameter(exact_identity(shift.double(), 0.0).float())
 
     def forward(self, x):
         return x * self.weight.view(1, 1, -1) + self.bias.view(1, 1, -1)
-
-
-class QuantLinearFloatBias(QuantLinear):
-    """QuantLinear with quantized weights and a float bias added after the matmul (exported MatMul -> Add).
-
-    Keeping the bias out of torch's fused addmm makes the accumulation exact (integer codes times powers of two),
-    then one float32 rounding at the Add, exactly as in the exported graph.
-    """
-
-    def __init__(self, in_features: int, out_features: int, bits: int, weight_quant=ChannelWeightQuant):
-        super().__init__(in_features, out_features, bias=True, weight_quant=weight_quant, weight_bit_width=bits,
-                         bias_quant=None)
-
-    def inner_forward_impl(self, x, quant_weight, quant_bias):
-        y = F.linear(x, quant_weight)
-        return y if quant_bias is None else y + quant_bias
-
-
-class QuantLerpPSA(nn.Module):
-    """A learnable 1-D function bank as its table: `output_quant(LerpPSA(x, table[, in_scale, in_bias]))`.
-
-    `table` [C, G] holds the function at `grid_points(G, grid_range)` (a ResPSA residual already added); with
-    `input_affine` the preceding per-channel affine (the channel mixer's BN) is `in_scale`, `in_bias`. The input
-    must come from a quantizer.
-    """
-
-    def __init__(self, num_channels: int, grid_size: int, grid_range: float, bits: int, input_affine: bool):
-        super().__init__()
-        self.grid_range = float(grid_range)
-        self.table = nn.Parameter(torch.zeros(num_channels, grid_size))
-        self.in_scale = nn.Parameter(torch.ones(num_channels)) if input_affine else None
-        self.in_bias = nn.Parameter(torch.zeros(num_channels)) if input_affine else None
-        self.output_quant = act_quant(bits)
-
-    def forward(self, x):
-        return self.output_quant(lerp_psa(x, self.table, self.grid_range, self.in_scale, self.in_bias))
-
-    def extra_repr(self):
-        return f"channels={self.table.shape[0]}, grid_size={self.table.shape[1]}, grid_range={self.grid_range}, " \
-               f"input_affine={self.in_scale is not None}"
 
 
 class QuantTokenMixer(nn.Module):
@@ -97,82 +80,101 @@ class QuantTokenMixer(nn.Module):
     (Both offsets before one quantizer would form a [T, C] bias that no per-channel threshold can absorb.)
     """
 
-    def __init__(self, num_tokens: int, embed_dim: int, bits: int):
+    def __init__(self, mixer, bits: int):
         super().__init__()
         self.residual_quant = act_quant(bits)
-        self.affine_1 = ChannelAffine(embed_dim)
+        self.affine_1 = ChannelAffine(*batchnorm_affine(mixer.affine_1))
         self.input_quant = act_quant(bits)
-        self.layers = QuantLinearFloatBias(num_tokens, num_tokens, bits, weight_quant=TensorWeightQuant)
+        self.layers = quant_linear(mixer.layers.weight, mixer.layers.bias, bits, weight_quant=TensorWeightQuant)
         self.output_quant = act_quant(bits)
-        self.affine_2 = ChannelAffine(embed_dim)
+        self.affine_2 = ChannelAffine(mixer.affine_2.weight, mixer.affine_2.bias)
 
     def forward(self, x):
-        r = self.residual_quant(x)
+        r = _unpack_quant_tensor(self.residual_quant(x))
         z = self.input_quant(self.affine_1(r))
-        z = self.output_quant(self.layers(z.transpose(1, 2))).transpose(1, 2)
-        return self.residual_quant(self.affine_2(z)) + r
+        z = _unpack_quant_tensor(self.output_quant(self.layers(z.transpose(1, 2)))).transpose(1, 2)
+        return _unpack_quant_tensor(self.residual_quant(self.affine_2(z))) + r
+
+
+def quant_channel_mlp(float_layers: nn.Sequential, bits: int, input_affine, output_affine) -> nn.Sequential:
+    """The float channel MLP with each module replaced by its quant layer; `input_affine` (scale, shift) folded into
+    the first module, `output_affine` into the last (a Linear)."""
+    layers = []
+    last = len(float_layers) - 1
+    for index, module in enumerate(float_layers):
+        if isinstance(module, nn.Linear):
+            weight, bias = module.weight, module.bias
+            if index == 0:
+                weight, bias = fold_input_affine(weight, bias, *input_affine)
+            if index == last:
+                weight, bias = fold_output_affine(weight, bias, *output_affine)
+            layers.append(quant_linear(weight, bias, bits))
+        elif isinstance(module, nn.ReLU):
+            layers.append(QuantReLU(act_quant=UnsignedActQuant, bit_width=bits, return_quant_tensor=True))
+        elif isinstance(module, (ResPSA, PSA, BSpline)) and index != last:
+            layer = QuantBSpline if isinstance(module, BSpline) else QuantLerpPSA
+            first = index == 0
+            layers.append(layer.from_float(module, channel_dim=-1, bit_width=bits,
+                                           input_quant=None if first else SignedActQuant, return_quant_tensor=True,
+                                           input_affine=input_affine if first else None))
+        else:
+            raise ValueError(f"channel MLP module {index} ({type(module).__name__}) has no quant layer here; "
+                             f"expected Linear, ReLU, ResPSA, PSA or BSpline, ending with a Linear")
+    return nn.Sequential(*layers)
 
 
 class QuantChannelMixer(nn.Module):
-    """`q(layers(r)) + r` with `r = q(x)`; `layers` is the variant's MLP with the BN and layer scale folded in."""
+    """`q(layers(r)) + r` with `r = q(x)`; `layers` is the float MLP's quant form with the BN and layer scale
+    folded in."""
 
-    def __init__(self, variant: str, embed_dim: int, hidden_dim: int, bits: int, grid_size: int,
-                 grid_range: float):
+    def __init__(self, mixer, bits: int):
         super().__init__()
         self.residual_quant = act_quant(bits)
-        if variant == "relu":
-            self.layers = nn.Sequential(QuantLinearFloatBias(embed_dim, hidden_dim, bits),
-                                        QuantReLU(act_quant=UnsignedActQuant, bit_width=bits),
-                                        QuantLinearFloatBias(hidden_dim, embed_dim, bits))
-        else:
-            self.layers = nn.Sequential(QuantLerpPSA(embed_dim, grid_size, grid_range, bits, input_affine=True),
-                                        QuantLinearFloatBias(embed_dim, hidden_dim, bits),
-                                        act_quant(bits),
-                                        QuantLerpPSA(hidden_dim, grid_size, grid_range, bits, input_affine=False),
-                                        QuantLinearFloatBias(hidden_dim, embed_dim, bits))
+        self.layers = quant_channel_mlp(mixer.layers, bits, batchnorm_affine(mixer.affine_1),
+                                        (mixer.affine_2.weight, mixer.affine_2.bias))
 
     def forward(self, x):
         r = self.residual_quant(x)
-        return self.residual_quant(self.layers(r)) + r
+        return _unpack_quant_tensor(self.residual_quant(self.layers(r))) + _unpack_quant_tensor(r)
 
 
 class QuantBlock(nn.Module):
     """Token mixing then channel mixing (`layers.0`, `layers.1`), as `models.resmlp.Block`."""
 
-    def __init__(self, variant, num_tokens, embed_dim, hidden_dim, bits, grid_size, grid_range):
+    def __init__(self, block, bits: int):
         super().__init__()
-        self.layers = nn.Sequential(QuantTokenMixer(num_tokens, embed_dim, bits),
-                                    QuantChannelMixer(variant, embed_dim, hidden_dim, bits, grid_size, grid_range))
+        token, channel = block.layers
+        self.layers = nn.Sequential(QuantTokenMixer(token, bits), QuantChannelMixer(channel, bits))
 
     def forward(self, x):
         return self.layers(x)
 
 
 class QuantResMLP(nn.Module):
-    """QAT ResMLP for the float `config` of a `models.ResMLP` at `bits` bits (weights and activations).
+    """QAT ResMLP of a float `models.ResMLP` at `bits` bits (weights and activations); `from_float` builds it.
 
-    `grid_size`/`grid_range` give the LUT tables' grid (unused by the relu variant). Built empty; `export.qat`
-    fills it from a float model. `forward` takes images [B, Cin, H, W] (patchified here, as on the host) or
-    patches [B, T, P*P*Cin].
+    `forward` takes raw inputs (images or signals, patchified here as on the host) or patches [B, T, values].
     """
 
-    def __init__(self, config: dict, hidden_dim: int, bits: int, grid_size: int, grid_range: float):
+    def __init__(self, model: ResMLP, bits: int):
         super().__init__()
-        if config["variant"] not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {config['variant']!r}")
-        self.config = dict(config)
+        self.config = dict(model.config)
         self.bits = check_bits(bits)
-        self.hidden_dim = hidden_dim
-        self.grid_size = grid_size
-        self.grid_range = float(grid_range)
-        self.num_tokens, self.patch_dim = token_shape(config)
-        embed_dim = config["embed_dim"]
+        self.hidden_dim = model.hidden_dim
+        self.num_tokens = model.num_tokens
+        self.patch_dim = model.patch_dim
         self.input_quant = act_quant(bits)
-        self.embed_linear = QuantLinearFloatBias(self.patch_dim, embed_dim, bits)
-        self.layers = nn.Sequential(*[QuantBlock(config["variant"], self.num_tokens, embed_dim, hidden_dim, bits,
-                                                 grid_size, grid_range) for _ in range(config["depth"])])
+        self.embed_linear = quant_linear(model.embed_linear.weight, model.embed_linear.bias, bits)
+        self.layers = nn.Sequential(*[QuantBlock(block, bits) for block in model.layers])
         self.pool_quant = act_quant(bits)
-        self.classifier = QuantLinearFloatBias(embed_dim, config["num_classes"], bits)
+        self.classifier = quant_linear(*fold_input_affine(model.classifier.weight, model.classifier.bias,
+                                                          *batchnorm_affine(model.affine)), bits)
+
+    @classmethod
+    def from_float(cls, model: ResMLP, bits: int) -> "QuantResMLP":
+        """The QAT form of `model` (uncalibrated, in the float model's mode); the float model is not modified."""
+        with torch.no_grad():
+            return cls(model, bits).train(model.training)
 
     @property
     def variant(self) -> str:
@@ -182,6 +184,11 @@ class QuantResMLP(nn.Module):
     def input_shape(self) -> tuple:
         """Shape of one exported input: [1, T, P*P*Cin]."""
         return (1, self.num_tokens, self.patch_dim)
+
+    def example_input(self, seed: int = 0):
+        """One seeded standard-normal input as exported (patches [1, T, values]): what `export_qonnx` checks on."""
+        generator = torch.Generator().manual_seed(seed)
+        return self.tokens(torch.randn((1, *input_shape(self.config)), generator=generator))
 
     def tokens(self, x):
         """Raw inputs (images or signals) -> patches [B, T, values]; patches pass through after a shape check."""
@@ -193,5 +200,13 @@ class QuantResMLP(nn.Module):
         return self.classifier(self.pool_quant(x.mean(dim=1)))
 
     def lut_banks(self):
-        """[(name, QuantLerpPSA)] of every table (empty for the relu variant)."""
-        return [(name, m) for name, m in self.named_modules() if isinstance(m, QuantLerpPSA)]
+        """[(name, QuantLerpPSA or QuantBSpline)] of every learnable function (empty for the relu variant)."""
+        return [(name, m) for name, m in self.named_modules() if isinstance(m, QuantTableFunction)]
+
+    def tv2(self):
+        """Sum of the TV(2) regularisers of the QuantBSpline layers (a zero tensor for the other variants)."""
+        total = self.classifier.weight.new_zeros(())
+        for module in self.modules():
+            if isinstance(module, QuantBSpline):
+                total = total + module.tv2()
+        return total

@@ -11,8 +11,6 @@ from pathlib import Path
 import torch
 
 from psa_finn.common.atomic_files import atomic_path
-from psa_finn.common.cli_errors import BadInput
-from psa_finn.models.finite_parameters import check_finite_parameters
 from psa_finn.models.resmlp import ResMLP, build_model
 
 CHECKPOINT_FORMAT = "psa-finn"
@@ -32,8 +30,6 @@ def save_checkpoint(path, model: ResMLP, **extra):
 def read_torch_file(path):
     """`torch.load(path, weights_only=True)` on CPU, with errors that name the file and what is wrong with it."""
     path = Path(path)
-    if path.is_dir():
-        raise BadInput(f"{path} is a directory; pass the checkpoint file in it (e.g. {path / 'model.pt'})")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
@@ -43,22 +39,31 @@ def read_torch_file(path):
                          f"file?): {type(err).__name__}: {err}") from err
 
 
-def load_checkpoint(path):
-    """Read a checkpoint written by `save_checkpoint`: returns (model in eval mode, extra dict)."""
-    payload = read_torch_file(path)
+def is_bare_state_dict(payload) -> bool:
+    """Whether a loaded torch file is a bare state dict (a reference checkpoint), not one of our checkpoints."""
+    return isinstance(payload, dict) and bool(payload) and all(isinstance(v, torch.Tensor) for v in payload.values())
+
+
+def model_from_payload(payload, source="checkpoint"):
+    """(float ResMLP in eval mode, extra dict) of a loaded `save_checkpoint` dict; errors name `source`."""
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
-            raise ValueError(f"{path}: a bare state dict, not a psa-finn checkpoint; a reference *_model.bin is "
+        if is_bare_state_dict(payload):
+            raise ValueError(f"{source}: a bare state dict, not a psa-finn checkpoint; a reference *_model.bin is "
                              f"read with models.load_reference_checkpoint")
-        raise ValueError(f"{path}: not a psa-finn checkpoint (no 'format': '{CHECKPOINT_FORMAT}' entry)")
+        raise ValueError(f"{source}: not a psa-finn checkpoint (no 'format': '{CHECKPOINT_FORMAT}' entry)")
     for key in ("config", "state_dict"):
         if key not in payload:
-            raise ValueError(f"{path}: psa-finn checkpoint without its '{key}' entry")
+            raise ValueError(f"{source}: psa-finn checkpoint without its '{key}' entry")
     model = build_model(payload["config"])
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, ValueError) as err:
-        raise ValueError(f"{path}: weights do not fit the stored config {payload['config']}: {err}") from err
-    check_finite_parameters(model, str(path))
+        raise ValueError(f"{source}: weights do not fit the stored config {payload['config']}: {err}") from err
     extra = {k: v for k, v in payload.items() if k not in RESERVED_KEYS}
     return model.eval(), extra
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by `save_checkpoint`: returns (model in eval mode, extra dict). Any kind of model
+    file (float, QAT, reference) is read by `psa_finn.export.checkpoints.load_model_file`."""
+    return model_from_payload(read_torch_file(path), path)

@@ -1,8 +1,7 @@
 """Test-set accuracy and loss of a ResMLP, of any checkpoint file, and of a reference output tree as the README table.
 
-`evaluate` runs one pass over the test split in eval mode. `load_model_file` opens our checkpoints (`.pt`, written by
-`models.save_checkpoint` or, for QAT twins, `export.qat.save_qat_checkpoint`) and reference state dicts (`.bin`,
-`models.load_reference_checkpoint`).
+`evaluate` runs one pass over the test split in eval mode (any model file is read by
+`export.checkpoints.load_model_file`).
 `evaluate_reference_tree` walks a folder laid out like the reference `output/cifar10/resmlp_layers_4_h_4_embed_96/`
 (`baseline/`, `bspline_65_1e-5/`, `lerp_psa_64/`, each with `h_{mul_2,mul_1,div_2,div_4}_model.bin`) and
 `format_accuracy_table` prints the result in the layout of the reference README.
@@ -13,8 +12,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from psa_finn.models import load_checkpoint, load_reference_checkpoint
-from psa_finn.models.checkpoint import CHECKPOINT_FORMAT, read_torch_file
 from psa_finn.models.datasets import DATASET_GEOMETRY
 
 # Rows and columns of the reference README accuracy table, with the folder / file stem each comes from.
@@ -50,23 +47,6 @@ def dataset_of_config(config: dict) -> str:
         if all(config.get(k) == v for k, v in geometry.model_kwargs().items()):
             return name
     raise ValueError(f"no dataset has the input geometry of this model ({config}); pass --dataset")
-
-
-def load_model_file(path):
-    """(model, dataset name or None) from our float or QAT `.pt` checkpoint or a reference `.bin` state dict."""
-    path = Path(path)
-    if not path.is_file() and not path.is_dir():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    if path.suffix == ".bin":
-        return load_reference_checkpoint(path), None
-    payload = read_torch_file(path)
-    if isinstance(payload, dict) and payload.get("format") != CHECKPOINT_FORMAT:
-        from psa_finn.export.qat import is_qat_checkpoint, qat_model_from_payload
-
-        if is_qat_checkpoint(payload):
-            return qat_model_from_payload(payload, path), payload.get("dataset")
-    model, extra = load_checkpoint(path)
-    return model, extra.get("dataset")
 
 
 def find_reference_models(root) -> dict:

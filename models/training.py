@@ -101,8 +101,9 @@ class Trainer:
 
     `teacher` is needed for KT (`settings.kt_epochs > 0`) and KD (`settings.kd`); it is kept in eval mode.
     `checkpoint_extra` is stored in every checkpoint (e.g. the dataset name, the teacher path).
-    `save_fn(path, model, **extra)` / `load_fn(path) -> (model, extra)` write and read the checkpoint: the float
-    ResMLP's by default, `export.qat.save_qat_checkpoint` / `load_qat_checkpoint` for a QAT twin.
+    `save_fn(path, model, **extra)` / `load_fn(path) -> (model, extra)` write and read the checkpoint: the
+    float ResMLP's by default; `build.py train` passes `export.checkpoints.save_model_file` / `load_model_file`, which
+    handle the QAT form too.
     """
 
     def __init__(self, model, data, settings: TrainSettings, out_dir, teacher=None, device="cpu",

@@ -34,15 +34,20 @@ def _build_resmlp(spec, geometry):
                   grid_size=spec.grid_size, **geometry.model_kwargs())
 
 
+def _export_resmlp(qat, path):
+    from psa_finn.export import export_qonnx
+
+    return export_qonnx(qat, qat.example_input(), path)
+
+
 def resmlp_family() -> ModelFamily:
     """The paper's ResMLP (models.ResMLP, export.qat, export.qonnx_export)."""
     from psa_finn.export.qat import load_qat_checkpoint, save_qat_checkpoint, to_qat_model
-    from psa_finn.export.qonnx_export import export_qonnx_model
     from psa_finn.models import load_checkpoint
     from psa_finn.models.resmlp import VARIANTS
 
     return ModelFamily("resmlp", VARIANTS, _build_resmlp, to_qat_model, save_qat_checkpoint, load_qat_checkpoint,
-                       load_checkpoint, export_qonnx_model)
+                       load_checkpoint, _export_resmlp)
 
 
 FAMILIES = {"resmlp": resmlp_family}

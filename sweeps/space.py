@@ -38,7 +38,7 @@ import yaml
 
 import psa_finn.build_configs
 from psa_finn.common.cli_errors import BadInput
-from psa_finn.export.quantizers import MAX_BITS, MIN_BITS
+from psa_finn.nn.quantizers import MAX_BITS, MIN_BITS
 from psa_finn.models.datasets import DATASET_GEOMETRY
 from psa_finn.sweeps.families import FAMILIES, model_family
 from psa_finn.transforms.lower_quantized_functions import LOWERING_MODES

@@ -20,8 +20,8 @@ from torch import nn
 import psa_finn.custom_ops  # noqa: F401  (LerpPSA shape and datatype inference in the clean-up)
 from psa_finn.custom_ops.domain import CHANNEL_AXIS_ATTR, LERP_PSA_OP, OPS_DOMAIN, OPS_DOMAIN_VERSION, is_op, \
     match_quantized_function
-from psa_finn.export.lerp_psa_function import lerp_psa
-from psa_finn.export.quantizers import SignedActQuant, UnsignedActQuant
+from psa_finn.nn.lerp_psa_function import lerp_psa
+from psa_finn.nn.quantizers import SignedActQuant, UnsignedActQuant
 
 GRID_SIZE = 64
 GRID_RANGE = 4.0

@@ -8,10 +8,12 @@ from brevitas.graph.calibrate import quantization_status_manager
 from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
 
 from psa_finn.custom_ops.lerp_psa import lerp_psa_numpy
-from psa_finn.export.lerp_psa_function import lerp_psa
-from psa_finn.export.qat import exact_identity, load_qat_checkpoint, save_qat_checkpoint, to_qat_model
-from psa_finn.export.quant_resmlp import QuantLerpPSA
-from psa_finn.export.quantizers import check_bits
+from psa_finn.export.affine_folding import exact_identity
+from psa_finn.export.qat import load_qat_checkpoint, save_qat_checkpoint, to_qat_model
+from psa_finn.nn import QuantBSpline, QuantLerpPSA
+from psa_finn.nn.lerp_psa_function import lerp_psa
+from psa_finn.nn.quant_table_function import QuantTableFunction
+from psa_finn.nn.quantizers import check_bits
 from psa_finn.models import ResMLP, load_checkpoint, save_checkpoint
 from psa_finn.models.datasets import DATASET_GEOMETRY
 from psa_finn.common.grid import grid_points
@@ -46,7 +48,7 @@ def test_folding_is_exact_without_quantization(variant):
     qat = to_qat_model(model, 8, [images(16)])
     x = images(8, seed=2)
     with torch.no_grad(), quantization_status_manager(qat, disable_act_quant=True, disable_weight_quant=True,
-                                                      is_training=False):
+                                                      disable_bias_quant=True, is_training=False):
         folded = qat(x)
         expected = model(x)
     assert torch.allclose(folded, expected, atol=1e-5, rtol=1e-5), (folded - expected).abs().max()
@@ -71,17 +73,20 @@ def test_tables_and_input_affine_come_from_the_float_functions(variant):
     model = tiny_float_model(variant)
     qat = to_qat_model(model, 8)
     mlp, qmlp = model.layers[1].layers[1], qat.layers[1].layers[1].layers
-    assert isinstance(qmlp[0], QuantLerpPSA) and isinstance(qmlp[3], QuantLerpPSA)
-    assert torch.equal(qmlp[0].table, mlp.layers[0].table())
-    assert torch.equal(qmlp[3].table, mlp.layers[2].table())
-    assert qmlp[3].in_scale is None
+    layer = QuantLerpPSA if variant == "lerp_psa" else QuantBSpline
+    assert [type(m) for m in qmlp] == [layer, QuantLinear, layer, QuantLinear]
+    with torch.no_grad():
+        assert torch.equal(qmlp[0].table(), mlp.layers[0].table())
+        assert torch.equal(qmlp[2].table(), mlp.layers[2].table())
+    assert qmlp[2].in_scale is None
     bn = mlp.affine_1.bn
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     assert torch.allclose(qmlp[0].in_scale, scale, rtol=1e-6)
     assert torch.allclose(qmlp[0].in_bias, bn.bias - bn.running_mean * scale, rtol=1e-6, atol=1e-7)
     if variant == "lerp_psa":  # the ResPSA residual is in the table: table - grid is the bare PSA table
         grid = torch.as_tensor(grid_points(64, 4.0), dtype=torch.float32)
-        assert torch.allclose(qmlp[0].table - grid, mlp.layers[0].psa.table(), atol=1e-6)
+        with torch.no_grad():
+            assert torch.allclose(qmlp[0].table() - grid, mlp.layers[0].psa.table(), atol=1e-6)
 
 
 def test_lerp_psa_torch_equals_the_qonnx_op_bit_for_bit():
@@ -116,8 +121,11 @@ def test_bits_outside_2_to_8_are_refused(bits):
 def test_bits_set_every_quantizer():
     qat = to_qat_model(tiny_float_model("lerp_psa"), 4, [images(16)])
     acts = [m.act_quant.bit_width() for m in qat.modules() if isinstance(m, (QuantIdentity, QuantReLU))]
+    functions = [m for m in qat.modules() if isinstance(m, QuantTableFunction)]
+    acts += [m.act_quant.bit_width() for m in functions] + [m.input_quant.bit_width() for m in functions[1::2]]
     weights = [m.weight_quant.bit_width() for m in qat.modules() if isinstance(m, QuantLinear)]
-    assert len(acts) == 1 + 2 * (3 + 4) + 1 and len(weights) == 1 + 2 * 3 + 1  # input, blocks, pool
+    assert len(acts) == 1 + 2 * (3 + 1 + 3) + 1 and len(weights) == 1 + 2 * 3 + 1  # input, blocks, pool
+    assert not functions[0].input_quant.is_quant_enabled  # the first function reads the residual stream's quantizer
     assert {int(w) for w in acts + weights} == {4}
 
 
@@ -145,7 +153,7 @@ def test_qat_checkpoint_round_trip_is_bit_exact(tmp_path):
     assert load_checkpoint(tmp_path / "float.pt")[0].variant == "relu"
 
 
-def test_qat_twin_trains_tables_weights_and_quantizer_scales():
+def test_qat_model_trains_functions_weights_and_quantizer_scales():
     qat = to_qat_model(tiny_float_model("lerp_psa"), 8, [images(32)]).train()
     before = {k: v.clone() for k, v in qat.state_dict().items()}
     optimiser = torch.optim.SGD(qat.parameters(), lr=0.05)
@@ -153,7 +161,7 @@ def test_qat_twin_trains_tables_weights_and_quantizer_scales():
     loss.backward()
     optimiser.step()
     changed = {k for k, v in qat.state_dict().items() if not torch.equal(v, before[k])}
-    assert "layers.0.layers.1.layers.0.table" in changed
+    assert {f"layers.0.layers.1.layers.0.function.{p}" for p in ("v_weight", "q_weight", "q_bias")} <= changed
     assert "layers.0.layers.1.layers.0.in_scale" in changed
     assert "embed_linear.weight" in changed
     assert any(k.endswith("scaling_impl.value") for k in changed)

@@ -11,10 +11,11 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
+from qonnx.core.modelwrapper import ModelWrapper
 
 from psa_finn.export.onnx_eval import evaluate_onnx, load_qonnx_model
 from psa_finn.export.qat import to_qat_model
-from psa_finn.export.qonnx_export import export_qonnx_model
+from psa_finn.export.qonnx_export import export_qonnx
 from psa_finn.models import ResMLP, patchify
 from psa_finn.models.datasets import DATASET_GEOMETRY, load_digits_split
 
@@ -80,7 +81,7 @@ def fresh_process_outputs(digits, tmp_path_factory):
     for variant, bits in FRESH_PROCESS_CASES:
         qat = digits_qat(variant, bits, x_train)
         paths.append(folder / f"{variant}_{bits}.onnx")
-        export_qonnx_model(qat, paths[-1])
+        export_qonnx(qat, torch.zeros(qat.input_shape), paths[-1])
         with torch.no_grad():
             expected.append(qat(x).numpy())
     outputs = execute_in_fresh_process(paths, patchify(x, 2).numpy(), folder)
@@ -100,15 +101,25 @@ def quant_params(model, node):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_graph_is_what_finn_needs(variant, digits, tmp_path):
     qat = digits_qat(variant, 4, digits[0])
-    model = export_qonnx_model(qat, tmp_path / "m.onnx")
+    model = ModelWrapper(str(export_qonnx(qat, torch.zeros(qat.input_shape), tmp_path / "m.onnx")))
     ops = [n.op_type for n in model.graph.node]
     assert model.get_tensor_shape("global_in") == [1, 16, 4] and model.get_tensor_shape("global_out") == [1, 10]
     assert "BatchNormalization" not in ops and ops.count("ReduceMean") == 1
-    # host-side dequantisation: the logits come from MatMul -> Add, no output quantizer
+    # host-side dequantisation: the logits come from the classifier's Gemm, no output quantizer; its bias is
+    # quantized on the accumulator grid (input scale * weight scale, 32 bits)
     last = model.find_producer("global_out")
-    assert last.op_type == "Add" and model.find_producer(last.input[0]).op_type == "MatMul"
+    assert last.op_type == "Gemm" and [model.find_producer(i).op_type for i in last.input] == ["Quant"] * 3
+    pool_quant, weight_quant, bias_quant = (model.find_producer(i) for i in last.input)
+    bias_scale = model.get_initializer(bias_quant.input[1])
+    assert np.array_equal(bias_scale, model.get_initializer(pool_quant.input[1]) *
+                          model.get_initializer(weight_quant.input[1]).reshape(-1))
+    assert model.get_initializer(bias_quant.input[3]) == 32
     quants = [n for n in model.graph.node if n.op_type == "Quant"]
-    assert {int(model.get_initializer(n.input[3])) for n in quants} == {4}
+    biases = [n for n in quants if n.input[0].endswith("bias") or model.get_initializer(n.input[0]) is not None
+              and model.get_initializer(n.input[0]).ndim == 1]
+    assert len(biases) == 1 + 2 * 3 + 1  # embedding, per block the token and two channel Linears, classifier
+    assert {int(model.get_initializer(n.input[3])) for n in quants if n not in biases} == {4}
+    assert {int(model.get_initializer(n.input[3])) for n in biases} == {32}
     # every residual Add: both inputs from Quant nodes with the same scale, zero point, bit width and signedness
     residual_adds = [n for n in model.graph.node if n.op_type == "Add"
                      and all(model.find_producer(i) is not None and model.find_producer(i).op_type == "Quant"
@@ -121,27 +132,31 @@ def test_graph_is_what_finn_needs(variant, digits, tmp_path):
     luts = [n for n in model.graph.node if n.op_type == "LerpPSA"]
     assert len(luts) == (0 if variant == "relu" else 2 * 2)
     assert ("Relu" in ops) == (variant == "relu")
-    tables = [m.table.detach().numpy() for _, m in qat.lut_banks()]
+    with torch.no_grad():
+        tables = [m.table().numpy() for _, m in qat.lut_banks()]
     for node, table in zip(luts, tables):
         assert node.domain == "psa_finn.custom_ops"
         assert model.find_producer(node.input[0]).op_type == "Quant"
         assert [c.op_type for c in model.find_consumers(node.output[0])] == ["Quant"]
         assert np.array_equal(model.get_initializer(node.input[1]), table)
-        assert helper.get_attribute_value(node.attribute[0]) == pytest.approx(4.0)
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        assert attributes == {"grid_range": pytest.approx(4.0), "channel_axis": -1}
     assert [len(n.input) for n in luts] == ([] if variant == "relu" else [4, 2] * 2)  # BN affine: first LUT only
 
 
 def test_evaluate_onnx_scores_like_the_torch_model(digits, tmp_path):
     x_train, _, x_test, y_test = digits
     qat = digits_qat("lerp_psa", 8, x_train)
-    export_qonnx_model(qat, tmp_path / "m.onnx")
+    export_qonnx(qat, torch.zeros(qat.input_shape), tmp_path / "m.onnx")
     result = evaluate_onnx(tmp_path / "m.onnx", x_test[:150], y_test[:150], batch_size=64)
     with torch.no_grad():
         logits = qat(x_test[:150])
     assert result["samples"] == 150
     assert result["accuracy"] == pytest.approx(100.0 * float((logits.argmax(1) == y_test[:150]).float().mean()))
     assert result["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y_test[:150])), rel=1e-5)
-    with pytest.raises(ValueError, match=r"patches \[N, 16, 4\].*\(5, 3, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"m.onnx: the model's input \[N, 16, 4\] takes none of the layouts of these "
+                                         r"inputs \[N, 3, 8, 8\] \(\[N, 192\], \[N, 3, 8, 8\], \[N, 8, 8, 3\] or "
+                                         r"ResMLP patches \[N, T, P\*P\*3\]\)"):
         evaluate_onnx(tmp_path / "m.onnx", torch.zeros(5, 3, 8, 8), torch.zeros(5))
 
 
@@ -166,9 +181,9 @@ def test_files_that_are_not_qonnx_are_refused(tmp_path):
 def test_failed_export_leaves_no_file(digits, tmp_path):
     qat = digits_qat("bspline", 8, digits[0])
     with torch.no_grad():
-        qat.layers[0].layers[1].layers[3].table[2, 5] = float("inf")
-    with pytest.raises(ValueError, match=r"layers\.0\.layers\.1\.layers\.3\.table.*non-finite"):
-        export_qonnx_model(qat, tmp_path / "m.onnx")
+        qat.layers[0].layers[1].layers[2].function._coefficients_vect[5] = float("inf")
+    with pytest.raises(ValueError, match=r"layers\.0\.layers\.1\.layers\.2\.function\._coefficients_vect.*non-finite"):
+        export_qonnx(qat, torch.zeros(qat.input_shape), tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -179,7 +194,7 @@ def test_whole_digits_test_set_full_width_models(digits, tmp_path):
     for variant in VARIANTS:
         qat = digits_qat(variant, 8, x_train, embed_dim=96, depth=4, hidden_factor=1.0)
         paths.append(tmp_path / f"{variant}.onnx")
-        export_qonnx_model(qat, paths[-1])
+        export_qonnx(qat, torch.zeros(qat.input_shape), paths[-1])
         with torch.no_grad():
             expected.append(qat(x_test).numpy())
     for out, ref in zip(execute_in_fresh_process(paths, patchify(x_test, 2).numpy(), tmp_path), expected):
@@ -192,7 +207,7 @@ def test_finn_streamlines_the_relu_export_to_integer_matmuls(digits, tmp_path):
     from finn.transformation.streamline.streamline_plus import StreamlinePlus
 
     qat = digits_qat("relu", 8, digits[0], depth=1)
-    model = export_qonnx_model(qat, tmp_path / "m.onnx")
+    model = ModelWrapper(str(export_qonnx(qat, torch.zeros(qat.input_shape), tmp_path / "m.onnx")))
     model = model.transform(ConvertQONNXtoFINN()).transform(StreamlinePlus())
     matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
     assert len(matmuls) == 1 + 3 + 1  # embed, token, two channel, classifier

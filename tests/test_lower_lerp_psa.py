@@ -398,14 +398,15 @@ def test_exported_digits_resmlp_logits_are_unchanged_by_lowering(variant, bits, 
 
     from psa_finn.export.onnx_eval import run_onnx
     from psa_finn.export.qat import to_qat_model
-    from psa_finn.export.qonnx_export import export_qonnx_model
+    from psa_finn.export.qonnx_export import export_qonnx
     from psa_finn.models import ResMLP
     from psa_finn.models.datasets import DATASET_GEOMETRY
 
     x_train, _, x_test, _ = digits
     torch.manual_seed(0)
     model = ResMLP(variant, 0.5, embed_dim=16, depth=2, **DATASET_GEOMETRY["digits"].model_kwargs()).eval()
-    export_qonnx_model(to_qat_model(model, bits, [x_train[:128], x_train[128:256]]), tmp_path / "model.onnx")
+    qat = to_qat_model(model, bits, [x_train[:128], x_train[128:256]])
+    export_qonnx(qat, torch.zeros(qat.input_shape), tmp_path / "model.onnx")
     expected = run_onnx(tmp_path / "model.onnx", x_test)
     for mode in ("auto", "full"):
         lowered, report = cli.lower_model_file(tmp_path / "model.onnx", mode)

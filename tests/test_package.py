@@ -26,7 +26,8 @@ def test_install_puts_only_psa_finn_at_the_top_level(tmp_path):
     top_level = sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin")
     assert top_level == ["psa_finn"]
     package = target / "psa_finn"
-    for stage in ("export", "transforms", "custom_ops", "build_configs", "models", "common", "reports", "sweeps"):
+    for stage in ("export", "transforms", "custom_ops", "build_configs", "models", "nn", "common", "reports",
+                  "sweeps"):
         assert (package / stage / "__init__.py").is_file(), stage
     assert (package / "build_configs" / "unrolled.yaml").is_file()
     assert (package / "sweeps" / "spaces" / "digits_resmlp.yaml").is_file()

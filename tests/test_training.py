@@ -190,4 +190,4 @@ def test_cli_qat_fine_tunes_resumes_and_evaluates(tmp_path, capsys):
 
 def test_cli_qat_needs_an_init_checkpoint(tmp_path, capsys):
     assert build.main(["train", "--qat", "--out", str(tmp_path), "--no-progress"]) == 2
-    assert "--qat fine-tunes a trained float model: pass it with --init" in capsys.readouterr().err
+    assert "--qat fine-tunes a trained float model: pass it with --init CHECKPOINT" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from onnx import numpy_helper
+from qonnx.custom_op.registry import getCustomOp
 
 from psa_finn.custom_ops.domain import is_quant_node
 from psa_finn.transforms.elementwise_ops import FINN_NATIVE_OPS, is_affine, is_elementwise
@@ -68,7 +69,8 @@ class GraphIndex:
         self.graph_outputs = {tensor.name for tensor in graph.output}
 
     def constant(self, tensor):
-        """The value of `tensor` when it is an initializer or a Constant node's output, else None."""
+        """The value of `tensor` when it is an initializer, a Constant node's output or a Quant of constants (a
+        quantized weight or bias, e.g. Brevitas' bias on the accumulator grid), else None."""
         value = self.model.get_initializer(tensor)
         if value is not None:
             return value
@@ -76,6 +78,11 @@ class GraphIndex:
         if producer is not None and producer.op_type == "Constant" and producer.attribute and \
                 producer.attribute[0].name == "value":
             return numpy_helper.to_array(producer.attribute[0].t)
+        if is_quant_node(producer):
+            context = {name: self.constant(name) for name in producer.input}
+            if all(value is not None for value in context.values()):
+                getCustomOp(producer).execute_node(context, self.model.graph)
+                return context[tensor]
         return None
 
     def escapes(self, tensor, inside) -> bool:
