@@ -123,7 +123,7 @@ def remount_read_only(path: Path):
 def files(tmp_path_factory):
     """Tiny inputs of every kind: float checkpoints, a finished training run, a QAT checkpoint, QONNX models."""
     from psa_finn.export.qat import save_qat_checkpoint, to_qat_model
-    from psa_finn.export.qonnx_export import export_qonnx_model
+    from psa_finn.export.qonnx_export import export_qonnx
 
     base = tmp_path_factory.mktemp("fault_inputs")
     found = {}
@@ -134,7 +134,8 @@ def files(tmp_path_factory):
     found["qat.pt"] = base / "qat.pt"
     save_qat_checkpoint(found["qat.pt"], qat, dataset="digits")
     found["lerp.onnx"] = base / "lerp.onnx"
-    export_qonnx_model(to_qat_model(tiny_model("lerp_psa"), 8, [torch.randn(32, 1, 8, 8)]), found["lerp.onnx"])
+    lerp_qat = to_qat_model(tiny_model("lerp_psa"), 8, [torch.randn(32, 1, 8, 8)])
+    export_qonnx(lerp_qat, lerp_qat.example_input(0), found["lerp.onnx"])
     assert build.main(["train", "--variant", "relu", "--epochs", "1", "--out", str(base / "run"), *TINY]) == 0
     found["run"] = base / "run"
     return found
