@@ -1,7 +1,7 @@
 # The two commands of the README. Each does its own set-up (scripts/setup.sh builds .venv once, then takes ~1 s).
 PY := .venv/bin/python
 
-.PHONY: demo test test-fast setup
+.PHONY: demo test test-fast setup notebooks
 
 setup:
 	@bash scripts/setup.sh
@@ -14,3 +14,8 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
+
+# JupyterLab on notebooks/ (they read out/demo/, or the folder in PSA_FINN_DEMO_DIR). It prints the URL to open;
+# on a machine without a browser pass JUPYTER_ARGS="--no-browser --port=8888". Jupyter refuses root unless told.
+notebooks: setup
+	$(PY) -m jupyterlab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)

@@ -6,4 +6,10 @@ layers), `psa_finn.models` (the PyTorch study), `psa_finn.export`, `psa_finn.cus
 `psa_finn.hardware_checks` and `psa_finn.reports`. Importing the package itself loads nothing heavy.
 """
 
+import warnings
+
 __version__ = "0.2.0"
+
+# Brevitas warns on every import that the optional fast_hadamard_transform kernels are missing. They serve only
+# Brevitas' Hadamard-rotation equalisation, which psa-finn never runs, so the warning says nothing to its users.
+warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found", category=UserWarning)

@@ -27,6 +27,15 @@ def _import_checkout_as_package():
     spec.loader.exec_module(package)
 
 
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are exceptions (exit 2, one line on stderr) rather than a usage block."""
+
+    def error(self, message):
+        from psa_finn.common.cli_errors import BadInput
+
+        raise BadInput(f"{message} (see `{self.prog} --help`)")
+
+
 PROG = "psa-finn"
 COMMANDS = {
     "train": ("psa_finn.export.train_eval_cli",
@@ -48,7 +57,8 @@ COMMANDS = {
 
 def main(argv=None) -> int:
     """Run one subcommand; errors become one line on stderr and the exit code of `psa_finn.common.cli_errors`."""
-    from psa_finn.common.cli_errors import EXIT_BAD_INPUT, EXIT_CODES_HELP, exit_code_of, one_line
+    from psa_finn.common.cli_errors import (EXIT_BAD_INPUT, EXIT_CODES_HELP, exit_code_of, one_line,
+                                            sigterm_as_interrupt)
 
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
@@ -59,16 +69,20 @@ def main(argv=None) -> int:
                                      epilog="\n".join([*(f"  {c:12s} {h}" for c, (_, h) in COMMANDS.items()), "",
                                                         EXIT_CODES_HELP]))
     parser.add_argument("command", choices=sorted(COMMANDS), help="the stage to run")
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        parser.parse_args(argv[:1] or ["--help"])
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.parse_args(["--help"])
+    if argv[0] not in COMMANDS:
+        print(f"{prog}: error: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)} (see `{prog} "
+              f"--help`)", file=sys.stderr)
         return EXIT_BAD_INPUT
     command = argv[0]
-    sub = argparse.ArgumentParser(prog=f"{prog} {command}", description=COMMANDS[command][1], epilog=EXIT_CODES_HELP)
+    sub = OneLineArgumentParser(prog=f"{prog} {command}", description=COMMANDS[command][1], epilog=EXIT_CODES_HELP)
     sub.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
     try:
-        module = importlib.import_module(COMMANDS[command][0])
-        module.add_arguments(sub, command)
-        return int(module.run(sub.parse_args(argv[1:]), command) or 0)
+        with sigterm_as_interrupt():
+            module = importlib.import_module(COMMANDS[command][0])
+            module.add_arguments(sub, command)
+            return int(module.run(sub.parse_args(argv[1:]), command) or 0)
     except (Exception, KeyboardInterrupt) as error:
         if debug:
             raise

@@ -7,8 +7,8 @@ naming it and the nodes it changed.
 
 - step_lower_lerp_psa: every quantized function of an exported model (LerpPSA, GELU, SiLU, ... between Quant nodes)
   -> MultiThreshold or PerChannelLUT (transforms.lower_quantized_functions); a lowered model passes unchanged.
-  Convolution biases quantized from constants become those constants first (transforms.fold_conv_bias_quant:
-  finn-plus's step_qonnx_to_finn fails on them). Before step_qonnx_to_finn.
+  Also gives a quantized Conv bias's scalar scale / zero point the shape FINN's QONNX conversion can reshape
+  (transforms.conv_bias_quant_shape). Before step_qonnx_to_finn.
 - step_streamline_with_luts: streamlining to integer channels-last layers, learnable functions included, in place of
   (or before) stock step_streamline: FINN+'s StreamlinePlus (residual topologies) extended so that affines and
   transposes are absorbed into PerChannelLUT tables as into MultiThresholds, constants absorbed along their real
@@ -48,10 +48,10 @@ from psa_finn.transforms.absorb_into_per_channel_lut import AbsorbAffineIntoPerC
 from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors
 from psa_finn.transforms.cli import lowering_document
 from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds
+from psa_finn.transforms.conv_bias_quant_shape import ConvBiasQuantScalarsAsVectors
 from psa_finn.transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
 from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank
 from psa_finn.transforms.fixed_point import transform_to_fixed_point
-from psa_finn.transforms.fold_conv_bias_quant import FoldQuantizedConvBias
 from psa_finn.transforms.fold_shuffles import FoldShuffles
 from psa_finn.transforms.host_output_dequant import MoveOutputDequantToHost
 from psa_finn.transforms.lean_composed import apply_lean
@@ -78,8 +78,9 @@ def _transform(model, *transformations):
 def step_lower_lerp_psa(model, cfg):
     """Lower every quantized function (LerpPSA, GELU, SiLU, ... between Quant nodes; mode auto: MultiThreshold when
     every channel rises, else PerChannelLUT) and write the lowering report; a lowered model passes unchanged.
-    Convolution biases quantized from constants become constants (FoldQuantizedConvBias)."""
-    model, report = lower_quantized_functions(_transform(model, FoldQuantizedConvBias(), InferShapes()), mode="auto")
+    Quantized Conv biases get the parameter shapes step_qonnx_to_finn can reshape."""
+    model = _transform(model, InferShapes(), ConvBiasQuantScalarsAsVectors())
+    model, report = lower_quantized_functions(model, mode="auto")
     model = _transform(model, InferShapes(), InferDataTypes())
     if report:
         write_json_atomic(cfg.get_report_directory() / LOWERING_REPORT, lowering_document(report, "auto"))

@@ -1,32 +1,106 @@
 """Atomic file writes for every stage: write beside the target under a temporary name, then rename over it, so an
-interrupted or failing stage never leaves a half-written checkpoint, model, table or plot behind."""
+interrupted or failing stage never leaves a half-written checkpoint, model, table or plot behind.
 
+Temporary names carry the writer's process id (`.<name>.<pid>.<random>.tmp`). A process killed outright (kill -9)
+cannot remove its temporary file; the next write beside it finds the file, sees that its process is gone, and
+removes it. A write that fails because the disk is full says so (torch, for one, reports it as "unexpected pos").
+"""
+
+import errno
 import json
 import os
+import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 WRITTEN_FILE_MODE = 0o644
+TEMP_SUFFIX = ".tmp"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def owner_pid(name: str, prefix: str):
+    """The process id in a temporary name `<prefix><pid>.<anything>` (None when the name has none)."""
+    if not name.startswith(prefix):
+        return None
+    pid = name[len(prefix):].split(".", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def remove_stale_temporaries(folder, name: str) -> list:
+    """Remove the temporary files and folders `.<name>.<pid>.*` in `folder` whose process no longer runs (left by
+    a kill -9 or a crash); returns their paths."""
+    folder, prefix, removed = Path(folder), f".{name}.", []
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        pid = owner_pid(path.name, prefix)
+        if pid is None or pid == os.getpid() or process_alive(pid):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def temporary_name(path: Path) -> str:
+    """The prefix of a temporary sibling of `path` owned by this process."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def disk_full(folder) -> bool:
+    """Whether the file system holding `folder` has no space left for an unprivileged writer."""
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 64 * 1024
 
 
 @contextmanager
-def atomic_path(path, suffix: str = ".tmp"):
+def atomic_path(path, suffix: str = TEMP_SUFFIX):
     """Yield a temporary path beside `path` (parent folders created) to write to.
 
-    On success the temporary file is renamed over `path`; on any error it is removed and the error propagates.
+    On success the temporary file is renamed over `path`; on any error (Ctrl-C and SIGTERM included) it is removed
+    and the error propagates, as an OSError ENOSPC when the disk is full whatever the writer made of it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    remove_stale_temporaries(path.parent, path.name)
+    handle, temp = tempfile.mkstemp(prefix=temporary_name(path), suffix=suffix, dir=path.parent)
     os.close(handle)
     try:
         yield temp
         os.chmod(temp, WRITTEN_FILE_MODE)
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as error:
+        full = not isinstance(error, (OSError, KeyboardInterrupt)) and disk_full(path.parent)
         Path(temp).unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
         raise
+
+
+@contextmanager
+def atomic_paths(*paths, suffix: str = TEMP_SUFFIX):
+    """`atomic_path` for files that belong together (a model and its report): yields one temporary path per target;
+    only when every one is written are they all renamed into place (renames in one folder need no space), so
+    either all targets are new or all are as they were."""
+    with ExitStack() as stack:
+        temps = [stack.enter_context(atomic_path(path, suffix)) for path in paths]
+        yield temps
 
 
 def write_text_atomic(path, text: str) -> Path:

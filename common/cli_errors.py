@@ -1,15 +1,21 @@
 """The one exit-code convention of every `psa-finn` / `build.py` subcommand, and the errors that carry it.
 
     0  success
-    1  the result is not what was asked: a node left off the hardware, a verification mismatch
+    1  the stage ran, but its result is not what was asked: a node left off the hardware, a verification
+       mismatch, a training run that diverged (non-finite loss or weights)
     2  bad input: a flag, a file, a config, a model the stage cannot take (the message names it and the fix)
-    3  the environment failed: disk full, no permission, a missing tool, an interrupted run
-  130  interrupted (Ctrl-C)
+    3  the environment failed: disk full, read-only or unwritable target, a missing tool
+  130  interrupted (Ctrl-C or SIGTERM); temporary files are removed, finished outputs are kept
 
-A stage raises `BadInput`, `NotOnHardware` or `EnvironmentFailure` (or lets a ValueError / OSError through);
-`build.py` prints one line on stderr, `psa-finn CMD: error: ...`, and exits with the code; `--debug` shows the
-traceback instead.
+A stage raises `BadInput`, `NotOnHardware`, `ResultRejected` or `EnvironmentFailure` (or lets a ValueError /
+OSError through); `build.py` prints one line on stderr, `psa-finn CMD: error: ...`, and exits with the code;
+`--debug` shows the traceback instead.
 """
+
+import contextlib
+import errno
+import signal
+import threading
 
 EXIT_OK = 0
 EXIT_NOT_ON_HARDWARE = 1
@@ -17,8 +23,19 @@ EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 3
 EXIT_INTERRUPTED = 130
 
-EXIT_CODES_HELP = ("exit status: 0 ok; 1 model not fully on hardware or verification mismatch; 2 bad input "
-                   "(flag, file, config); 3 environment or I/O failure; 130 interrupted. --debug shows tracebacks.")
+EXIT_CODES_HELP = ("exit status: 0 ok; 1 result rejected (a node left off the hardware, a verification mismatch, "
+                   "training diverged); 2 bad input (flag, file, config, model); 3 environment or I/O failure (disk "
+                   "full, read-only, missing tool); 130 interrupted. Errors are one line on stderr; --debug shows "
+                   "the traceback.")
+
+# OSErrors that are the machine's fault (exit 3), with what to do about them.
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "free some space and rerun",
+    errno.EDQUOT: "free some space (disk quota) and rerun",
+    errno.EROFS: "the file system is read-only: choose a writable location",
+    errno.EACCES: "no permission: choose a location you can write to",
+    errno.EPERM: "not permitted: choose a location you can write to",
+}
 
 
 class PsaFinnError(Exception):
@@ -39,10 +56,39 @@ class NotOnHardware(PsaFinnError):
     exit_code = EXIT_NOT_ON_HARDWARE
 
 
+class ResultRejected(PsaFinnError):
+    """The stage ran but its result is unusable, e.g. a training run whose loss or weights became non-finite
+    (exit 1); nothing unusable was saved."""
+
+    exit_code = EXIT_NOT_ON_HARDWARE
+
+
 class EnvironmentFailure(PsaFinnError):
     """The machine failed the stage: disk full, permissions, a missing tool (exit 3)."""
 
     exit_code = EXIT_ENVIRONMENT
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that temporary files are removed on the way out (exit 130)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block SIGTERM raises `Terminated` in the main thread instead of killing the process outright, so
+    `atomic_files` removes its temporary files and finished outputs stay as they were."""
+
+    def handler(signum, frame):
+        raise Terminated("interrupted (SIGTERM)")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def exit_code_of(error: BaseException) -> int:
@@ -51,16 +97,26 @@ def exit_code_of(error: BaseException) -> int:
         return error.exit_code
     if isinstance(error, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError)):
+    if isinstance(error, OSError):
+        if error.errno in ENVIRONMENT_ERRNOS:
+            return EXIT_ENVIRONMENT
+        if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError)):
+            return EXIT_BAD_INPUT
+        return EXIT_ENVIRONMENT
+    if isinstance(error, ValueError):
         return EXIT_BAD_INPUT
     return EXIT_ENVIRONMENT
 
 
 def one_line(error: BaseException) -> str:
-    """The error as one line: its message (an OSError's strerror and file), never a traceback."""
+    """The error as one line: its message (an OSError's file, strerror and what to do), never a traceback."""
     if isinstance(error, KeyboardInterrupt):
-        return "interrupted"
+        return str(error) or "interrupted"
     if isinstance(error, OSError) and not isinstance(error, PsaFinnError) and error.strerror:
         where = f"{error.filename}: " if error.filename else ""
-        return f"{where}{error.strerror}"
-    return " ".join(str(error).split()) or type(error).__name__
+        advice = ENVIRONMENT_ERRNOS.get(error.errno)
+        return f"{where}{error.strerror}" + (f" ({advice})" if advice else "")
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, (PsaFinnError, ValueError, OSError)):
+        return text
+    return f"{type(error).__name__}: {text} (unexpected; rerun with --debug for the traceback)"

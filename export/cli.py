@@ -1,29 +1,30 @@
 """`build.py export`: a ResMLP checkpoint (float, QAT or reference .bin) or a random init -> QONNX file.
 
     python build.py export --checkpoint CKPT --out model.onnx [--bits 8]
-    python build.py export --variant {relu,lerp_psa,bspline} --hidden-factor F --dataset {cifar10,digits}
+    python build.py export --variant {relu,gelu,lerp_psa,bspline} --hidden-factor F --dataset {cifar10,digits}
                            --random-init --out model.onnx [--bits 8]
 
 A float checkpoint is converted to its QAT form (export.qat) and its quantizer ranges calibrated on a few training
 batches of its dataset (or on random images with `--calibration random`); a QAT checkpoint
 (export.qat.save_qat_checkpoint) is exported as it is; `--random-init` calibrates random weights on random inputs
-(hardware studies). The file is written atomically, after qonnx executed it equal to the QAT model on a random image;
-bad input ends with a message and exit status 2.
+(hardware studies). --out is checked before any work; the file is written atomically, after qonnx executed it equal
+to the QAT model on a random image. Errors go to build.py: one line on stderr, exit status 2 for bad input, 3 when
+--out cannot be written.
 """
 
-import argparse
-from pathlib import Path
 
 import onnx
 import torch
 
+from psa_finn.common.cli_args import DefaultsHelpFormatter, positive_float, positive_int
+from psa_finn.common.output_paths import check_output_file, require_input_file
 from psa_finn.export.checkpoints import load_model_file
 from psa_finn.export.qat import random_calibration_batches, to_qat_model
 from psa_finn.export.qonnx_export import export_qonnx
 from psa_finn.export.quant_resmlp import QuantResMLP
 from psa_finn.nn.quantizers import DEFAULT_BITS, MAX_BITS, MIN_BITS, check_bits
 from psa_finn.models import ResMLP
-from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, DatasetNotFoundError, load_dataset
+from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, load_dataset
 from psa_finn.models.evaluation import dataset_of_config
 from psa_finn.models.resmlp import VARIANTS
 
@@ -32,7 +33,7 @@ CALIBRATION_SEED = 0
 
 def add_arguments(parser, command: str) -> None:
     """Options of `build.py export`."""
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.formatter_class = DefaultsHelpFormatter
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="our .pt checkpoint (float or QAT) or a reference *_model.bin")
     source.add_argument("--random-init", action="store_true",
@@ -42,16 +43,16 @@ def add_arguments(parser, command: str) -> None:
                         help=f"weight and activation bits, {MIN_BITS}..{MAX_BITS} (default {DEFAULT_BITS}; a QAT "
                              f"checkpoint keeps its own)")
     parser.add_argument("--variant", choices=VARIANTS, help="model variant (with --checkpoint: must match it)")
-    parser.add_argument("--hidden-factor", type=float, help="hidden width = int(embed_dim * F)")
+    parser.add_argument("--hidden-factor", type=positive_float, help="hidden width = int(embed_dim * F)")
     parser.add_argument("--dataset", choices=sorted(DATASET_GEOMETRY),
                         help="input geometry (and calibration data for a float checkpoint)")
-    parser.add_argument("--embed-dim", type=int, default=96, help="embedding width (--random-init)")
-    parser.add_argument("--depth", type=int, default=4, help="number of blocks (--random-init)")
+    parser.add_argument("--embed-dim", type=positive_int, default=96, help="embedding width (--random-init)")
+    parser.add_argument("--depth", type=positive_int, default=4, help="number of blocks (--random-init)")
     parser.add_argument("--seed", type=int, default=0, help="weight seed (--random-init)")
     parser.add_argument("--calibration", choices=("dataset", "random"), default="dataset",
                         help="what a float checkpoint's quantizer ranges are calibrated on")
-    parser.add_argument("--calibration-batches", type=int, default=8, help="batches to calibrate ranges on")
-    parser.add_argument("--batch-size", type=int, default=64, help="calibration batch size")
+    parser.add_argument("--calibration-batches", type=positive_int, default=8, help="batches to calibrate ranges on")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="calibration batch size")
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="folder of the cifar10/svhn files")
 
 
@@ -82,7 +83,7 @@ def _calibration_batches(config: dict, dataset: str, args):
 
 def qat_from_checkpoint(args):
     """(calibrated QAT model, dataset name) for `--checkpoint`."""
-    path = Path(args.checkpoint)
+    path = require_input_file(args.checkpoint, "--checkpoint", "checkpoint")
     model, extra = load_model_file(path)
     if isinstance(model, QuantResMLP):
         if args.bits is not None and args.bits != model.bits:
@@ -93,6 +94,10 @@ def qat_from_checkpoint(args):
     _check_against_flags(model.config, args, path)
     dataset = extra.get("dataset") or args.dataset or dataset_of_config(model.config)
     bits = DEFAULT_BITS if args.bits is None else args.bits
+    source = "random images" if args.calibration == "random" else f"the {dataset} training set"
+    print(f"{path} is a float checkpoint: quantizing it to {bits} bits after training (PTQ), activation ranges "
+          f"calibrated on {args.calibration_batches} batches of {source}; `build.py train --qat --init {path}` "
+          f"fine-tunes the quantized model instead (QAT, usually more accurate)")
     return to_qat_model(model, bits, _calibration_batches(model.config, dataset, args)), dataset
 
 
@@ -111,15 +116,12 @@ def qat_from_random_init(args):
 
 
 def run(args, command: str) -> int:
-    """Export; input errors end with their message and exit status 2."""
-    try:
-        if args.bits is not None:
-            check_bits(args.bits)
-        qat, dataset = qat_from_random_init(args) if args.random_init else qat_from_checkpoint(args)
-        model = onnx.load(str(export_qonnx(qat, qat.example_input(CALIBRATION_SEED), args.out)))
-    except (DatasetNotFoundError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}")
-        return 2
+    """Export; errors go to build.py (one line on stderr, exit code by kind)."""
+    if args.bits is not None:
+        check_bits(args.bits)
+    check_output_file(args.out)
+    qat, dataset = qat_from_random_init(args) if args.random_init else qat_from_checkpoint(args)
+    model = onnx.load(str(export_qonnx(qat, qat.example_input(CALIBRATION_SEED), args.out)))
     luts = sum(n.op_type == "LerpPSA" for n in model.graph.node)
     print(f"{args.out}: {qat.variant} ResMLP h={qat.hidden_dim} ({dataset} geometry, input "
           f"{list(qat.input_shape)}), {qat.bits}-bit, {len(model.graph.node)} nodes, {luts} LerpPSA")

@@ -9,15 +9,16 @@ the float model by module replacement (`QuantResMLP.from_float`), with the affin
       token body  : affine_2(output_quant(layers(input_quant(affine_1(r)) along tokens)))   BN affine and layer
                                                                       scale stay Mul/Add before a quantizer
       channel body: the float MLP's modules, each replaced by its quant layer (Linear -> QuantLinear, ReLU ->
-                    QuantReLU, ResPSA -> QuantLerpPSA with the residual in its table, BSpline -> QuantBSpline);
+                    QuantReLU, GELU -> the GELU between two signed quantizers, ResPSA -> QuantLerpPSA with the
+                    residual in its table, BSpline -> QuantBSpline);
                     the BN folds into the first (a Linear's weights, or a function's in_scale/in_bias: it then
                     reads r directly, input_quant=None), the layer scale into the last Linear
     logits = classifier(pool_quant(mean over tokens of x))          final BN folded into the classifier; no output
                                                                     quantizer, so the dequantisation stays on the host
-Every learnable 1-D function therefore reads a quantizer (the residual stream's or its own input quantizer) and
-feeds its own output quantizer. All scales are powers of two (nn.quantizers) and every Linear's bias sits on its
-accumulator grid (`AccumulatorBiasQuant`), so `forward` equals the exported graph, and FINN's integer thresholds
-equal both, bit for bit.
+Every learnable 1-D function (and the GELU) therefore reads a quantizer (the residual stream's or its own input
+quantizer) and feeds its own output quantizer: the lowering tabulates it. All scales are powers of two
+(nn.quantizers) and every Linear's bias sits on its accumulator grid (`AccumulatorBiasQuant`), so `forward` equals
+the exported graph, and FINN's integer thresholds equal both, bit for bit.
 """
 
 import torch
@@ -96,6 +97,14 @@ class QuantTokenMixer(nn.Module):
         return _unpack_quant_tensor(self.residual_quant(self.affine_2(z))) + r
 
 
+def quant_gelu(gelu: nn.GELU, bits: int) -> nn.Sequential:
+    """`gelu` between a signed input quantizer and a signed output quantizer (passing on a QuantTensor for the next
+    Linear's bias): exported `Quant -> GELU -> Quant`, which the lowering turns into a per-channel LUT. The GELU
+    needs the input quantizer: it is not monotone, so no threshold can read the accumulator in its place."""
+    input_quant = QuantIdentity(act_quant=SignedActQuant, bit_width=bits)
+    return nn.Sequential(input_quant, nn.GELU(approximate=gelu.approximate), act_quant(bits))
+
+
 def quant_channel_mlp(float_layers: nn.Sequential, bits: int, input_affine, output_affine) -> nn.Sequential:
     """The float channel MLP with each module replaced by its quant layer; `input_affine` (scale, shift) folded into
     the first module, `output_affine` into the last (a Linear)."""
@@ -111,6 +120,8 @@ def quant_channel_mlp(float_layers: nn.Sequential, bits: int, input_affine, outp
             layers.append(quant_linear(weight, bias, bits))
         elif isinstance(module, nn.ReLU):
             layers.append(QuantReLU(act_quant=UnsignedActQuant, bit_width=bits, return_quant_tensor=True))
+        elif isinstance(module, nn.GELU):
+            layers.append(quant_gelu(module, bits))
         elif isinstance(module, (ResPSA, PSA, BSpline)) and index != last:
             layer = QuantBSpline if isinstance(module, BSpline) else QuantLerpPSA
             first = index == 0
@@ -119,7 +130,7 @@ def quant_channel_mlp(float_layers: nn.Sequential, bits: int, input_affine, outp
                                            input_affine=input_affine if first else None))
         else:
             raise ValueError(f"channel MLP module {index} ({type(module).__name__}) has no quant layer here; "
-                             f"expected Linear, ReLU, ResPSA, PSA or BSpline, ending with a Linear")
+                             f"expected Linear, ReLU, GELU, ResPSA, PSA or BSpline, ending with a Linear")
     return nn.Sequential(*layers)
 
 

@@ -9,7 +9,6 @@ more LUTs than Vivado and counts CARRY4 cells.
 """
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,8 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from psa_finn.common.atomic_files import write_json_atomic, write_text_atomic
+from psa_finn.common.cli_errors import EnvironmentFailure
+from psa_finn.common.output_paths import check_output_folder, require_input_file
 from psa_finn.hardware_checks.yosys_synth import (
     CATEGORIES,
     synth_family_for_part,
@@ -27,6 +28,7 @@ from psa_finn.hardware_checks.yosys_synth import (
 )
 
 SUMMARY = "summary.json"
+YOSYS_MISSING = "yosys is not installed: install Debian's yosys (scripts/setup.sh does so as root)"
 DEFAULT_FPGA_PART = "xcu50-fsvh2104-2-e"
 RTL_DOMAIN = "finn.custom_op.fpgadataflow.rtl"
 ESTIMATE_KEYS = {"lut": "LUT", "bram18": "BRAM_18K", "uram": "URAM", "dsp": "DSP"}
@@ -98,7 +100,7 @@ def run_synth_check(model_path, out_dir, fpga_part=None) -> dict:
     import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the HW layer and its backends)
 
     if not yosys_available():
-        raise RuntimeError("yosys is not installed: install Debian's yosys (scripts/setup.sh does so as root)")
+        raise EnvironmentFailure(YOSYS_MISSING)
     model_path, out_dir = Path(model_path), Path(out_dir)
     if not model_path.is_file():
         raise FileNotFoundError(f"synth-check: model {model_path} does not exist")
@@ -174,20 +176,20 @@ def add_arguments(parser, command):
 
 
 def run(args, command) -> int:
-    """Run the check and print one line per layer; 0 on success, 2 on a clear error."""
-    try:
-        if args.sweep:
-            if not yosys_available():
-                raise RuntimeError("yosys is not installed: install Debian's yosys (scripts/setup.sh does so as root)")
-            table = sweep_table_markdown(sweep_lut_layers(args.out, fpga_part=args.part or DEFAULT_FPGA_PART))
-            write_text_atomic(Path(args.out) / "synth_sweep.md", table)
-            print(table, end="")
-            print(f"table: {Path(args.out) / 'synth_sweep.md'}")
-            return 0
-        record = run_synth_check(args.model, args.out, args.part)
-    except (RuntimeError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """Run the check and print one line per layer; errors go to build.py (one line, exit 2 for a bad model, 3 when
+    yosys is missing, fails, or --out cannot be written)."""
+    if args.model is not None:
+        require_input_file(args.model, "--model", "ONNX model")
+    check_output_folder(args.out)
+    if args.sweep:
+        if not yosys_available():
+            raise EnvironmentFailure(YOSYS_MISSING)
+        table = sweep_table_markdown(sweep_lut_layers(args.out, fpga_part=args.part or DEFAULT_FPGA_PART))
+        write_text_atomic(Path(args.out) / "synth_sweep.md", table)
+        print(table, end="")
+        print(f"table: {Path(args.out) / 'synth_sweep.md'}")
+        return 0
+    record = run_synth_check(args.model, args.out, args.part)
     print(f"yosys synth_xilinx -family {record['family']} ({record['fpga_part']}), {record['tool']}")
     for e in record["layers"]:
         est = e["estimate"]

@@ -90,7 +90,11 @@ def plot_accuracy(report: dict, path) -> None:
         ax.errorbar(widths, [e["mean"] for e in by_factor.values()], yerr=[e["std"] for e in by_factor.values()],
                     marker="o", capsize=4, label=VARIANT_LABELS[variant])
     ax.set_xscale("log", base=2)
-    ax.set_xlabel(f"MLP hidden width h (embed dim {report['config']['embed_dim']})")
+    embed_dim = report["config"]["embed_dim"]
+    widths = sorted({entry["hidden_dim"] for by_factor in report["results"].values() for entry in by_factor.values()})
+    ax.set_xticks(widths, [f"{w}\nh={w / embed_dim:g}" for w in widths])
+    ax.minorticks_off()
+    ax.set_xlabel(f"MLP hidden width = hidden factor h x embed dim {embed_dim}")
     ax.set_ylabel(f"{report['dataset']} test accuracy (%), mean ± std of {report['config']['seeds']} seeds")
     ax.grid(True, alpha=0.3)
     ax.legend()

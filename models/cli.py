@@ -4,12 +4,12 @@ they live in export/train_eval_cli.py).
     bench  accuracy [--json PATH --plot PATH]  |  bench kernels [--scale S --json PATH]
 """
 
-import argparse
-import sys
-
 import torch
 
-from psa_finn.models.datasets import OFFLINE_DATASETS, DatasetNotFoundError
+from psa_finn.common.cli_args import DefaultsHelpFormatter, non_negative_int, positive_float, positive_int
+from psa_finn.common.cli_errors import EnvironmentFailure
+from psa_finn.common.output_paths import check_output_file
+from psa_finn.models.datasets import OFFLINE_DATASETS
 
 
 def torch_device(name: str) -> torch.device:
@@ -17,7 +17,8 @@ def torch_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available in this torch build/machine; use --device cpu")
+        raise EnvironmentFailure(f"--device {name}: CUDA is not available in this torch build/machine; use "
+                                 f"--device cpu")
     return torch.device(name)
 
 
@@ -31,30 +32,33 @@ def _add_bench_arguments(parser) -> None:
     accuracy.add_argument("--dataset", choices=OFFLINE_DATASETS, default=AccuracyBenchConfig.dataset,
                           help="built-in dataset to measure on (mnist1d: harder, 4000 signals of length 40)")
     accuracy.add_argument("--plot", help="PNG of accuracy against hidden factor with error bars")
-    accuracy.add_argument("--seeds", type=int, default=AccuracyBenchConfig.seeds,
+    accuracy.add_argument("--seeds", type=positive_int, default=AccuracyBenchConfig.seeds,
                           help="seeds per variant and hidden factor")
-    accuracy.add_argument("--epochs", type=int, default=AccuracyBenchConfig.epochs, help="student epochs")
-    accuracy.add_argument("--teacher-epochs", type=int, default=AccuracyBenchConfig.teacher_epochs,
+    accuracy.add_argument("--epochs", type=positive_int, default=AccuracyBenchConfig.epochs, help="student epochs")
+    accuracy.add_argument("--teacher-epochs", type=non_negative_int, default=AccuracyBenchConfig.teacher_epochs,
                           help="epochs of the ReLU teacher the students distil from (0: plain CE, no teacher)")
-    accuracy.add_argument("--embed-dim", type=int, default=AccuracyBenchConfig.embed_dim, help="ResMLP width D")
-    accuracy.add_argument("--depth", type=int, default=AccuracyBenchConfig.depth, help="ResMLP blocks")
-    accuracy.add_argument("--lr", type=float, default=AccuracyBenchConfig.lr, help="AdamW learning rate (all runs)")
+    accuracy.add_argument("--embed-dim", type=positive_int, default=AccuracyBenchConfig.embed_dim,
+                          help="ResMLP width D")
+    accuracy.add_argument("--depth", type=positive_int, default=AccuracyBenchConfig.depth, help="ResMLP blocks")
+    accuracy.add_argument("--lr", type=positive_float, default=AccuracyBenchConfig.lr,
+                          help="AdamW learning rate (all runs)")
     kernels = parser.add_argument_group("kernels (Linear + activation x4 training steps, REFERENCE_SPEC 7)")
-    kernels.add_argument("--scale", type=float, default=DEFAULT_SCALE,
+    kernels.add_argument("--scale", type=positive_float, default=DEFAULT_SCALE,
                          help="fraction of the reference 8192 rows (16 x 512 tokens) of 768 channels")
-    kernels.add_argument("--repeats", type=int, default=KERNEL_REPEATS, help="timed training steps per variant")
+    kernels.add_argument("--repeats", type=positive_int, default=KERNEL_REPEATS,
+                         help="timed training steps per variant")
     kernels.add_argument("--variants", default=",".join(KERNEL_VARIANTS),
                          help="comma-separated subset to measure (e.g. leave out psa at --scale 1: its exact "
                               "[rows, C, E] intermediates take about 4 GB)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="CPU threads for torch (1: steadier timings and no spinning on a shared machine; the "
                              "accuracy bench's small models gain nothing from more)")
 
 
 def add_arguments(parser, command: str) -> None:
     """Options of `build.py bench`."""
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.formatter_class = DefaultsHelpFormatter
     _add_bench_arguments(parser)
 
 
@@ -63,8 +67,9 @@ def run_bench(args) -> int:
     from psa_finn.models.bench_kernels import run_kernel_bench
 
     device = torch_device(args.device)
-    if args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    for flag, path in (("--json", args.json), ("--plot", getattr(args, "plot", None))):
+        if path:
+            check_output_file(path, flag)
     torch.set_num_threads(args.threads)
     if args.benchmark == "accuracy":
         config = AccuracyBenchConfig(seeds=args.seeds, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
@@ -77,9 +82,5 @@ def run_bench(args) -> int:
 
 
 def run(args, command: str) -> int:
-    """Run `build.py bench`; data and input errors end with their message, exit status 2."""
-    try:
-        return run_bench(args)
-    except (DatasetNotFoundError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """Run `build.py bench`; errors go to build.py (one line, exit code by kind)."""
+    return run_bench(args)

@@ -1,4 +1,5 @@
-"""ResMLP (REFERENCE_SPEC 4) in its three variants: `relu`, `lerp_psa` (ResPSA banks) and `bspline`.
+"""ResMLP (REFERENCE_SPEC 4) in four variants: `relu`, `gelu` (the original ResMLP paper's activation), `lerp_psa`
+(ResPSA banks) and `bspline`.
 
 Module and parameter names equal the reference state-dict keys (REFERENCE_STATE_DICT.md), so a reference state dict
 loads with `load_state_dict`; construction order equals the reference, so `torch.manual_seed(s)` before
@@ -10,12 +11,13 @@ construction reproduces a reference init.
                 x = x + affine_2(channel_mlp(BN(x)))
     logits  = classifier(mean_T(BN(x)))
 
-channel_mlp: relu: Linear(D,h) ReLU Linear(h,D); lerp_psa: ResPSA(D) Linear(D,h) ResPSA(h) Linear(h,D);
-bspline: BSpline(D) Linear(D,h) BSpline(h) Linear(h,D); h = int(D * hidden_factor).
+channel_mlp: relu: Linear(D,h) ReLU Linear(h,D); gelu: Linear(D,h) GELU Linear(h,D);
+lerp_psa: ResPSA(D) Linear(D,h) ResPSA(h) Linear(h,D); bspline: BSpline(D) Linear(D,h) BSpline(h) Linear(h,D);
+h = int(D * hidden_factor).
 
 `spatial_dims` 2 reads images [B, Cin, S, S] cut into P x P patches, 1 reads signals [B, Cin, S] cut into runs of P
 samples (e.g. mnist1d). `grid_size` is the number of points of the learnable functions' grid (LERP-PSA default 64;
-B-spline knots, odd, default 65; unused by relu).
+B-spline knots, odd, default 65; unused by relu and gelu).
 """
 
 import torch
@@ -25,8 +27,9 @@ from psa_finn.common.grid import BSPLINE_GRID_SIZE, LERP_GRID_SIZE
 from psa_finn.models.bspline import BSpline
 from psa_finn.models.res_psa import ResPSA
 
-VARIANTS = ("relu", "lerp_psa", "bspline")
-DEFAULT_GRID_SIZE = {"relu": None, "lerp_psa": LERP_GRID_SIZE, "bspline": BSPLINE_GRID_SIZE}
+VARIANTS = ("relu", "gelu", "lerp_psa", "bspline")
+FIXED_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}  # variants whose channel MLP has no learnable function
+DEFAULT_GRID_SIZE = {"relu": None, "gelu": None, "lerp_psa": LERP_GRID_SIZE, "bspline": BSPLINE_GRID_SIZE}
 SPATIAL_DIMS = (1, 2)
 PSA_CONFIG = dict(expansion=8, psa_type="lerp_psa", epsilon=1.0, is_in_residual=True, distill_init=True)
 LAYER_SCALE_INIT = 0.1
@@ -121,8 +124,9 @@ class ChannelMixer(nn.Module):
         super().__init__()
         self.affine_1 = ModifiedBatchNorm1d(embed_dim)
         self.affine_2 = Affine(embed_dim)
-        if variant == "relu":
-            self.layers = nn.Sequential(nn.Linear(embed_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, embed_dim))
+        if variant in FIXED_ACTIVATIONS:
+            self.layers = nn.Sequential(nn.Linear(embed_dim, hidden_dim), FIXED_ACTIVATIONS[variant](),
+                                        nn.Linear(hidden_dim, embed_dim))
         elif variant == "lerp_psa":
             psa = dict(PSA_CONFIG, grid_size=grid_size)
             self.layers = nn.Sequential(ResPSA(embed_dim, **psa), nn.Linear(embed_dim, hidden_dim),
@@ -160,7 +164,7 @@ class ResMLP(nn.Module):
             raise ValueError(f"img_size {img_size} must be a positive multiple of patch_size {patch_size}")
         if spatial_dims not in SPATIAL_DIMS:
             raise ValueError(f"spatial_dims must be 1 (signals) or 2 (images), got {spatial_dims!r}")
-        grid_size = DEFAULT_GRID_SIZE[variant] if grid_size is None or variant == "relu" else int(grid_size)
+        grid_size = DEFAULT_GRID_SIZE[variant] if grid_size is None or variant in FIXED_ACTIVATIONS else int(grid_size)
         hidden_dim = int(embed_dim * hidden_factor)
         if hidden_dim < 1:
             raise ValueError(f"hidden_factor {hidden_factor} gives hidden width int({embed_dim} * {hidden_factor}) < 1")

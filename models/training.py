@@ -6,6 +6,9 @@ One run is a list of epochs: `kt_epochs` KT epochs for each block in turn, then 
 `Trainer.run()` writes the checkpoint `<out>/model.pt` atomically after every epoch (model, optimisers, schedulers,
 RNG state, history) and, with `resume=True`, continues from it exactly: each epoch's shuffling and augmentation come
 from a generator seeded by (seed, epoch), so an interrupted and resumed run gives bit-identical weights on CPU.
+It refuses to start over an existing checkpoint unless told to resume or overwrite it, checks that <out> can be
+written before the first epoch, and stops with `ResultRejected` (exit 1) as soon as the loss or a weight becomes
+non-finite: a diverged epoch is never saved, the checkpoint keeps the last good one.
 
 Optimisers (defaults of the reference scripts): KT uses one AdamW(kt_lr, kt_weight_decay) at constant rate shared by
 all block stages; CE/KD use AdamW(lr, weight_decay) with CosineAnnealingLR(T_max=epochs, eta_min) stepped per epoch.
@@ -13,6 +16,7 @@ B-spline coefficients (parameters named `*_coefficients_vect`) are kept out of A
 Adam(spline_lr) in each phase, with its own cosine schedule in the CE/KD phase.
 """
 
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from psa_finn.common.cli_errors import BadInput, ResultRejected
+from psa_finn.common.output_paths import check_output_folder
 from psa_finn.models import load_checkpoint, save_checkpoint
 from psa_finn.models.evaluation import evaluate
 
@@ -185,9 +191,9 @@ class Trainer:
         batches = self.data.train_batches(self.settings.batch_size, generator)
         label = f"epoch {epoch + 1}/{self.total_epochs} {stage}" + (f" block {block}" if stage == "kt" else "")
         bar = tqdm(batches, total=self.data.num_train_batches(self.settings.batch_size), desc=label,
-                   disable=not self.progress, leave=False)
+                   disable=not (self.progress and sys.stderr.isatty()), leave=False)
         loss_sum, correct, seen = 0.0, 0, 0
-        for x, y in bar:
+        for batch, (x, y) in enumerate(bar):
             x, y = x.to(self.device), y.to(self.device)
             self._zero_grad()
             if stage == "kt":
@@ -205,8 +211,13 @@ class Trainer:
                     loss = F.cross_entropy(logits, y)
                 correct += int((logits.argmax(dim=-1) == y).sum())
             loss = loss + self._regulariser()
+            if not torch.isfinite(loss.detach()):
+                self._diverged(epoch, batch, stage, f"the loss is {loss.item()}")
             loss.backward()
             self._step_optimizers("kt" if stage == "kt" else "main")
+            bad = self._non_finite_parameter()
+            if bad is not None:
+                self._diverged(epoch, batch, stage, f"weight '{bad}' holds NaN/inf after the optimiser step")
             loss_sum += loss.item() * len(y)
             seen += len(y)
             postfix = {"loss": f"{loss_sum / seen:.4f}"}
@@ -223,6 +234,21 @@ class Trainer:
                  "lr": self.optimizers["kt" if stage == "kt" else "main"].param_groups[0]["lr"],
                  "seconds": time.perf_counter() - start}
         return entry
+
+    def _non_finite_parameter(self):
+        """The name of the first parameter holding NaN or inf (None when all are finite: one check per step)."""
+        named = [(name, p) for name, p in self.model.named_parameters() if p.is_floating_point()]
+        if torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).all():
+            return None
+        return next(name for name, p in named if not torch.isfinite(p.detach()).all())
+
+    def _diverged(self, epoch: int, batch: int, stage: str, what: str):
+        """Stop the run: the loss or the weights became non-finite (nothing of this epoch is saved)."""
+        flag, lr = ("--kt-lr", self.settings.kt_lr) if stage == "kt" else ("--lr", self.settings.lr)
+        kept = (f"{self.checkpoint_path} keeps epoch {self.epoch}" if self.checkpoint_path.is_file()
+                else "nothing was saved")
+        raise ResultRejected(f"training diverged in epoch {epoch + 1}/{self.total_epochs}, batch {batch + 1}: "
+                             f"{what} (non-finite); lower the learning rate ({flag}, now {lr:g}); {kept}")
 
     def state(self) -> dict:
         """Everything besides the model that resuming needs."""
@@ -267,8 +293,24 @@ class Trainer:
         self.load_state(extra["training"])
         return True
 
-    def run(self, resume: bool = False) -> list:
-        """Train the remaining epochs (all, or those after the checkpoint with `resume`); return the history."""
+    def check_out_dir(self, resume: bool = False, overwrite: bool = False) -> None:
+        """Before any epoch: <out> must be a writable folder, and a checkpoint already there is continued
+        (`resume`) or replaced (`overwrite`, at the first saved epoch), never silently overwritten."""
+        check_output_folder(self.out_dir)
+        if self.checkpoint_path.is_file() and not (resume or overwrite):
+            try:
+                done = f"{self.load_fn(self.checkpoint_path)[1]['training']['epoch']} epoch(s) done"
+            except Exception:
+                done = "a model"
+            raise BadInput(f"--out {self.out_dir} already holds a run ({self.checkpoint_path}, {done}); pass "
+                           f"--resume to continue it, --force to start over (it is replaced when the first new "
+                           f"epoch is saved), or choose another --out")
+
+    def run(self, resume: bool = False, overwrite: bool = False) -> list:
+        """Train the remaining epochs (all, or those after the checkpoint with `resume`); return the history.
+
+        An existing checkpoint without `resume` or `overwrite` is BadInput (see `check_out_dir`)."""
+        self.check_out_dir(resume, overwrite)
         if resume and self.resume() and self.progress:
             print(f"resuming {self.checkpoint_path} after epoch {self.epoch}/{self.total_epochs}")
         while self.epoch < self.total_epochs:

@@ -12,8 +12,8 @@ from brevitas.quant.fixed_point import (Int8ActPerTensorFixedPoint, Int8WeightPe
                                         Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint)
 from brevitas.quant.scaled_int import Int32Bias
 
-MIN_BITS = 2
-MAX_BITS = 8
+from psa_finn.common.bit_widths import MAX_BITS, MIN_BITS
+
 DEFAULT_BITS = 8
 
 

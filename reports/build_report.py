@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from psa_finn.common.atomic_files import write_text_atomic
+from psa_finn.common.output_paths import check_output_folder
 from psa_finn.reports.build_summary import build_labels, load_build_summary
 from psa_finn.reports.plots import (baseline_vs_psa_figure, resources_by_layer_figure, resources_vs_fps_figure,
                            save_figure_atomic)
 from psa_finn.reports.synth_check_table import synth_check_table
 from psa_finn.reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table, op_type_table,
-                            undercount_warnings)
+                                     relative_to_config_baseline, undercount_warnings)
 
 REPORT_FILE = "report.md"
 CSV_FILE = "builds.csv"
@@ -21,6 +22,22 @@ PLOT_FILES = {
     "resources_vs_fps.png": (resources_vs_fps_figure, "Resources against estimated FPS"),
     "baseline_vs_psa.png": (baseline_vs_psa_figure, "Each build against the first build of its config"),
 }
+
+
+def has_comparison(summaries, labels) -> bool:
+    """Whether some config holds two builds or more (else there is no build to compare with its baseline)."""
+    return any(len(members) > 1 for members in relative_to_config_baseline(summaries, labels).values())
+
+
+def plots_for(summaries, labels) -> list:
+    """The plots that say something about these builds: the per-layer bars always; resources against FPS for two
+    builds or more; the baseline comparison when a config holds two builds or more."""
+    names = ["resources_by_layer.png"]
+    if len(summaries) > 1:
+        names.append("resources_vs_fps.png")
+    if has_comparison(summaries, labels):
+        names.append("baseline_vs_psa.png")
+    return names
 
 
 @dataclass
@@ -39,10 +56,11 @@ def report_markdown(summaries, labels, warnings, plot_names, title: str, intro: 
     parts = [f"# {title}\n"]
     if intro:
         parts.append(intro.rstrip() + "\n")
-    parts.append("Estimates from finn-plus (no Vivado synthesis); the first build is the reference for "
-                 "'LUT+DSP vs first'.\n")
+    parts.append("Estimates from finn-plus (no Vivado synthesis). Builds compare within their config: the first build "
+                 "of each config is its baseline (in the demo: ReLU), so a folded build is never set against an "
+                 "unrolled one.\n")
     parts.append(markdown_table(comparison_rows(summaries, labels)))
-    if len(summaries) > 1:
+    if has_comparison(summaries, labels):
         parts.append("Each build against the first build of the same config (for the demo: LERP-PSA over ReLU):\n")
         parts.append(config_baseline_table(summaries, labels))
     if warnings:
@@ -71,12 +89,15 @@ def write_report(build_dirs, out_dir, title: str = "psa-finn build report", intr
     """Load every build directory, then write report.md, builds.csv and the plots into `out_dir`."""
     summaries = [load_build_summary(d) for d in build_dirs]
     labels = build_labels(summaries)
-    out_dir = Path(out_dir)
+    out_dir = check_output_folder(out_dir)
     warnings = undercount_warnings(summaries, labels)
     files = ReportFiles(report=out_dir / REPORT_FILE, csv=out_dir / CSV_FILE, warnings=warnings)
     write_text_atomic(files.csv, csv_text(comparison_rows(summaries, labels)))
-    for name, (make_figure, _) in PLOT_FILES.items():
-        files.plots.append(save_figure_atomic(make_figure(summaries, labels), out_dir / name))
-    text = report_markdown(summaries, labels, warnings, list(PLOT_FILES), title, intro, appendix)
+    plots = plots_for(summaries, labels)
+    for name in plots:
+        files.plots.append(save_figure_atomic(PLOT_FILES[name][0](summaries, labels), out_dir / name))
+    for name in set(PLOT_FILES) - set(plots):
+        (out_dir / name).unlink(missing_ok=True)  # an earlier report's plot that no longer applies
+    text = report_markdown(summaries, labels, warnings, plots, title, intro, appendix)
     write_text_atomic(files.report, text)
     return files

@@ -3,7 +3,6 @@
 import sys
 
 from psa_finn.reports.build_report import write_report
-from psa_finn.reports.build_summary import BuildSummaryError
 
 DEFAULT_OUT = "out/report"
 
@@ -18,12 +17,9 @@ def add_arguments(parser, command):
 
 
 def run(args, command) -> int:
-    """Write the report; print its paths, and every warning on stderr. Exit 2 on an unusable build directory."""
-    try:
-        files = write_report(args.build_dirs, args.out, title=args.title)
-    except BuildSummaryError as err:
-        print(f"build.py report: error: {err}", file=sys.stderr)
-        return 2
+    """Write the report; print its paths, and every warning on stderr. An unusable build directory is bad input
+    (BuildSummaryError, exit 2), an unwritable --out an environment failure (exit 3)."""
+    files = write_report(args.build_dirs, args.out, title=args.title)
     for warning in files.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"report: {files.report}")

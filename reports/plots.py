@@ -1,20 +1,33 @@
 """Matplotlib figures over build summaries (each function returns a pyplot-free Figure; the caller saves or shows it).
 
-- `resources_by_layer_figure`: one stacked bar per build and resource, one segment per layer, coloured by op type.
-- `resources_vs_fps_figure`: resource totals against estimated FPS, one line per model over its builds (targets).
+- `resources_by_layer_figure`: one stacked bar per build and resource, one segment per layer, coloured by op type
+  (the same colour for an op type in every report), each panel on its own y scale with its unit.
+- `resources_vs_fps_figure`: resource totals against estimated FPS, one point per build: colour = model, marker =
+  config, named in the legend (no lines: builds of different configs are no trend).
 - `baseline_vs_psa_figure`: FPS and resources of each build relative to the first build of the same config.
 """
 
+import zlib
 from pathlib import Path
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from psa_finn.common.atomic_files import atomic_path
 from psa_finn.reports.tables import relative_to_config_baseline
 
 PLOT_RESOURCES = (("lut", "LUT"), ("dsp", "DSP"), ("bram18", "BRAM18"), ("uram", "URAM"))
+RESOURCE_UNITS = {"lut": "LUTs", "dsp": "DSP slices", "bram18": "BRAM18 blocks", "uram": "URAM blocks"}
+# Fixed colours of the op types of psa-finn builds (HLS and RTL variants alike), so that an op type looks the same in
+# every report; any other op type gets a colour from its name (also stable).
+OP_TYPE_COLOURS = {"MVAU": "tab:blue", "Thresholding": "tab:orange", "PerChannelLUT": "tab:green",
+                   "ElementwiseAdd": "tab:red", "ElementwiseMul": "tab:pink", "DuplicateStreams": "tab:purple",
+                   "GlobalAccPool": "tab:brown", "InnerShuffle": "tab:olive", "Reshape": "tab:cyan",
+                   "StreamingDataWidthConverter": "tab:gray", "StreamingFIFO": "lightgray",
+                   "LabelSelect": "gold", "ChannelwiseOp": "navy"}
+CONFIG_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _shown_resources(summaries):
@@ -22,18 +35,26 @@ def _shown_resources(summaries):
     return [(k, name) for k, name in PLOT_RESOURCES if k != "uram" or any(s.uram for s in summaries)]
 
 
+def op_type_colour(op_type: str):
+    """The colour of an op type in every plot: fixed for known ones (`MVAU_hls` and `MVAU_rtl` alike), else chosen by
+    a hash of the name."""
+    base = op_type.removesuffix("_hls").removesuffix("_rtl")
+    if base in OP_TYPE_COLOURS:
+        return OP_TYPE_COLOURS[base]
+    cmap = matplotlib.colormaps["tab20b"]
+    return cmap(zlib.crc32(base.encode()) % cmap.N)
+
+
 def _op_type_colours(summaries) -> dict:
-    op_types = sorted({layer.op_type for s in summaries for layer in s.layers})
-    cmap = matplotlib.colormaps["tab20"]
-    return {op: cmap(i % cmap.N) for i, op in enumerate(op_types)}
+    return {op: op_type_colour(op) for op in sorted({layer.op_type for s in summaries for layer in s.layers})}
 
 
 def resources_by_layer_figure(summaries, labels):
     """Stacked bars: for each resource a panel, for each build a bar made of its layers in graph order."""
     resources = _shown_resources(summaries)
     colours = _op_type_colours(summaries)
-    fig = Figure(figsize=(3.2 * len(resources) + 2.5, 4.5))
-    axes = fig.subplots(1, len(resources), squeeze=False)
+    fig = Figure(figsize=(3.4 * len(resources) + 2.5, 4.5))
+    axes = fig.subplots(1, len(resources), squeeze=False, sharey=False)
     for ax, (key, name) in zip(axes[0], resources):
         for x, summary in enumerate(summaries):
             bottom = 0.0
@@ -43,6 +64,7 @@ def resources_by_layer_figure(summaries, labels):
                     ax.bar(x, value, bottom=bottom, color=colours[layer.op_type], edgecolor="white", linewidth=0.3)
                     bottom += value
         ax.set_title(name)
+        ax.set_ylabel(f"estimated {RESOURCE_UNITS[key]}")
         ax.set_xticks(range(len(summaries)), labels, rotation=30, ha="right")
         ax.grid(axis="y", alpha=0.3)
     drawn = [op for op in colours if any(getattr(layer, key) for s in summaries for layer in s.layers
@@ -54,46 +76,47 @@ def resources_by_layer_figure(summaries, labels):
     return fig
 
 
-def _series_by_model(summaries, labels) -> dict:
-    """Builds grouped by the model they compile (a build's target/folding varies within a group), FPS-sorted."""
-    series = {}
-    for summary, label in zip(summaries, labels, strict=True):
-        series.setdefault(summary.model or label, []).append((summary, label))
-    return {model: sorted(points, key=lambda p: p[0].fps) for model, points in series.items()}
-
-
-def _model_name(model: str, points) -> str:
-    """A legend name for a model: the folder of the model file (e.g. relu, lerp_psa) or the build label."""
-    return Path(model).parent.name or points[0][1]
+def _model_name(summary, label: str) -> str:
+    """A legend name for the model a build compiles: the folder of the model file (e.g. relu, lerp_psa_lerp64) or,
+    without one, the build label's first part."""
+    return (Path(summary.model).parent.name if summary.model else "") or label.split("/")[0]
 
 
 def resources_vs_fps_figure(summaries, labels):
-    """Resource totals against estimated FPS: one line per model through its builds, points named by config."""
+    """Resource totals against estimated FPS: one point per build, colour by model, marker by config."""
     resources = _shown_resources(summaries)
-    fig = Figure(figsize=(4.0 * len(resources), 4.0))
+    models = list(dict.fromkeys(_model_name(s, label) for s, label in zip(summaries, labels, strict=True)))
+    configs = list(dict.fromkeys(s.config_name or "build" for s in summaries))
+    colours = {m: matplotlib.colormaps["tab10"](i % 10) for i, m in enumerate(models)}
+    markers = {c: CONFIG_MARKERS[i % len(CONFIG_MARKERS)] for i, c in enumerate(configs)}
+    fig = Figure(figsize=(3.8 * len(resources) + 2.5, 4.0))
     axes = fig.subplots(1, len(resources), squeeze=False)
-    series = _series_by_model(summaries, labels)
     for ax, (key, name) in zip(axes[0], resources):
-        for model, points in series.items():
-            fps = [s.fps for s, _ in points]
-            values = [getattr(s, key) for s, _ in points]
-            ax.plot(fps, values, marker="o", label=_model_name(model, points))
-            for (summary, label), f, v in zip(points, fps, values):
-                ax.annotate(summary.config_name or label, (f, v), textcoords="offset points", xytext=(4, 4),
-                            fontsize="x-small")
+        for summary, label in zip(summaries, labels):
+            ax.scatter(summary.fps, getattr(summary, key), s=45, color=colours[_model_name(summary, label)],
+                       marker=markers[summary.config_name or "build"], edgecolors="black", linewidths=0.4)
         ax.set_xscale("log")
-        ax.set_xlabel("estimated FPS")
+        ax.set_xlabel("estimated FPS (log)")
+        ax.set_ylabel(f"estimated {RESOURCE_UNITS[key]}")
         ax.set_title(name)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize="small")
-    fig.suptitle("Resources against throughput")
-    fig.tight_layout()
+    handles = [Line2D([], [], linestyle="none", marker="o", color=colours[m], markeredgecolor="black", label=m)
+               for m in models]
+    handles += [Line2D([], [], linestyle="none", marker=markers[c], color="white", markeredgecolor="black",
+                       label=f"config: {c}") for c in configs]
+    fig.legend(handles=handles, loc="center right", fontsize="small")
+    fig.suptitle("Resources against throughput (one point per build)")
+    fig.tight_layout(rect=(0, 0, 1 - 2.3 / fig.get_figwidth(), 1))
     return fig
 
 
 def baseline_vs_psa_figure(summaries, labels):
-    """Grouped bars per config: FPS, LUT, DSP, BRAM18 and LUT+DSP of each build over the config's first build."""
-    relative = relative_to_config_baseline(summaries, labels)
+    """Grouped bars per config that holds two builds or more: FPS, LUT, DSP, BRAM18 and LUT+DSP of each build over
+    the config's first build (its baseline)."""
+    relative = {config: members for config, members in relative_to_config_baseline(summaries, labels).items()
+                if len(members) > 1}
+    if not relative:
+        raise ValueError("no config holds two builds: nothing to set against a baseline")
     fig = Figure(figsize=(5.5 * len(relative), 4.0))
     axes = fig.subplots(1, len(relative), squeeze=False)
     for ax, (config, members) in zip(axes[0], relative.items()):

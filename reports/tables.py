@@ -1,31 +1,41 @@
 """Comparison tables over build summaries: one row per build, as Markdown and as CSV, plus the warnings a reader
 must see beside the numbers (totals that undercount, nodes left off hardware).
 
-The first build is the reference: `luts_plus_dsp_rel_first` is each build's LUT+DSP divided by the first one's.
-`relative_to_config_baseline` compares within each build config instead (the first build of a config is 1.0):
-in the demo, LERP-PSA over ReLU at the same folding.
+Builds compare within their config: the first build of each config (same `config_name`) is that config's baseline,
+and `luts_plus_dsp_rel_baseline` is a build's LUT+DSP over its baseline's (in the demo: LERP-PSA over ReLU at the
+same folding; a folded build is never compared with an unrolled one). `relative_to_config_baseline` gives the same
+ratios for FPS and each resource.
 """
 
 import csv
 import io
 import math
 
-CSV_COLUMNS = ("build", "config_name", "fps", "latency_ns", "lut", "dsp", "bram18", "uram", "luts_plus_dsp",
-               "luts_plus_dsp_rel_first", "all_nodes_on_hw", "path")
+CSV_COLUMNS = ("build", "config_name", "baseline", "fps", "latency_ns", "lut", "dsp", "bram18", "uram",
+               "luts_plus_dsp", "luts_plus_dsp_rel_baseline", "all_nodes_on_hw", "path")
+
+
+def config_baselines(summaries, labels) -> list:
+    """For each build, the label of its config's baseline: the first build with the same config_name."""
+    first = {}
+    for summary, label in zip(summaries, labels, strict=True):
+        first.setdefault(summary.config_name or "build", (summary, label))
+    return [first[summary.config_name or "build"] for summary in summaries]
 
 
 def comparison_rows(summaries, labels) -> list:
-    """One dict per build with the CSV_COLUMNS; `luts_plus_dsp_rel_first` is None when the first build has none."""
+    """One dict per build with the CSV_COLUMNS; `luts_plus_dsp_rel_baseline` (over the first build of the same
+    config) is None when that baseline has no LUT+DSP."""
     if not summaries:
         raise ValueError("no build summaries to compare; pass at least one build directory")
-    first = summaries[0].luts_plus_dsp
     rows = []
-    for summary, label in zip(summaries, labels, strict=True):
+    for summary, label, (base, base_label) in zip(summaries, labels, config_baselines(summaries, labels),
+                                                  strict=True):
         rows.append(dict(
-            build=label, config_name=summary.config_name, fps=summary.fps, latency_ns=summary.latency_ns,
-            lut=summary.lut, dsp=summary.dsp, bram18=summary.bram18, uram=summary.uram,
-            luts_plus_dsp=summary.luts_plus_dsp,
-            luts_plus_dsp_rel_first=summary.luts_plus_dsp / first if first else None,
+            build=label, config_name=summary.config_name, baseline=base_label, fps=summary.fps,
+            latency_ns=summary.latency_ns, lut=summary.lut, dsp=summary.dsp, bram18=summary.bram18,
+            uram=summary.uram, luts_plus_dsp=summary.luts_plus_dsp,
+            luts_plus_dsp_rel_baseline=summary.luts_plus_dsp / base.luts_plus_dsp if base.luts_plus_dsp else None,
             all_nodes_on_hw=summary.all_nodes_on_hw, path=str(summary.path)))
     return rows
 
@@ -36,8 +46,8 @@ def csv_text(rows) -> str:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        rel = row["luts_plus_dsp_rel_first"]
-        writer.writerow({**row, "luts_plus_dsp_rel_first": "" if rel is None else f"{rel:.4f}"})
+        rel = row["luts_plus_dsp_rel_baseline"]
+        writer.writerow({**row, "luts_plus_dsp_rel_baseline": "" if rel is None else f"{rel:.4f}"})
     return out.getvalue()
 
 
@@ -52,15 +62,17 @@ def _relative(rel) -> str:
 
 
 def markdown_table(rows) -> str:
-    """The rows as a Markdown table: FPS, latency in microseconds, resource totals, LUT+DSP against the first."""
+    """The rows as a Markdown table: FPS, latency in microseconds, resource totals, LUT+DSP against the baseline of
+    the build's config (its first build; the baseline itself reads "baseline")."""
     header = ("build", "config", "FPS", "latency (us)", "LUT", "DSP", "BRAM18", "URAM", "LUT+DSP",
-              "LUT+DSP vs first")
+              "LUT+DSP vs config baseline")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
+        relative = ("baseline" if row["baseline"] == row["build"]
+                    else f"{_relative(row['luts_plus_dsp_rel_baseline'])} vs {row['baseline']}")
         cells = (row["build"] + ("" if row["all_nodes_on_hw"] else " (*)"), row["config_name"] or "-",
                  f"{row['fps']:,.0f}", f"{row['latency_ns'] / 1000:,.2f}", _count(row["lut"]), _count(row["dsp"]),
-                 _count(row["bram18"]), _count(row["uram"]), _count(row["luts_plus_dsp"]),
-                 _relative(row["luts_plus_dsp_rel_first"]))
+                 _count(row["bram18"]), _count(row["uram"]), _count(row["luts_plus_dsp"]), relative)
         lines.append("| " + " | ".join(cells) + " |")
     if not all(row["all_nodes_on_hw"] for row in rows):
         lines.append("")

@@ -58,8 +58,9 @@ def test_unmappable_node_between_layers_exits_nonzero_naming_it(tmp_path):
     result = _build(tmp_path / "middle.onnx", tmp_path / "out")
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     # step_tidy_up gives every node FINN's own name (<op_type>_<index>)
-    assert "error: nodes left off the hardware: Sin_0 (Sin)" in result.stdout
+    assert "build.py build: error: nodes left off the hardware: Sin_0 (Sin)" in result.stderr
     assert not (tmp_path / "out" / "summary.json").exists()
+    assert (tmp_path / "out" / "build_dataflow.log").is_file(), "a failed first build is kept for its log"
 
 
 @pytest.mark.slow
@@ -67,7 +68,7 @@ def test_unmappable_node_at_the_end_is_named_in_summary(tmp_path):
     _tiny_model(tmp_path / "tail.onnx", unsupported_in_middle=False)
     result = _build(tmp_path / "tail.onnx", tmp_path / "out")
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "error: nodes left off the hardware: Sin_0 (Sin)" in result.stdout
+    assert "build.py build: error: nodes left off the hardware: Sin_0 (Sin)" in result.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["all_nodes_on_hw"] is False
     assert summary["off_hw_nodes"] == ["Sin_0 (Sin)"]
@@ -80,4 +81,4 @@ def test_missing_model_is_a_clear_error(tmp_path):
                              "--config", "build_configs/unrolled.yaml", "--out", str(tmp_path / "out")],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
-    assert "nope.onnx does not exist" in result.stdout
+    assert f"build.py build: error: --model {tmp_path / 'nope.onnx'}: no such file" in result.stderr

@@ -15,7 +15,8 @@ import pytest
 
 import build
 from psa_finn.reports.demo import ONNX_ACCURACY_JSON, STAGES_JSON, DemoSettings, build_directories, demo_stages
-from psa_finn.reports.stage_runner import LOG_DIR, REPO_ROOT, Stage, is_up_to_date, run_stages
+from psa_finn.reports.stage_runner import (LOG_DIR, REPO_ROOT, Stage, StageResult, idle_wall_estimate_s,
+                                           is_up_to_date, run_stages)
 
 QUICK_DEMO_DIR = "quick_demo"
 
@@ -96,9 +97,34 @@ def test_demo_stages_chain_each_model_from_training_to_builds(tmp_path):
 
 
 def test_demo_rejects_zero_jobs(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        build.main(["demo", "--jobs", "0"])
-    assert exit_info.value.code == 2 and "must be at least 1, got 0" in capsys.readouterr().err
+    assert build.main(["demo", "--jobs", "0"]) == 2
+    assert "argument --jobs: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_progress_counts_over_all_stages_and_settles_stages_not_needed(tmp_path, capsys):
+    """One count [k/N] over every stage (no restart for late stages); a stage whose need is known only once the
+    stages before it ran is settled as "not needed" with its reason; CPU time is measured per stage."""
+    good = synthetic_build(tmp_path / "good")
+    stages = [report_stage("first", good, tmp_path / "r1"),
+              Stage("late", ("report", str(good), "--out", str(tmp_path / "r2")), after=("first",),
+                    skip_reason=lambda: "" if (tmp_path / "r1" / "report.md").is_file() else "no report"),
+              Stage("unneeded", ("report", str(good)), after=("first",), skip_reason=lambda: "nothing to do")]
+    results = {r.name: r for r in run_stages(stages, tmp_path, jobs=1)}
+    assert {n: r.status for n, r in results.items()} == {"first": "done", "late": "done", "unneeded": "not needed"}
+    assert results["unneeded"].detail == "nothing to do"
+    assert 0 < results["first"].cpu_s and results["first"].cpu_s <= results["first"].seconds * 2 + 1
+    counts = re.findall(r"^\[(\d+)/(\d+)\]", capsys.readouterr().out, flags=re.M)
+    assert counts == [("1", "3"), ("2", "3"), ("3", "3")]
+    rerun = run_stages(stages, tmp_path, jobs=1)
+    assert [r.status for r in rerun] == ["skipped", "skipped", "not needed"]
+    assert rerun[0].cpu_s == pytest.approx(results["first"].cpu_s, abs=0.1), "a reused stage keeps its times"
+
+
+def test_idle_wall_estimate_schedules_cpu_times_as_the_runner_does():
+    stages = [Stage("a", ()), Stage("b", ()), Stage("c", (), after=("a",)), Stage("d", (), after=("c", "b"))]
+    results = [StageResult(n, "done", cpu_s=t) for n, t in (("a", 10.0), ("b", 30.0), ("c", 5.0), ("d", 1.0))]
+    assert idle_wall_estimate_s(stages, results, jobs=2) == 31.0  # a+c on one core while b runs, then d
+    assert idle_wall_estimate_s(stages, results, jobs=1) == 46.0
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +141,7 @@ def test_quick_demo_writes_report_and_every_stage_output(quick_demo):
     out, status, _ = quick_demo
     stages = json.loads((out / STAGES_JSON).read_text())["stages"]
     assert status == 0, f"stages: {stages}"
-    assert {s["status"] for s in stages} <= {"done", "skipped"}
+    assert {s["status"] for s in stages} <= {"done", "skipped", "not needed"}
     for stage in demo_stages(out, DemoSettings.quick()):
         for path in stage.outputs:
             assert path.exists(), f"{stage.name} did not write {path}"
@@ -141,7 +167,10 @@ def test_quick_demo_rerun_reuses_every_stage(quick_demo, capsys):
     cached = (out / ONNX_ACCURACY_JSON).read_text()
     assert build.main(["demo", "--quick", "--out", str(out)]) == 0
     stages = json.loads((out / STAGES_JSON).read_text())["stages"]
-    assert [s["status"] for s in stages] == ["skipped"] * len(stages)
+    assert {s["status"] for s in stages} <= {"skipped", "not needed"} and stages[0]["status"] == "skipped"
     assert (out / ONNX_ACCURACY_JSON).read_text() == cached, "unchanged models are not evaluated again"
     printed = capsys.readouterr().out
     assert f"Where everything is (under {out}/):" in printed and "report.md (start here)" in printed
+    reused = sum(s["status"] == "skipped" for s in stages)
+    assert re.search(rf"demo finished in \d+ s \(this command, report included; stages: {reused} reused \(up to date\)",
+                     printed)

@@ -50,7 +50,7 @@ def test_float_and_qat_checkpoints_export(tmp_path):
 
 def error_of(capsys, *args):
     assert export(*args) == 2
-    return capsys.readouterr().out
+    return capsys.readouterr().err
 
 
 def test_bits_outside_2_to_8(tmp_path, capsys):
@@ -101,7 +101,7 @@ def test_non_finite_parameters_are_named(tmp_path, capsys):
 
 
 def test_missing_or_foreign_checkpoint(tmp_path, capsys):
-    assert "no such checkpoint" in error_of(capsys, "--checkpoint", str(tmp_path / "none.pt"),
+    assert "none.pt: no such file" in error_of(capsys, "--checkpoint", str(tmp_path / "none.pt"),
                                             "--out", str(tmp_path / "m.onnx"))
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert "not a readable torch checkpoint" in error_of(capsys, "--checkpoint", str(tmp_path / "junk.pt"),

@@ -18,7 +18,7 @@ from psa_finn.models import ResMLP, load_checkpoint, save_checkpoint
 from psa_finn.models.datasets import DATASET_GEOMETRY
 from psa_finn.common.grid import grid_points
 
-VARIANTS = ("relu", "lerp_psa", "bspline")
+VARIANTS = ("relu", "gelu", "lerp_psa", "bspline")
 
 
 def tiny_float_model(variant, seed=0):

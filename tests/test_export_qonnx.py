@@ -20,7 +20,8 @@ from psa_finn.models import ResMLP, patchify
 from psa_finn.models.datasets import DATASET_GEOMETRY, load_digits_split
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("relu", "lerp_psa", "bspline")
+VARIANTS = ("relu", "gelu", "lerp_psa", "bspline")
+FIXED_ACTIVATION = {"relu": "Relu", "gelu": "Gelu"}  # variants without learnable functions
 FRESH_PROCESS_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
@@ -68,7 +69,7 @@ def assert_same_outputs(onnx_out, torch_out):
     assert np.array_equal(onnx_out.argmax(axis=1), torch_out.argmax(axis=1))
 
 
-FRESH_PROCESS_CASES = (("relu", 8), ("lerp_psa", 8), ("bspline", 8), ("lerp_psa", 4))
+FRESH_PROCESS_CASES = (("relu", 8), ("gelu", 8), ("lerp_psa", 8), ("bspline", 8), ("lerp_psa", 4))
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +131,12 @@ def test_graph_is_what_finn_needs(variant, digits, tmp_path):
         assert all(np.array_equal(a, b) for a, b in zip(a_params, b_params)) and a_attrs == b_attrs
         assert np.log2(a_params[0]).is_integer()  # power-of-two scale
     luts = [n for n in model.graph.node if n.op_type == "LerpPSA"]
-    assert len(luts) == (0 if variant == "relu" else 2 * 2)
-    assert ("Relu" in ops) == (variant == "relu")
+    assert len(luts) == (0 if variant in FIXED_ACTIVATION else 2 * 2)
+    for activation in FIXED_ACTIVATION.values():
+        assert ops.count(activation) == (2 if FIXED_ACTIVATION.get(variant) == activation else 0)
+    for gelu in (n for n in model.graph.node if n.op_type == "Gelu"):  # between quantizers: the lowering tabulates it
+        assert model.find_producer(gelu.input[0]).op_type == "Quant"
+        assert [c.op_type for c in model.find_consumers(gelu.output[0])] == ["Quant"]
     with torch.no_grad():
         tables = [m.table().numpy() for _, m in qat.lut_banks()]
     for node, table in zip(luts, tables):
@@ -141,7 +146,8 @@ def test_graph_is_what_finn_needs(variant, digits, tmp_path):
         assert np.array_equal(model.get_initializer(node.input[1]), table)
         attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         assert attributes == {"grid_range": pytest.approx(4.0), "channel_axis": -1}
-    assert [len(n.input) for n in luts] == ([] if variant == "relu" else [4, 2] * 2)  # BN affine: first LUT only
+    # the BN affine folds into the first LUT of each channel mixer only
+    assert [len(n.input) for n in luts] == ([] if variant in FIXED_ACTIVATION else [4, 2] * 2)
 
 
 def test_evaluate_onnx_scores_like_the_torch_model(digits, tmp_path):

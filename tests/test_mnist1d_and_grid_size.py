@@ -123,8 +123,7 @@ def test_accuracy_bench_runs_on_mnist1d(tmp_path):
 def test_accuracy_bench_takes_only_built_in_datasets(capsys):
     from psa_finn.models.bench_accuracy import AccuracyBenchConfig, run_accuracy_bench
 
-    with pytest.raises(SystemExit):
-        main(["bench", "accuracy", "--dataset", "cifar10"])
+    assert main(["bench", "accuracy", "--dataset", "cifar10"]) == 2
     assert "argument --dataset: invalid choice: 'cifar10'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="runs on a built-in dataset"):
         run_accuracy_bench(AccuracyBenchConfig(dataset="svhn"))

@@ -46,7 +46,7 @@ def test_patchify_order_row_col_channel():
         patchify(torch.zeros(1, 1, 6, 6), 4)
 
 
-@pytest.mark.parametrize("variant", ["relu", "lerp_psa", "bspline"])
+@pytest.mark.parametrize("variant", ["relu", "gelu", "lerp_psa", "bspline"])
 def test_forward_accepts_images_and_patches_and_exits_early(variant):
     torch.manual_seed(0)
     model = ResMLP(variant, 0.5, **DIGITS).eval()
@@ -95,7 +95,7 @@ def test_config_rebuilds_the_model():
     with pytest.raises(ValueError, match="unknown ResMLP config keys"):
         build_model(dict(model.config, dropout=0.1))
     with pytest.raises(ValueError, match="variant must be one of"):
-        ResMLP("gelu", 1, **CIFAR)
+        ResMLP("swish", 1, **CIFAR)
     with pytest.raises(ValueError, match="hidden width"):
         ResMLP("relu", 0.001, **CIFAR)
 
@@ -108,7 +108,7 @@ def test_same_seed_same_init():
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
-@pytest.mark.parametrize("variant", ["relu", "lerp_psa", "bspline"])
+@pytest.mark.parametrize("variant", ["relu", "gelu", "lerp_psa", "bspline"])
 def test_checkpoint_round_trip(tmp_path, variant):
     torch.manual_seed(1)
     model = ResMLP(variant, 0.5, **DIGITS)

@@ -17,7 +17,7 @@ from psa_finn.common.grid import grid_points
 from psa_finn.reports.build_report import write_report
 from psa_finn.reports.build_summary import BuildSummaryError, build_labels, load_build_summary
 from psa_finn.reports.learned_functions import lerp_psa_nodes, sweep_lerp_psa_node
-from psa_finn.reports.plots import resources_by_layer_figure
+from psa_finn.reports.plots import op_type_colour, resources_by_layer_figure, resources_vs_fps_figure
 from psa_finn.reports.synth_check_table import synth_check_table
 from psa_finn.reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table,
                             relative_to_config_baseline, undercount_warnings)
@@ -63,11 +63,12 @@ def test_comparison_rows_and_csv_match_hand_computation(two_builds):
     assert labels == ["relu/unrolled", "lerp_psa/unrolled"]
     rows = comparison_rows(summaries, labels)
     assert [r["luts_plus_dsp"] for r in rows] == [1100, 825]
-    assert rows[0]["luts_plus_dsp_rel_first"] == 1.0
-    assert rows[1]["luts_plus_dsp_rel_first"] == pytest.approx(0.75)
+    assert rows[0]["luts_plus_dsp_rel_baseline"] == 1.0
+    assert rows[1]["luts_plus_dsp_rel_baseline"] == pytest.approx(0.75)
     parsed = list(csv.DictReader(io.StringIO(csv_text(rows))))
     assert [p["build"] for p in parsed] == labels
-    assert [p["luts_plus_dsp_rel_first"] for p in parsed] == ["1.0000", "0.7500"]
+    assert [p["baseline"] for p in parsed] == ["relu/unrolled", "relu/unrolled"]
+    assert [p["luts_plus_dsp_rel_baseline"] for p in parsed] == ["1.0000", "0.7500"]
     assert parsed[1]["lut"] == "700" and parsed[1]["dsp"] == "125" and parsed[1]["bram18"] == "11"
     assert float(parsed[0]["fps"]) == pytest.approx(32552.08)
 
@@ -76,10 +77,21 @@ def test_markdown_table_formats_units_and_relative_change(two_builds):
     summaries = [load_build_summary(d) for d in two_builds]
     text = markdown_table(comparison_rows(summaries, build_labels(summaries)))
     lines = text.splitlines()
-    assert lines[2] == ("| relu/unrolled | unrolled | 32,552 | 123.45 | 1,000 | 100 | 6 | 0 | 1,100 "
-                        "| 1.000 (+0.0 %) |")
-    assert lines[3] == "| lerp_psa/unrolled | unrolled | 65,104 | 61.00 | 700 | 125 | 11 | 0 | 825 | 0.750 (-25.0 %) |"
+    assert lines[2] == "| relu/unrolled | unrolled | 32,552 | 123.45 | 1,000 | 100 | 6 | 0 | 1,100 | baseline |"
+    assert lines[3] == ("| lerp_psa/unrolled | unrolled | 65,104 | 61.00 | 700 | 125 | 11 | 0 | 825 | 0.750 (-25.0 %) "
+                        "vs relu/unrolled |")
     assert "(*)" not in text
+
+
+def test_each_build_compares_with_the_first_build_of_its_own_config(tmp_path, two_builds):
+    """A folded build is set against the folded baseline, never against the unrolled first build (issue 15)."""
+    folded = [write_build(tmp_path / "demo" / name / "folded", [layer("MVAU_hls_0", "MVAU_hls", 100, lut, dsp=4)],
+                          fps=2000.0, latency_ns=10.0, config_name="folded") for name, lut in (("relu", 96),
+                                                                                               ("lerp_psa", 46))]
+    summaries = [load_build_summary(d) for d in (*two_builds, *folded)]
+    rows = comparison_rows(summaries, build_labels(summaries))
+    assert [r["baseline"] for r in rows] == ["relu/unrolled", "relu/unrolled", "relu/folded", "relu/folded"]
+    assert [r["luts_plus_dsp_rel_baseline"] for r in rows] == [1.0, 0.75, 1.0, 0.5]
 
 
 def test_warnings_name_zero_estimate_ops_and_off_hardware_nodes(tmp_path, two_builds):
@@ -109,10 +121,14 @@ def test_warnings_shared_by_builds_come_once_naming_them(tmp_path):
         "a, b: LUT total undercounts: finn-plus estimates zero LUTs (but some DSP/BRAM/URAM) for every MVAU_rtl layer"]
 
 
+def relu_folded(tmp_path):
+    """A folded ReLU build beside `two_builds` (LUT 50, DSP 4, no BRAM)."""
+    return write_build(tmp_path / "demo" / "relu" / "folded", [layer("MVAU_hls_0", "MVAU_hls", 100, 50, dsp=4)],
+                       fps=2000.0, latency_ns=10.0, config_name="folded")
+
+
 def test_relative_to_config_baseline_groups_by_config(tmp_path, two_builds):
-    folded = write_build(tmp_path / "demo" / "relu" / "folded", [layer("MVAU_hls_0", "MVAU_hls", 100, 50, dsp=4)],
-                         fps=2000.0, latency_ns=10.0, config_name="folded")
-    summaries = [load_build_summary(d) for d in (*two_builds, folded)]
+    summaries = [load_build_summary(d) for d in (*two_builds, relu_folded(tmp_path))]
     relative = relative_to_config_baseline(summaries, build_labels(summaries))
     assert list(relative) == ["unrolled", "folded"]
     (base_label, base), (psa_label, psa) = relative["unrolled"]
@@ -126,6 +142,33 @@ def test_relative_to_config_baseline_groups_by_config(tmp_path, two_builds):
     assert lines[0] == "| config | build | FPS ratio | LUT ratio | DSP ratio | BRAM18 ratio | LUT+DSP ratio |"
     assert lines[3] == "| unrolled | lerp_psa/unrolled | 2.000 | 0.700 | 1.250 | 1.833 | 0.750 |"
     assert lines[4] == "| folded | relu/folded | 1.000 | 1.000 | 1.000 | n/a | 1.000 |"
+
+
+def test_op_type_colours_are_the_same_in_every_report_and_panels_have_units(tmp_path, two_builds):
+    summaries = [load_build_summary(d) for d in two_builds]
+    both = resources_by_layer_figure(summaries, build_labels(summaries))
+    psa_only = resources_by_layer_figure(summaries[1:], ["lerp_psa/unrolled"])
+
+    def legend_colours(figure):
+        legend = figure.legends[0]
+        return {text.get_text(): tuple(patch.get_facecolor()) for text, patch in
+                zip(legend.get_texts(), legend.get_patches())}
+
+    assert legend_colours(psa_only)["MVAU_rtl"] == legend_colours(both)["MVAU_rtl"]
+    assert op_type_colour("MVAU_rtl") == op_type_colour("MVAU_hls") != op_type_colour("PerChannelLUT_hls")
+    assert op_type_colour("SomeNewOp_hls") == op_type_colour("SomeNewOp_hls")
+    assert [ax.get_ylabel() for ax in both.axes] == ["estimated LUTs", "estimated DSP slices",
+                                                     "estimated BRAM18 blocks"]
+
+
+def test_resources_vs_fps_draws_points_not_trend_lines(tmp_path, two_builds):
+    summaries = [load_build_summary(d) for d in (*two_builds, relu_folded(tmp_path))]
+    figure = resources_vs_fps_figure(summaries, build_labels(summaries))
+    for ax in figure.axes:
+        assert len(ax.get_lines()) == 0, "no line joins builds of different configs"
+        assert len(ax.collections) == 3 and len(ax.texts) == 0
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["relu", "lerp_psa", "config: unrolled",
+                                                                      "config: folded"]
 
 
 def test_stacked_layer_bars_add_up_to_each_layer(two_builds):
@@ -209,7 +252,9 @@ def test_write_report_single_build_uses_its_name(tmp_path):
     files = write_report([d], tmp_path / "r")
     assert files.warnings == []
     text = files.report.read_text()
-    assert "| only | unrolled | 10 | 0.01 | 50 | 0 | 0 | 0 | 50 | 1.000 (+0.0 %) |" in text
+    assert "| only | unrolled | 10 | 0.01 | 50 | 0 | 0 | 0 | 50 | baseline |" in text
+    assert [p.name for p in files.plots] == ["resources_by_layer.png"], "one build: nothing to compare or trend"
+    assert "baseline_vs_psa.png" not in text and "resources_vs_fps.png" not in text
     assert "target 32,051 FPS; 1 hardware layers." in text
     assert "Not run (they need Vivado): step_hw_ipgen, step_create_stitched_ip." in text
     assert "| config | build | FPS ratio |" not in text, "no ratio table for a single build"

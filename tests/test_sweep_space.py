@@ -64,7 +64,7 @@ def test_trials_that_differ_only_in_lowering_or_build_share_their_training():
 @pytest.mark.parametrize("change, message", [
     ({"dataset": "mnist"}, r"dataset: must be one of \['cifar10', 'svhn', 'digits', 'mnist1d'\], got 'mnist'"),
     ({"epochs": 3}, r"epochs: unknown key; allowed here"),
-    ({"axes": {"variant": ["relu", "gelu"], "hidden_factor": [1]}}, r"axes\.variant: must be one of"),
+    ({"axes": {"variant": ["relu", "swish"], "hidden_factor": [1]}}, r"axes\.variant: must be one of"),
     ({"axes": {"variant": ["relu"], "hidden_factor": [1, 1.0]}}, r"axes\.hidden_factor: lists a value twice"),
     ({"axes": {"variant": ["relu"], "hidden_factor": [0]}}, r"axes\.hidden_factor: must be a number >= 1e-06"),
     ({"axes": {"variant": ["relu"], "hidden_factor": [1], "bits": [9]}}, r"axes\.bits: must be one of \[2, 3,"),

@@ -6,11 +6,14 @@ chain (named by its function node) the form chosen or why it stays, whether its 
 stored per channel, and the lerp64 error against the full table in output codes.
 """
 
+import json
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from psa_finn.common.atomic_files import atomic_path, write_json_atomic
+from psa_finn.common.atomic_files import atomic_paths
+from psa_finn.common.cli_errors import BadInput
+from psa_finn.common.output_paths import check_output_file
 
 QONNX_QUANTIZER_OPS = {"Quant", "IntQuant", "BipolarQuant", "FloatQuant", "Trunc"}
 
@@ -30,15 +33,22 @@ def add_arguments(parser, command):
 
 def run(args, command) -> int:
     """Lower the model, print a summary line and one line per chain left as it is; bad input raises a ValueError
-    naming the problem (exit 2)."""
+    naming the problem (exit 2). The model and its report are written together: both are new, or (after any
+    error) both are as they were."""
     from psa_finn.transforms.lower_quantized_functions import KEPT_FORMS
 
-    model, report = lower_model_file(args.model, args.mode)
+    if args.out.suffix == ".json":
+        raise BadInput(f"--out {args.out}: the lowered model needs another name than its report <stem>.json; "
+                       f"pass e.g. --out {args.out.with_suffix('.onnx')}")
     report_path = args.out.with_suffix(".json")
+    for path in (args.out, report_path):
+        check_output_file(path)
+    model, report = lower_model_file(args.model, args.mode)
     document = lowering_document(report, args.mode, args.model)
-    with atomic_path(args.out) as temp:
-        model.save(temp)
-    write_json_atomic(report_path, document)
+    with atomic_paths(args.out, report_path) as (model_temp, report_temp):
+        model.save(model_temp)
+        with open(report_temp, "w") as handle:
+            handle.write(json.dumps(document, indent=2) + "\n")
     lowered = sum(entry.form not in KEPT_FORMS for entry in report)
     print(f"lowered {lowered} of {len(report)} quantized function(s) {document['forms']} -> {args.out}, "
           f"report {report_path}")
@@ -62,23 +72,17 @@ def lowering_document(report, mode, model_path=None) -> dict:
 
 
 def lower_model_file(path, mode):
-    """Load a QONNX file and lower it (mode `mode`); returns (model, list of ChainLowering)."""
-    from google.protobuf.message import DecodeError
-    from qonnx.core.modelwrapper import ModelWrapper
+    """Load a QONNX file (checked by transforms/model_file.py) and lower it (mode `mode`); returns (model, list of
+    ChainLowering)."""
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes
 
     from psa_finn.transforms.lower_quantized_functions import lower_quantized_functions
+    from psa_finn.transforms.model_file import read_model_file
 
-    if not Path(path).is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        model = ModelWrapper(str(path))
-    except DecodeError as err:
-        raise ValueError(f"{path} is not an ONNX model ({err}); pass the .onnx file written by `build.py export`") \
-            from err
+    model = read_model_file(path)
     if not any(node.op_type in QONNX_QUANTIZER_OPS for node in model.graph.node):
-        raise ValueError(f"{path} is not a QONNX model (it has no Quant nodes); export it with `build.py export`")
+        raise BadInput(f"{path} is not a QONNX model (it has no Quant nodes); export it with `build.py export`")
     model, report = lower_quantized_functions(model.transform(InferShapes()), mode)
     model = model.transform(InferShapes()).transform(InferDataTypes())
     return model, report

@@ -1,0 +1,124 @@
+"""Reading and checking a finn-plus build config (YAML or JSON) before a build touches any output.
+
+`load_build_config(path)` returns finn-plus's `DataflowBuildConfig` or raises BadInput with one line naming the file
+and the key: a missing file, invalid YAML, a file that is not a mapping, an unknown key (with the nearest known one,
+`target_fsp` -> `target_fps`), a value of the wrong type, an FPGA part or board that finn-plus does not know.
+`check_steps(cfg, path, stop_step)` (after finn-plus is booted) resolves every step name and --stop-step.
+"""
+
+import difflib
+import types
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+
+from psa_finn.common.cli_errors import BadInput
+from psa_finn.common.output_paths import require_input_file
+
+CONFIG_HINT = "compare build_configs/unrolled.yaml"
+
+
+def _suggestion(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+def _read_mapping(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise BadInput(f"--config {path}{where}: not valid YAML ({problem}); fix the syntax ({CONFIG_HINT})") from err
+    if not isinstance(data, dict):
+        raise BadInput(f"--config {path}: a build config is a mapping of finn-plus DataflowBuildConfig keys "
+                       f"(e.g. 'target_fps: 32051'), this file holds a {type(data).__name__}; {CONFIG_HINT}")
+    return data
+
+
+def _type_name(kind) -> str:
+    """'int' for Optional[int], 'int or str' for a union, the class name otherwise."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(kind) if arg is not type(None))
+    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+
+
+def _device(part: str) -> str:
+    return part.split("-", 1)[0].lower()
+
+
+def check_fpga_part(cfg, path) -> None:
+    """BadInput unless the config's board is in finn-plus's part map, and its fpga_part is a part of that map or
+    another package/speed grade of one of its devices (e.g. xcu50-fsvh2104-2-e beside xcu50-fsvh2104-2L-e)."""
+    from finn.util.basic import part_map
+
+    if cfg.board is not None and cfg.board not in part_map:
+        hint = _suggestion(cfg.board, part_map) or f"known boards: {', '.join(sorted(part_map))}"
+        raise BadInput(f"--config {path}: board '{cfg.board}' is not in finn-plus's part map; {hint}")
+    if cfg.fpga_part is None:
+        return
+    devices = {_device(part) for part in part_map.values()}
+    if _device(cfg.fpga_part) not in devices:
+        hint = _suggestion(cfg.fpga_part, part_map.values()) or f"known devices: {', '.join(sorted(devices))}"
+        raise BadInput(f"--config {path}: fpga_part '{cfg.fpga_part}' is not a device finn-plus knows "
+                       f"(finn.util.basic.part_map); {hint}")
+
+
+def load_build_config(path):
+    """The DataflowBuildConfig of `path`, checked; BadInput naming the file and key otherwise."""
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+    from finn.util.exception import FINNConfigurationError
+    from mashumaro.exceptions import InvalidFieldValue, MissingField
+
+    path = require_input_file(path, "--config", "build config")
+    data = _read_mapping(path)
+    known = {field.name for field in fields(DataflowBuildConfig)}
+    for key in data:
+        if key not in known:
+            hint = _suggestion(str(key), known) or "see finn.builder.build_dataflow_config.DataflowBuildConfig"
+            raise BadInput(f"--config {path}: unknown key '{key}'; {hint}")
+    try:
+        cfg = DataflowBuildConfig.construct_from(path.resolve())
+    except InvalidFieldValue as err:
+        raise BadInput(f"--config {path}: {err.field_name}: {err.field_value!r} is not a valid "
+                       f"{_type_name(err.field_type)}; "
+                       f"{CONFIG_HINT}") from err
+    except MissingField as err:
+        raise BadInput(f"--config {path}: the key '{err.field_name}' is missing; {CONFIG_HINT}") from err
+    except FINNConfigurationError as err:
+        raise BadInput(f"--config {path}: {' '.join(str(err).split())}") from err
+    check_fpga_part(cfg, path)
+    return cfg
+
+
+def _step_name(step) -> str:
+    return (step if isinstance(step, str) else step.__name__).rsplit(".", 1)[-1]
+
+
+def check_steps(cfg, path, stop_step=None, skipped=()) -> None:
+    """BadInput naming the first step of the config that finn-plus cannot resolve, or a --stop-step that is not one
+    of the config's steps (listing them). Needs finn-plus booted (`finn_shims.boot_finn`)."""
+    from finn.builder.build_dataflow import resolve_build_steps
+    from finn.builder.build_dataflow_config import default_build_dataflow_steps
+
+    steps = cfg.steps or default_build_dataflow_steps
+    for step in steps:
+        try:
+            resolve_build_steps(cfg, partial=False, list_as_input=[step])
+        except Exception as err:
+            names = [_step_name(s) for s in default_build_dataflow_steps]
+            hint = _suggestion(_step_name(step), names) if isinstance(step, str) else ""
+            raise BadInput(f"--config {path}: step '{step}' cannot be resolved ({type(err).__name__}); "
+                           f"{hint or 'use a finn-plus step name or an importable module.function'}") from err
+    if stop_step is None:
+        return
+    names = [_step_name(step) for step in steps]
+    skipped_names = [entry["step"] for entry in skipped]
+    if stop_step in skipped_names:
+        raise BadInput(f"--stop-step {stop_step}: the step is skipped without Vivado; stop at one of "
+                       f"{', '.join(n for n in names if n not in skipped_names)}")
+    if stop_step not in names:
+        raise BadInput(f"--stop-step {stop_step} is not a step of {path}; valid steps: {', '.join(names)}")

@@ -1,0 +1,108 @@
+"""Reading a QONNX (or lowered) model file for `lower` and `build`, checked before any output is touched.
+
+`read_model_file(path)` returns the ModelWrapper or raises BadInput (exit 2) with one line naming the file, the node
+and what to do, for: a missing file or a folder, a file that is not ONNX (a .pt checkpoint, a truncated download),
+an initializer holding NaN or inf, an activation Quant outside the 2..8 bits psa-finn builds (common/bit_widths.py),
+a LerpPSA whose table does not fit its input, and a graph whose shapes do not infer.
+"""
+
+import numpy as np
+from psa_finn.common.bit_widths import MAX_BITS, MIN_BITS
+from psa_finn.common.cli_errors import BadInput
+from psa_finn.common.output_paths import require_input_file
+from psa_finn.custom_ops.domain import channel_axis_of, is_op, upgrade_legacy_domain
+
+EXPORT_HINT = "export one with `build.py export`"
+
+
+def _consumer(model, tensor: str) -> str:
+    node = model.find_consumer(tensor)
+    return f"{node.op_type} node '{node.name}'" if node is not None else "no node"
+
+
+def check_finite_initializers(model, source) -> None:
+    """BadInput naming the first float initializer that holds NaN or inf, and the node that reads it."""
+    for init in model.graph.initializer:
+        values = model.get_initializer(init.name)
+        if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+            bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+            raise BadInput(f"{source}: initializer '{init.name}' (read by {_consumer(model, init.name)}) holds {bad} "
+                           f"NaN/inf value(s); re-export from a finite checkpoint")
+
+
+def _bits_of(model, node):
+    """The bit width of a quantizer node (None when it is not a constant)."""
+    if node.op_type == "BipolarQuant":
+        return 1.0
+    bits = model.get_initializer(node.input[3]) if len(node.input) > 3 else None
+    return None if bits is None else float(np.asarray(bits).reshape(-1)[0])
+
+
+def check_quant_bits(model, source) -> None:
+    """BadInput naming the first activation quantizer (a Quant of a computed tensor, which finn-plus turns into
+    thresholds and psa-finn into tables) outside MIN_BITS..MAX_BITS. Quantizers of constants (weights, 32-bit
+    biases) are finn-plus's to fold and are not checked here."""
+    for node in model.graph.node:
+        if node.op_type not in ("Quant", "BipolarQuant") or model.get_initializer(node.input[0]) is not None:
+            continue
+        bits = _bits_of(model, node)
+        if bits is not None and not MIN_BITS <= bits <= MAX_BITS:
+            unit = "bit" if bits == 1 else "bits"
+            raise BadInput(f"{source}: {node.op_type} node '{node.name}' quantizes activations to {bits:g} {unit}; "
+                           f"psa-finn builds {MIN_BITS}- to {MAX_BITS}-bit activations: export with --bits "
+                           f"{MIN_BITS}..{MAX_BITS}")
+
+
+def check_lerp_psa_tables(model, source) -> None:
+    """BadInput naming the first LerpPSA whose table [C, G] (or in_scale/in_bias [C]) does not fit its input."""
+    for node in model.graph.node:
+        if not is_op(node, "LerpPSA"):
+            continue
+        where = f"{source}: LerpPSA node '{node.name}'"
+        table = model.get_initializer(node.input[1]) if len(node.input) > 1 else None
+        if table is None or table.ndim != 2 or table.shape[1] < 2:
+            shape = None if table is None else list(table.shape)
+            raise BadInput(f"{where}: its table must be a constant [channels, grid points >= 2], got {shape}; "
+                           f"re-export the model")
+        shape = model.get_tensor_shape(node.input[0])
+        if not shape:
+            continue
+        try:
+            axis = channel_axis_of(node, len(shape))
+        except ValueError as err:
+            raise BadInput(f"{source}: {err}") from err
+        channels = shape[axis]
+        if table.shape[0] != channels:
+            raise BadInput(f"{where}: its table has {table.shape[0]} rows but its input {shape} has {channels} "
+                           f"channels on axis {axis}; the table disagrees with the graph: re-export the model")
+        for name in node.input[2:4]:
+            values = model.get_initializer(name)
+            if values is not None and np.size(values) != channels:
+                raise BadInput(f"{where}: '{name}' has {np.size(values)} values for {channels} channels; "
+                               f"re-export the model")
+
+
+def read_model_file(path, flag: str = "--model"):
+    """The checked ModelWrapper of an ONNX file (legacy-domain nodes upgraded); BadInput naming the problem."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    path = require_input_file(path, flag, "ONNX model")
+    try:
+        model = ModelWrapper(str(path))
+    except Exception as err:
+        raise BadInput(f"{flag} {path} is not an ONNX model or is truncated ({type(err).__name__}: "
+                       f"{' '.join(str(err).split())[:120]}); pass the .onnx file written by `build.py export` (a .pt "
+                       f"checkpoint is exported first)") from err
+    if not model.graph.node:
+        raise BadInput(f"{flag} {path}: the ONNX graph has no nodes; {EXPORT_HINT}")
+    upgrade_legacy_domain(model, path)
+    check_finite_initializers(model, path)
+    check_quant_bits(model, path)
+    try:
+        model = model.transform(InferShapes())
+    except Exception as err:
+        raise BadInput(f"{path}: shapes do not infer ({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
+                       f"{EXPORT_HINT}") from err
+    check_lerp_psa_tables(model, path)
+    return model
