@@ -5,8 +5,8 @@ or injected into finn-plus's default step list (`inject_steps_before` / `inject_
 network"). Every fix-point loop they run is capped (transforms.fixed_point): a rewrite that loops ends in an error
 naming it and the nodes it changed.
 
-- step_lower_lerp_psa: every quantized function of an exported model (LerpPSA, GELU, SiLU, ... between Quant nodes)
-  -> MultiThreshold or PerChannelLUT (transforms.lower_quantized_functions); a lowered model passes unchanged.
+- step_lower_quantized_functions: every quantized function of an exported model (LerpPSA, GELU, SiLU, ... between
+  Quant nodes) -> MultiThreshold or PerChannelLUT (transforms.lower_quantized_functions); a lowered model passes unchanged.
   Also gives a quantized Conv bias's scalar scale / zero point the shape FINN's QONNX conversion can reshape
   (transforms.conv_bias_quant_shape). Before step_qonnx_to_finn.
 - step_streamline_with_luts: streamlining to integer channels-last layers, learnable functions included, in place of
@@ -75,7 +75,7 @@ def _transform(model, *transformations):
     return model
 
 
-def step_lower_lerp_psa(model, cfg):
+def step_lower_quantized_functions(model, cfg):
     """Lower every quantized function (LerpPSA, GELU, SiLU, ... between Quant nodes; mode auto: MultiThreshold when
     every channel rises, else PerChannelLUT) and write the lowering report; a lowered model passes unchanged.
     Quantized Conv biases get the parameter shapes step_qonnx_to_finn can reshape."""

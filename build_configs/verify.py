@@ -67,7 +67,8 @@ def find_compared_models(out_dir, model_path):
     if not lowered:
         if any(is_op(n, LERP_PSA_OP) for n in loaded[0][2].graph.node) or len(loaded) < 2:
             raise ValueError(f"{out_dir}: no lowered QONNX model among the input and the saved intermediate models; "
-                             f"lower the LerpPSA nodes (step_lower_lerp_psa) and keep save_intermediate_models on")
+                             f"lower the LerpPSA nodes (step_lower_quantized_functions) and keep "
+                             f"save_intermediate_models on")
         lowered = [(INPUT_MODEL, Path(model_path))]
     hardware = [(step, path) for step, path, model in loaded if _is_all_hw(model)]
     if not hardware or not (models / PARENT_MODEL).is_file():

@@ -74,8 +74,8 @@ def _dataset_default_help(key: str) -> str:
     def shown(value):
         return "torch's own" if value is None else str(value)
 
-    return f"{shown(DATASET_DEFAULTS['digits'][key])} on digits and mnist1d, {shown(DATASET_DEFAULTS['cifar10'][key])} " \
-           f"on cifar10 and svhn"
+    return f"{shown(DATASET_DEFAULTS['digits'][key])} on digits and mnist1d, " \
+           f"{shown(DATASET_DEFAULTS['cifar10'][key])} on cifar10 and svhn"
 
 
 def _add_data_arguments(parser) -> None:

@@ -145,7 +145,8 @@ def report_markdown(rows, summary: dict, plot_name: str | None) -> str:
     if pairs:
         reached = sum(p["reached"] for p in pairs)
         lines += ["## A learnable function at h/2 against ReLU at h", "",
-                  f"Same bits, build config and seed; lowered accuracy. Reached in {reached} of {len(pairs)} pairs.", ""]
+                  f"Same bits, build config and seed; lowered accuracy. Reached in {reached} of {len(pairs)} "
+                  f"pairs.", ""]
         lines += _table(pairs, PAIR_TABLE) + [""]
     lines += ["## Trials", ""] + _table(ok, TRIAL_TABLE) + [""]
     off_hw = [r["id"] for r in ok if not r["all_nodes_on_hw"]]

@@ -8,9 +8,9 @@ and folded.yaml:
 
 Every node ends on the hardware, the GELU / SiLU becomes a PerChannelLUT layer, the hardware model computes the
 lowered QONNX model bit for bit (`verification.max_abs_diff` 0), and the lowered model the build verified
-(step_lower_lerp_psa.onnx) predicts what the 8-bit torch model predicts on every digits test image. finn-plus's own
-default steps, run on the same exported files, fail (`pytest -s` prints why). `pytest -s` prints what the README
-quotes (accuracies, FPS, LUT, DSP, BRAM18, build seconds, stock finn-plus's unmapped nodes).
+(step_lower_quantized_functions.onnx) predicts what the 8-bit torch model predicts on every digits test image.
+finn-plus's own default steps, run on the same exported files, fail (`pytest -s` prints why). `pytest -s` prints what the
+README quotes (accuracies, FPS, LUT, DSP, BRAM18, build seconds, stock finn-plus's unmapped nodes).
 """
 
 import json
@@ -182,7 +182,8 @@ def test_trained_activation_network_builds_on_hardware_bit_exactly(trained, tmp_
     assert sum(op.startswith("PerChannelLUT") for op in layers) == len(lowered)
     assert sum(op.startswith("ElementwiseAdd") for op in layers) == residual_joins
     x_test, y_test = load_digits_split()[2:]
-    lowered_logits = run_onnx(tmp_path / "build" / "intermediate_models" / "step_lower_lerp_psa.onnx", x_test)
+    lowered = tmp_path / "build" / "intermediate_models" / "step_lower_quantized_functions.onnx"
+    lowered_logits = run_onnx(lowered, x_test)
     np.testing.assert_array_equal(lowered_logits.argmax(1), logits.argmax(1).numpy())
     accuracies = dict(accuracies, lowered=accuracy(lowered_logits, y_test))
     scores = ", ".join(f"{kind} {value:.2f}" for kind, value in accuracies.items())

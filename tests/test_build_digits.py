@@ -116,7 +116,7 @@ def test_hw_model_in_python_mode_equals_lowered_model(builds, variant):
     # bit for bit, the rounding ties (common with power-of-two scales) included: half-to-even in both. (On these
     # seeded models; elsewhere a float32-rounded bias can still land on a tie: see build_configs.verify)
     assert result["max_abs_diff"] == 0.0 and result["output_max_abs_diff"] == 0.0
-    assert result["reference_model"] == "step_lower_lerp_psa"
+    assert result["reference_model"] == "step_lower_quantized_functions"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verification"]["max_abs_diff"] == 0.0
     if variant != "relu":

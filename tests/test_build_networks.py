@@ -56,7 +56,7 @@ def _check_on_hardware_and_exact(summary, residual_joins=0):
     assert elementwise == ["ElementwiseAdd_hls"] * residual_joins
     verification = summary["verification"]
     assert verification["samples"] == 4 and verification["max_abs_diff"] == 0.0
-    assert verification["reference_model"] == "step_lower_lerp_psa"
+    assert verification["reference_model"] == "step_lower_quantized_functions"
     assert verification["hw_model"] == "step_generate_estimate_reports"
 
 
@@ -93,7 +93,8 @@ def test_finn_default_steps_with_ours_by_dotted_name(models, tmp_path, network):
     config.write_text(_readme_config())
     summary = _build(models[network], config, tmp_path / "build")
     assert "step_streamline" in summary["steps_run"] and "step_convert_to_hw" in summary["steps_run"]
-    assert {"step_lower_lerp_psa", "step_streamline_with_luts", "step_convert_luts_to_hw"} <= set(summary["steps_run"])
+    ours = {"step_lower_quantized_functions", "step_streamline_with_luts", "step_convert_luts_to_hw"}
+    assert ours <= set(summary["steps_run"])
     _check_on_hardware_and_exact(summary)
 
 
