@@ -6,7 +6,8 @@ network"). Every fix-point loop they run is capped (transforms.fixed_point): a r
 naming it and the nodes it changed.
 
 - step_lower_quantized_functions: every quantized function of an exported model (LerpPSA, GELU, SiLU, ... between
-  Quant nodes) -> MultiThreshold or PerChannelLUT (transforms.lower_quantized_functions); a lowered model passes unchanged.
+  Quant nodes) -> MultiThreshold or PerChannelLUT (transforms.lower_quantized_functions); a lowered model passes
+  unchanged.
   Also gives a quantized Conv bias's scalar scale / zero point the shape FINN's QONNX conversion can reshape
   (transforms.conv_bias_quant_shape). Before step_qonnx_to_finn.
 - step_streamline_with_luts: streamlining to integer channels-last layers, learnable functions included, in place of

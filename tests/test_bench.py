@@ -9,7 +9,8 @@ import build
 from psa_finn.models import BSpline, LerpPSA, PSA
 from psa_finn.models.deep_bspline import DeepBSpline
 from psa_finn.models.bench_accuracy import AccuracyBenchConfig, run_accuracy_bench
-from psa_finn.models.bench_kernels import (APPLICATIONS, CHANNELS, KERNEL_VARIANTS, build_kernel_model, run_kernel_bench)
+from psa_finn.models.bench_kernels import (APPLICATIONS, CHANNELS, KERNEL_VARIANTS, build_kernel_model,
+                                           run_kernel_bench)
 
 
 def test_kernel_models_follow_the_reference_workload():

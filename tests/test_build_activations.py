@@ -9,8 +9,8 @@ and folded.yaml:
 Every node ends on the hardware, the GELU / SiLU becomes a PerChannelLUT layer, the hardware model computes the
 lowered QONNX model bit for bit (`verification.max_abs_diff` 0), and the lowered model the build verified
 (step_lower_quantized_functions.onnx) predicts what the 8-bit torch model predicts on every digits test image.
-finn-plus's own default steps, run on the same exported files, fail (`pytest -s` prints why). `pytest -s` prints what the
-README quotes (accuracies, FPS, LUT, DSP, BRAM18, build seconds, stock finn-plus's unmapped nodes).
+finn-plus's own default steps, run on the same exported files, fail (`pytest -s` prints why). `pytest -s` prints what
+the README quotes (accuracies, FPS, LUT, DSP, BRAM18, build seconds, stock finn-plus's unmapped nodes).
 """
 
 import json

@@ -46,7 +46,8 @@ def test_ops_behind_an_unmapped_op_are_off_hw_too():
 def _hw_model():
     nodes = [helper.make_node("Thresholding", ["x"], ["q"], domain="finn.custom_op.fpgadataflow",
                               backend="fpgadataflow", NumChannels=4, PE=2, inputDataType="INT16",
-                              outputDataType="INT8", weightDataType="INT16", numSteps=255, numInputVectors=[1], name="thr"),
+                              outputDataType="INT8", weightDataType="INT16", numSteps=255, numInputVectors=[1],
+                              name="thr"),
              helper.make_node("DuplicateStreams", ["q"], ["d0", "d1"], domain="finn.custom_op.fpgadataflow",
                               backend="fpgadataflow", NumChannels=4, PE=1, NumOutputStreams=2, inputDataType="INT8",
                               numInputVectors=[1], name="dup")]

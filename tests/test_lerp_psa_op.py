@@ -24,7 +24,8 @@ TABLE = np.array([[4.0, 1.0, 0.0, 1.0, 4.0],   # x^2 sampled
 
 def lerp_model(shape, table, grid_range, in_scale=None, in_bias=None, name="psa0"):
     inputs = ["x", "table"] + (["in_scale", "in_bias"] if in_scale is not None else [])
-    node = helper.make_node("LerpPSA", inputs, ["y"], domain="psa_finn.custom_ops", grid_range=float(grid_range), name=name)
+    node = helper.make_node("LerpPSA", inputs, ["y"], domain="psa_finn.custom_ops", grid_range=float(grid_range),
+                            name=name)
     graph = helper.make_graph([node], "lerp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     model = ModelWrapper(qonnx_make_model(graph, opset_imports=[helper.make_opsetid("", 13),

@@ -47,8 +47,8 @@ def psa_model(table, grid_range, qin, qout, affine=None, in_quant=True, out_quan
     psa_inputs = [psa_in, "table"] + (["in_scale", "in_bias"] if affine is not None else [])
     if affine is not None:
         inits.update(in_scale=affine[0], in_bias=affine[1])
-    nodes.append(helper.make_node("LerpPSA", psa_inputs, ["f"], domain="psa_finn.custom_ops", grid_range=float(grid_range),
-                                  name="psa"))
+    nodes.append(helper.make_node("LerpPSA", psa_inputs, ["f"], domain="psa_finn.custom_ops",
+                                  grid_range=float(grid_range), name="psa"))
     out = "f"
     if out_quant:
         nodes.append(quant_node(["f", "s_out", "z_out", "b_out"], "f_q", qout, "quant_out"))

@@ -269,7 +269,8 @@ def lerp_psa_chain(table, in_scale=0.25, out_scale=0.5, bits=4):
     channels = table.shape[0]
     nodes = [helper.make_node("Quant", ["x", "si", "z", "b"], ["xq"], name="q_in", domain="qonnx.custom_op.general",
                               signed=1, narrow=0, rounding_mode="ROUND"),
-             helper.make_node("LerpPSA", ["xq", "table"], ["y"], name="psa", domain="psa_finn.custom_ops", grid_range=4.0),
+             helper.make_node("LerpPSA", ["xq", "table"], ["y"], name="psa", domain="psa_finn.custom_ops",
+                              grid_range=4.0),
              helper.make_node("Quant", ["y", "so", "z", "b"], ["yq"], name="q_out", domain="qonnx.custom_op.general",
                               signed=1, narrow=0, rounding_mode="ROUND"),
              helper.make_node("Relu", ["yq"], ["out"], name="relu")]
