@@ -5,8 +5,8 @@
 order of `custom_ops.lerp_psa.lerp_psa_numpy` (affine, then `common.grid`'s segment and fraction, then
 `y0 + u * (y1 - y0)`) and rounds once to the input dtype, so the QAT model and `execute_onnx` agree to the last bit.
 It is differentiable in x, table, in_scale and in_bias (`models.lerp.lerp_table`'s backward). During ONNX export it
-becomes `psa_finn.custom_ops::LerpPSA(x, table[, in_scale, in_bias])` with the attributes `grid_range` and `channel_axis`
-(the axis as given, negative or not: the op normalizes it against the input rank), and the output typed as the
+becomes `psa_finn.custom_ops::LerpPSA(x, table[, in_scale, in_bias])` with the attributes `grid_range` and
+`channel_axis` (the axis as given, negative or not: the op normalizes it against the input rank), and the output typed as the
 input (same dtype and shape), so torch's exporter needs no shape inference of its own for the node.
 """
 
