@@ -1,13 +1,13 @@
 """The LerpPSA function in torch: evaluated bit-identically to the qonnx op, exported as one `LerpPSA` node.
 
-`lerp_psa(x, table, grid_range, in_scale, in_bias, channel_axis)` computes
-`lerp(table[c], in_scale[c] * x + in_bias[c])` for every c along `channel_axis` of x, in float64 with the operation
-order of `custom_ops.lerp_psa.lerp_psa_numpy` (affine, then `common.grid`'s segment and fraction, then
-`y0 + u * (y1 - y0)`) and rounds once to the input dtype, so the QAT model and `execute_onnx` agree to the last bit.
-It is differentiable in x, table, in_scale and in_bias (`models.lerp.lerp_table`'s backward). During ONNX export it
-becomes `psa_finn.custom_ops::LerpPSA(x, table[, in_scale, in_bias])` with the attributes `grid_range` and
-`channel_axis` (the axis as given, negative or not: the op normalizes it against the input rank), and the output typed as the
-input (same dtype and shape), so torch's exporter needs no shape inference of its own for the node.
+`lerp_psa(x, table, grid_range, in_scale, in_bias, channel_axis)` computes `lerp(table[c], in_scale[c] * x +
+in_bias[c])` for every c along `channel_axis` of x, in float64 with the operation order of
+`custom_ops.lerp_psa.lerp_psa_numpy` (affine, then `common.grid`'s segment and fraction, then `y0 + u * (y1 - y0)`)
+and rounds once to the input dtype, so the QAT model and `execute_onnx` agree to the last bit. It is differentiable in
+x, table, in_scale and in_bias (`models.lerp.lerp_table`'s backward). During ONNX export it becomes
+`psa_finn.custom_ops::LerpPSA(x, table[, in_scale, in_bias])` with the attributes `grid_range` and `channel_axis` (the
+axis as given, negative or not: the op normalizes it against the input rank), and the output typed as the input (same
+dtype and shape), so torch's exporter needs no shape inference of its own for the node.
 """
 
 import numpy as np
