@@ -182,8 +182,8 @@ def test_trained_activation_network_builds_on_hardware_bit_exactly(trained, tmp_
     assert sum(op.startswith("PerChannelLUT") for op in layers) == len(lowered)
     assert sum(op.startswith("ElementwiseAdd") for op in layers) == residual_joins
     x_test, y_test = load_digits_split()[2:]
-    lowered = tmp_path / "build" / "intermediate_models" / "step_lower_quantized_functions.onnx"
-    lowered_logits = run_onnx(lowered, x_test)
+    lowered_model = tmp_path / "build" / "intermediate_models" / "step_lower_quantized_functions.onnx"
+    lowered_logits = run_onnx(lowered_model, x_test)
     np.testing.assert_array_equal(lowered_logits.argmax(1), logits.argmax(1).numpy())
     accuracies = dict(accuracies, lowered=accuracy(lowered_logits, y_test))
     scores = ", ".join(f"{kind} {value:.2f}" for kind, value in accuracies.items())
