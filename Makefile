@@ -10,10 +10,10 @@ demo: setup
 	$(PY) build.py demo --out out/demo
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" tests
 
 # JupyterLab on notebooks/ (they read out/demo/, or the folder in PSA_FINN_DEMO_DIR). It prints the URL to open;
 # on a machine without a browser pass JUPYTER_ARGS="--no-browser --port=8888". Jupyter refuses root unless told.
