@@ -13,6 +13,7 @@ import math
 
 CSV_COLUMNS = ("build", "config_name", "baseline", "fps", "latency_ns", "lut", "dsp", "bram18", "uram",
                "luts_plus_dsp", "luts_plus_dsp_rel_baseline", "all_nodes_on_hw", "path")
+CSV_CELL_FORMATS = {"luts_plus_dsp_rel_baseline": "{:.4f}"}  # relative LUT+DSP rounded to 4 decimals
 
 
 def config_baselines(summaries, labels) -> list:
@@ -40,14 +41,14 @@ def comparison_rows(summaries, labels) -> list:
     return rows
 
 
-def csv_text(rows) -> str:
-    """The rows as CSV with a header line (numbers unformatted, relative LUT+DSP rounded to 4 decimals)."""
+def csv_text(rows, columns=CSV_COLUMNS, cell_formats=CSV_CELL_FORMATS) -> str:
+    """The rows (dicts) as CSV with a header line of `columns`: an empty cell for None, numbers unformatted except
+    where `cell_formats` names a format for the column."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        rel = row["luts_plus_dsp_rel_baseline"]
-        writer.writerow({**row, "luts_plus_dsp_rel_baseline": "" if rel is None else f"{rel:.4f}"})
+        writer.writerow({k: "" if row.get(k) is None else cell_formats.get(k, "{}").format(row[k]) for k in columns})
     return out.getvalue()
 
 

@@ -6,11 +6,10 @@ accuracy (what the hardware computes) against each cost: LUT+DSP (min), BRAM18 (
 search's own objectives. Columns `pareto_lut_dsp`, `pareto_bram18`, `pareto_fps`, `pareto_objectives` mark them.
 """
 
-import csv
-import io
 import math
 
 from psa_finn.common.atomic_files import write_json_atomic, write_text_atomic
+from psa_finn.reports.tables import csv_text
 from psa_finn.sweeps.pareto import pareto_mask
 
 SPEC_COLUMNS = ("variant", "hidden_factor", "bits", "grid_size", "lowering", "build_config", "target_fps", "seed")
@@ -77,19 +76,9 @@ def half_width_pairs(rows) -> list:
     return pairs
 
 
-def csv_text(rows) -> str:
-    """The rows as CSV with a header (empty cells for missing values)."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in COLUMNS})
-    return out.getvalue()
-
-
 def write_results(sweep_dir, rows, summary: dict) -> None:
     """DIR/results.csv and DIR/results.json ({"sweep": summary, "trials": rows}), each written atomically."""
-    write_text_atomic(sweep_dir / "results.csv", csv_text(rows))
+    write_text_atomic(sweep_dir / "results.csv", csv_text(rows, COLUMNS))
     write_json_atomic(sweep_dir / "results.json", {"sweep": summary, "trials": rows})
 
 

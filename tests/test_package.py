@@ -1,6 +1,7 @@
 """psa-finn as an installable package: one top-level name, a console command, the op domain, old files still load."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_install_puts_only_psa_finn_at_the_top_level(tmp_path):
     target = tmp_path / "site"
+    # pip builds in the source tree (build/, *.egg-info): install from a copy so the checkout stays as it is
+    source = shutil.copytree(ROOT, tmp_path / "checkout", ignore=shutil.ignore_patterns(
+        ".git", ".venv", "out", "build", "*.egg-info", "__pycache__", ".hypothesis", ".pytest_cache"))
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet",
-                             "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=600,
+                             "--target", str(target), str(source)], capture_output=True, text=True, timeout=600,
                             env=dict(os.environ, PIP_NO_INDEX="1"))
     assert result.returncode == 0, result.stderr[-3000:]
     top_level = sorted(p.name for p in target.iterdir() if not p.name.endswith(".dist-info") and p.name != "bin")

@@ -7,7 +7,8 @@ import pytest
 
 from psa_finn.sweeps.pareto import pareto_mask
 from psa_finn.sweeps.plots import pareto_figure
-from psa_finn.sweeps.results import COLUMNS, csv_text, half_width_pairs, report_markdown, result_rows
+from psa_finn.reports.tables import csv_text
+from psa_finn.sweeps.results import COLUMNS, half_width_pairs, report_markdown, result_rows
 
 
 def test_pareto_front_of_a_hand_made_accuracy_cost_table():
@@ -52,7 +53,7 @@ def test_rows_mark_the_fronts_among_trials_fully_on_hardware():
     assert {k for k, r in rows.items() if r["pareto_bram18"]} == {"r1", "p1", "p2"}
     assert {k for k, r in rows.items() if r["pareto_fps"]} == {"p1", "p2"}
     assert rows["x"]["pareto_objectives"] is False and rows["f"]["pareto_lut_dsp"] is False
-    table = list(csv.DictReader(io.StringIO(csv_text(rows.values()))))
+    table = list(csv.DictReader(io.StringIO(csv_text(rows.values(), COLUMNS))))
     assert list(table[0]) == list(COLUMNS) and len(table) == 5
     failed = next(r for r in table if r["id"] == "f")
     assert (failed["status"], failed["accuracy_lowered"], failed["error"]) == ("failed", "", "f broke")
