@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from psa_finn.build_configs import finn_shims
-from psa_finn.common.cli_errors import BadInput, NotOnHardware
+from psa_finn.common.cli_errors import BadInput, NotOnHardware, PsaFinnError
 from psa_finn.common.output_paths import commit_directory, discard_directory, staging_directory
 
 SUMMARY = "summary.json"
@@ -51,6 +51,19 @@ def _report_failure(out_dir):
         return []
     saved = sorted(models.glob("*.onnx"), key=lambda p: p.stat().st_mtime)
     return partition_nodes(ModelWrapper(str(saved[-1])))[1]
+
+
+def failure_cause(log_path: Path, limit: int = 800) -> str:
+    """The exception that stopped a failed build, as one line: the text after the last traceback box of finn-plus's
+    log (`Name: message`), else the log's last line; "" without a log."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    box_ends = [i for i, line in enumerate(lines) if line.startswith("\u2570")]
+    tail = lines[box_ends[-1] + 1:] if box_ends else [line for line in lines if line.strip()][-1:]
+    cause = " ".join(" ".join(tail).split())
+    return cause if len(cause) <= limit else cause[:limit] + " ..."
 
 
 def is_finished_build(path: Path) -> bool:
@@ -115,29 +128,33 @@ def _run_finn(model_path, config_path, cfg, staging: Path, stop_step):
         return build_dataflow_cfg(str(model_path), cfg), skipped
 
 
-def run_build(model_path, config_path, out_dir, stop_step=None) -> dict:
+def run_build(model_path, config_path, out_dir, stop_step=None, target_fps=None) -> dict:
     """Check everything, build, and put the build in place of `out_dir`; returns the summary dict (which may
     record nodes left off the hardware or a verification mismatch: `check_summary` turns those into errors).
+    `target_fps` (when given) replaces the config's own.
 
     Raises BadInput (bad model, config, --stop-step or --out; a build finn-plus cannot complete), NotOnHardware
     (a failed build that left nodes off the hardware) or EnvironmentFailure (--out cannot be written)."""
     from psa_finn.build_configs.config_check import load_build_config
-    from psa_finn.transforms.model_file import read_model_file
+    from psa_finn.transforms.model_file import check_single_sample_input, read_model_file
 
     model_path, config_path, out_dir = Path(model_path).resolve(), Path(config_path), Path(out_dir).resolve()
-    read_model_file(model_path)
+    check_single_sample_input(read_model_file(model_path), model_path)
     cfg = load_build_config(config_path)
+    if target_fps is not None:
+        cfg.target_fps = int(target_fps)
     check_replaceable(out_dir)
     staging = staging_directory(out_dir)
     started = time.time()
     try:
         status, skipped = _run_finn(model_path, config_path, cfg, staging, stop_step)
         if status != 0:
-            off_hw = _report_failure(staging)
+            off_hw, cause = _report_failure(staging), failure_cause(staging / BUILD_LOG)
             kept = _keep_failed(staging, out_dir)
             if off_hw:
                 raise NotOnHardware(f"nodes left off the hardware: {', '.join(off_hw)} ({kept})")
-            raise BadInput(f"finn-plus could not build {model_path} (status {status}; {kept})")
+            raise BadInput(f"finn-plus could not build {model_path}" + (f": {cause}" if cause else "")
+                           + f" (status {status}; {kept})")
         from psa_finn.build_configs.summary import build_summary
         from psa_finn.build_configs.verify import PARENT_MODEL, verify_build
         from psa_finn.common.atomic_files import write_json_atomic
@@ -145,7 +162,13 @@ def run_build(model_path, config_path, out_dir, stop_step=None) -> dict:
         summary = build_summary(staging, model_path=model_path, config_path=config_path, cfg=cfg,
                                 skipped_steps=skipped, build_time_s=time.time() - started)
         if summary["all_nodes_on_hw"] and (staging / "intermediate_models" / PARENT_MODEL).is_file():
-            summary["verification"] = verify_build(staging, model_path)
+            try:
+                summary["verification"] = verify_build(staging, model_path)
+            except PsaFinnError:
+                raise
+            except Exception as err:  # qonnx cannot run a saved model (it raises plain Exceptions)
+                raise NotOnHardware(f"the build finished but its verification could not run the models "
+                                    f"({' '.join(str(err).split())[:200]}); {_keep_failed(staging, out_dir)}") from err
         write_json_atomic(staging / SUMMARY, summary)
         repoint_saved_models(staging, out_dir)
         commit_directory(staging, out_dir)
@@ -166,7 +189,9 @@ def check_summary(summary: dict, out_dir: Path) -> None:
     if verification is not None and verification["max_abs_diff"] != 0:
         raise NotOnHardware(f"the hardware model ({verification['hw_model']}) differs from the lowered QONNX model "
                             f"by up to {verification['max_abs_diff']} output codes on random inputs; see "
-                            f"{out_dir / SUMMARY} and the build's intermediate models")
+                            f"{out_dir / SUMMARY} and the build's intermediate models (a usual cause: an Add of two "
+                            f"tensors with different quantizer scales whose sum lands on rounding ties; README "
+                            f"\"Use psa-finn in your own network\")")
 
 
 def _print_summary(summary: dict, out_dir: Path) -> None:

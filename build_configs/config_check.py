@@ -50,9 +50,15 @@ def _device(part: str) -> str:
     return part.split("-", 1)[0].lower()
 
 
+def _package(part: str) -> str:
+    pieces = part.lower().split("-")
+    return pieces[1] if len(pieces) > 1 else ""
+
+
 def check_fpga_part(cfg, path) -> None:
     """BadInput unless the config's board is in finn-plus's part map, and its fpga_part is a part of that map or
-    another package/speed grade of one of its devices (e.g. xcu50-fsvh2104-2-e beside xcu50-fsvh2104-2L-e)."""
+    another package/speed grade of one of its devices (e.g. xcu50-fsvh2104-2-e beside xcu50-fsvh2104-2L-e); a
+    package one typo away from the device's known one (fsvh2014 for fsvh2104) is refused with the known part."""
     from finn.util.basic import part_map
 
     if cfg.board is not None and cfg.board not in part_map:
@@ -65,6 +71,11 @@ def check_fpga_part(cfg, path) -> None:
         hint = _suggestion(cfg.fpga_part, part_map.values()) or f"known devices: {', '.join(sorted(devices))}"
         raise BadInput(f"--config {path}: fpga_part '{cfg.fpga_part}' is not a device finn-plus knows "
                        f"(finn.util.basic.part_map); {hint}")
+    known = {_package(part): part for part in part_map.values() if _device(part) == _device(cfg.fpga_part)}
+    typo = difflib.get_close_matches(_package(cfg.fpga_part), [k for k in known if k], n=1, cutoff=0.75)
+    if _package(cfg.fpga_part) not in known and typo:
+        raise BadInput(f"--config {path}: fpga_part '{cfg.fpga_part}': package '{_package(cfg.fpga_part)}' is not "
+                       f"one finn-plus knows for {_device(cfg.fpga_part)}; did you mean '{known[typo[0]]}'?")
 
 
 def load_build_config(path):

@@ -18,7 +18,7 @@ import signal
 import threading
 
 EXIT_OK = 0
-EXIT_NOT_ON_HARDWARE = 1
+EXIT_REJECTED = 1
 EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 3
 EXIT_INTERRUPTED = 130
@@ -53,14 +53,14 @@ class BadInput(PsaFinnError, ValueError):
 class NotOnHardware(PsaFinnError):
     """The build finished but left nodes off the hardware, or the hardware model differs from QONNX (exit 1)."""
 
-    exit_code = EXIT_NOT_ON_HARDWARE
+    exit_code = EXIT_REJECTED
 
 
 class ResultRejected(PsaFinnError):
     """The stage ran but its result is unusable, e.g. a training run whose loss or weights became non-finite
     (exit 1); nothing unusable was saved."""
 
-    exit_code = EXIT_NOT_ON_HARDWARE
+    exit_code = EXIT_REJECTED
 
 
 class EnvironmentFailure(PsaFinnError):

@@ -8,7 +8,6 @@ executes any number of samples (the batch dimension is changed on a copy of the 
 accuracy and loss.
 """
 
-import math
 from pathlib import Path
 
 import numpy as np

@@ -24,7 +24,7 @@ from qonnx.util.cleanup import cleanup_model
 
 import psa_finn.custom_ops  # noqa: F401  (registers the LerpPSA op for shape and datatype inference)
 from psa_finn.common.atomic_files import atomic_path
-from psa_finn.common.cli_errors import EXIT_NOT_ON_HARDWARE, PsaFinnError
+from psa_finn.common.cli_errors import EXIT_REJECTED, PsaFinnError
 from psa_finn.custom_ops.domain import LERP_PSA_OP, OPS_DOMAIN, OPS_DOMAIN_VERSION, is_op, match_quantized_function
 from psa_finn.models.finite_parameters import check_finite_parameters
 from psa_finn.nn.quant_table_function import QuantTableFunction
@@ -35,7 +35,7 @@ DEFAULT_TOLERANCE = 1e-5
 class ExportMismatch(PsaFinnError, RuntimeError):
     """The exported graph does not compute what the torch model computes (exit 1: a verification mismatch)."""
 
-    exit_code = EXIT_NOT_ON_HARDWARE
+    exit_code = EXIT_REJECTED
 
 
 def _as_tuple(value):

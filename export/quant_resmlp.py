@@ -21,6 +21,8 @@ quantizer) and feeds its own output quantizer: the lowering tabulates it. All sc
 the exported graph, and FINN's integer thresholds equal both, bit for bit.
 """
 
+import copy
+
 import torch
 from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
 from brevitas.quant_tensor import _unpack_quant_tensor
@@ -97,12 +99,13 @@ class QuantTokenMixer(nn.Module):
         return _unpack_quant_tensor(self.residual_quant(self.affine_2(z))) + r
 
 
-def quant_gelu(gelu: nn.GELU, bits: int) -> nn.Sequential:
-    """`gelu` between a signed input quantizer and a signed output quantizer (passing on a QuantTensor for the next
-    Linear's bias): exported `Quant -> GELU -> Quant`, which the lowering turns into a per-channel LUT. The GELU
-    needs the input quantizer: it is not monotone, so no threshold can read the accumulator in its place."""
+def quant_between(function: nn.Module, bits: int) -> nn.Sequential:
+    """A copy of the elementwise `function` (nn.GELU, nn.SiLU, ...) between a signed input quantizer and a signed
+    output quantizer (passing on a QuantTensor for the next Linear's bias): exported `Quant -> f -> Quant`, which the
+    lowering turns into a per-channel LUT. GELU and SiLU need the input quantizer: they are not monotone, so no
+    threshold can read the accumulator in its place."""
     input_quant = QuantIdentity(act_quant=SignedActQuant, bit_width=bits)
-    return nn.Sequential(input_quant, nn.GELU(approximate=gelu.approximate), act_quant(bits))
+    return nn.Sequential(input_quant, copy.deepcopy(function), act_quant(bits))
 
 
 def quant_channel_mlp(float_layers: nn.Sequential, bits: int, input_affine, output_affine) -> nn.Sequential:
@@ -121,7 +124,7 @@ def quant_channel_mlp(float_layers: nn.Sequential, bits: int, input_affine, outp
         elif isinstance(module, nn.ReLU):
             layers.append(QuantReLU(act_quant=UnsignedActQuant, bit_width=bits, return_quant_tensor=True))
         elif isinstance(module, nn.GELU):
-            layers.append(quant_gelu(module, bits))
+            layers.append(quant_between(module, bits))
         elif isinstance(module, (ResPSA, PSA, BSpline)) and index != last:
             layer = QuantBSpline if isinstance(module, BSpline) else QuantLerpPSA
             first = index == 0

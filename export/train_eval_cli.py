@@ -242,11 +242,6 @@ def run_train(args) -> int:
     return 0
 
 
-def _evaluate_onnx(path, data, batch_size: int) -> dict:
-    batches = list(data.test_batches(batch_size))
-    return evaluate_onnx(path, torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]), batch_size)
-
-
 def run_eval(args) -> int:
     device = torch_device(args.device)
     if args.all:
@@ -265,7 +260,7 @@ def run_eval(args) -> int:
     path = Path(args.checkpoint)
     if path.suffix == ".onnx":
         name = args.dataset or ONNX_DEFAULT_DATASET
-        result = _evaluate_onnx(path, load_dataset(name, args.data_dir, args.download), args.batch_size)
+        result = evaluate_onnx(path, *load_dataset(name, args.data_dir, args.download).test_tensors(), args.batch_size)
     else:
         model, extra = load_model_file(path)
         name = args.dataset or extra.get("dataset") or dataset_of_config(model.config)

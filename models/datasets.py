@@ -280,6 +280,10 @@ class ImageSplits:
         return [self._to_input(self.x_train[start:start + batch_size])
                 for start in range(0, min(count * batch_size, len(self.y_train)), batch_size)]
 
+    def test_tensors(self) -> tuple:
+        """(inputs, labels) of the whole test split as two tensors, in order (what a QONNX model is scored on)."""
+        return self._to_input(self.x_test), self.y_test
+
     def test_batches(self, batch_size: int):
         """Yield (inputs, labels) over the whole test split in order."""
         for start in range(0, len(self.y_test), batch_size):

@@ -10,7 +10,6 @@ It learns in the PSA form: the parameters, initialisation regimes and grid table
 the export.
 """
 
-import torch
 
 from psa_finn.common.grid import LERP_GRID_RANGE, LERP_GRID_SIZE
 from psa_finn.models.lerp_psa import LerpPSA

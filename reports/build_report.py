@@ -13,7 +13,7 @@ from psa_finn.reports.plots import (baseline_vs_psa_figure, resources_by_layer_f
                            save_figure_atomic)
 from psa_finn.reports.synth_check_table import synth_check_table
 from psa_finn.reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table, op_type_table,
-                                     relative_to_config_baseline, undercount_warnings)
+                                     relative_to_config_baseline, reader_warnings)
 
 REPORT_FILE = "report.md"
 CSV_FILE = "builds.csv"
@@ -90,7 +90,7 @@ def write_report(build_dirs, out_dir, title: str = "psa-finn build report", intr
     summaries = [load_build_summary(d) for d in build_dirs]
     labels = build_labels(summaries)
     out_dir = check_output_folder(out_dir)
-    warnings = undercount_warnings(summaries, labels)
+    warnings = reader_warnings(summaries, labels)
     files = ReportFiles(report=out_dir / REPORT_FILE, csv=out_dir / CSV_FILE, warnings=warnings)
     write_text_atomic(files.csv, csv_text(comparison_rows(summaries, labels)))
     plots = plots_for(summaries, labels)

@@ -52,6 +52,7 @@ class BuildSummary:
     off_hw_nodes: tuple = ()
     skipped_steps: tuple = ()  # names of the steps not run (they need Vivado)
     synth_check: dict | None = None
+    verification_max_abs_diff: float | None = None  # None: not verified (e.g. a build stopped early)
 
     @property
     def luts_plus_dsp(self) -> float:
@@ -93,6 +94,7 @@ def load_build_summary(build_dir) -> BuildSummary:
     if not isinstance(data["layers"], list):
         raise BuildSummaryError(f"{path}: 'layers' must be a list of per-layer objects")
     synth_check = data.get("synth_check")
+    verification = data.get("verification") if isinstance(data.get("verification"), dict) else {}
     if synth_check is not None and not isinstance(synth_check, dict):
         raise BuildSummaryError(f"{path}: 'synth_check' must be an object, got {type(synth_check).__name__}")
     return BuildSummary(
@@ -110,6 +112,7 @@ def load_build_summary(build_dir) -> BuildSummary:
         skipped_steps=tuple(str(e.get("step", e)) if isinstance(e, dict) else str(e)
                             for e in data.get("skipped_steps", ())),
         synth_check=synth_check,
+        verification_max_abs_diff=verification.get("max_abs_diff"),
     )
 
 

@@ -12,18 +12,10 @@ from psa_finn.common.atomic_files import write_text_atomic
 EVAL_BATCH = 128
 
 
-def _digits_test_split():
-    import torch
-
-    from psa_finn.models.datasets import load_dataset
-
-    batches = list(load_dataset("digits").test_batches(EVAL_BATCH))
-    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
-
-
 def onnx_accuracies(paths, cache_path) -> dict:
     """{str(path): digits test accuracy in %, or None when the model cannot be evaluated} for each existing file."""
     from psa_finn.export.onnx_eval import evaluate_onnx
+    from psa_finn.models.datasets import load_dataset
 
     cache_path = Path(cache_path)
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
@@ -33,7 +25,7 @@ def onnx_accuracies(paths, cache_path) -> dict:
             continue
         key, mtime = str(path), path.stat().st_mtime
         if cache.get(key, {}).get("mtime") != mtime:
-            split = split or _digits_test_split()
+            split = split or load_dataset("digits").test_tensors()
             try:
                 accuracy = evaluate_onnx(path, *split, EVAL_BATCH)["accuracy"]
             except ValueError as err:

@@ -81,17 +81,18 @@ def markdown_table(rows) -> str:
     return "\n".join(lines) + "\n"
 
 
-def undercount_warnings(summaries, labels) -> list:
-    """One line per reason some totals are too low, naming the builds it holds for: op types estimated at zero in
-    every resource, op types with no LUT estimate (e.g. MVAU_rtl), nodes left off hardware."""
+def reader_warnings(summaries, labels) -> list:
+    """One line per reason a build's figures need care, naming the builds it holds for: op types estimated at zero in
+    every resource, op types with no LUT estimate (e.g. MVAU_rtl), nodes left off hardware (totals too low), a
+    hardware model that differs from the lowered QONNX model."""
     builds_by_reason = {}
     for summary, label in zip(summaries, labels, strict=True):
-        for reason in _undercount_reasons(summary):
+        for reason in _warning_reasons(summary):
             builds_by_reason.setdefault(reason, []).append(label)
     return [f"{', '.join(builds)}: {reason}" for reason, builds in builds_by_reason.items()]
 
 
-def _undercount_reasons(summary) -> list:
+def _warning_reasons(summary) -> list:
     reasons = []
     if summary.zero_estimate_ops:
         ops = set(summary.zero_estimate_ops)
@@ -105,6 +106,9 @@ def _undercount_reasons(summary) -> list:
     if not summary.all_nodes_on_hw:
         nodes = ", ".join(summary.off_hw_nodes) or "see summary.json"
         reasons.append(f"not every node is on hardware ({nodes}); totals cover the hardware partition only")
+    if summary.verification_max_abs_diff:
+        reasons.append(f"the hardware model differs from the lowered QONNX model by up to "
+                       f"{summary.verification_max_abs_diff:g} output codes (summary.json verification)")
     return reasons
 
 

@@ -10,7 +10,8 @@ file or flag, 130 when interrupted (what finished is kept).
 
 from pathlib import Path
 
-from psa_finn.common.cli_errors import EXIT_NOT_ON_HARDWARE
+from psa_finn.common.cli_args import positive_int
+from psa_finn.common.cli_errors import EXIT_REJECTED
 
 
 def add_arguments(parser, command):
@@ -23,7 +24,8 @@ def add_arguments(parser, command):
                         help="sweep folder: trials/<id>/, results.csv/json, pareto.png, report.md")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else a local instance)")
-    where.add_argument("--cpus", type=int, help="cores of the local Ray instance (default: all of this machine's)")
+    where.add_argument("--cpus", type=positive_int,
+                       help="cores of the local Ray instance (default: all of this machine's)")
     parser.add_argument("--list", action="store_true", help="list the trials and whether each is done; run nothing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per finished trial)")
 
@@ -51,8 +53,6 @@ def run(args, command) -> int:
     from psa_finn.sweeps.engine import run_sweep
     from psa_finn.sweeps.space import load_space
 
-    if args.cpus is not None and args.cpus < 1:
-        raise ValueError(f"--cpus must be at least 1, got {args.cpus}")
     space = load_space(args.space)
     if args.list:
         return list_trials(space, args.out)
@@ -63,5 +63,5 @@ def run(args, command) -> int:
     print(f"report: {args.out / 'report.md'}, plot: {args.out / 'pareto.png'}")
     if failed:
         print(f"{len(failed)} trial(s) failed (errors in report.md); rerun the same command to retry them")
-        return EXIT_NOT_ON_HARDWARE
+        return EXIT_REJECTED
     return 0

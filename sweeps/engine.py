@@ -16,13 +16,12 @@ rewritten after every run, from every committed trial of this space.
 
 import math
 import os
-import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from psa_finn.common.cli_errors import BadInput, EnvironmentFailure, one_line
+from psa_finn.common.cli_errors import BadInput, EnvironmentFailure, one_line, sigterm_as_interrupt
 from psa_finn.sweeps import store
 from psa_finn.sweeps.search import make_search, records_of_space
 from psa_finn.sweeps.space import PACKAGED_BUILD_CONFIGS, training_id, trial_id
@@ -71,19 +70,6 @@ def ray_cluster(address=None, cpus=None):
         yield f"{where}, {resources.get('CPU', 0):g} CPUs{gpus}"
     finally:
         ray.shutdown()
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt in the block, so `kill` stops a sweep as cleanly as Ctrl-C."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _trial_task(spec, tid, config, teacher_checkpoint, device, threads, keep_build, trained):

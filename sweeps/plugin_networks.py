@@ -24,18 +24,17 @@ a MultiThreshold or a PerChannelLUT. Checkpoints: `save_network` writes either f
 import math
 
 import torch
-from brevitas.nn import QuantConv2d, QuantIdentity, QuantReLU
+from brevitas.nn import QuantConv2d, QuantReLU
 from torch import nn
 
 from psa_finn.common.atomic_files import atomic_path
 from psa_finn.common.grid import BSPLINE_GRID_SIZE, LERP_GRID_SIZE
 from psa_finn.export.qat import calibrate
-from psa_finn.export.quant_resmlp import quant_linear
+from psa_finn.export.quant_resmlp import act_quant, quant_between, quant_linear
 from psa_finn.models.checkpoint import read_torch_file
 from psa_finn.models.finite_parameters import check_finite_parameters
 from psa_finn.nn import BSpline, LerpPSA, QuantBSpline, QuantLerpPSA
-from psa_finn.nn.quantizers import (AccumulatorBiasQuant, ChannelWeightQuant, SignedActQuant, UnsignedActQuant,
-                                    check_bits)
+from psa_finn.nn.quantizers import AccumulatorBiasQuant, ChannelWeightQuant, UnsignedActQuant, check_bits
 
 ARCHITECTURES = ("mlp", "cnn")
 STANDARD_FUNCTIONS = {"gelu": nn.GELU, "silu": nn.SiLU}
@@ -175,8 +174,7 @@ def quant_module(module: nn.Module, bits: int) -> nn.Module:
         layer = QuantBSpline if isinstance(module.function, BSpline) else QuantLerpPSA
         return layer.from_float(module.function, channel_dim=1, bit_width=bits, return_quant_tensor=True)
     if isinstance(module, tuple(STANDARD_FUNCTIONS.values())):
-        return nn.Sequential(QuantIdentity(act_quant=SignedActQuant, bit_width=bits), type(module)(),
-                             QuantIdentity(act_quant=SignedActQuant, bit_width=bits, return_quant_tensor=True))
+        return quant_between(module, bits)
     if isinstance(module, (nn.MaxPool2d, nn.Flatten)):
         return module
     raise ValueError(f"no QAT layer for {type(module).__name__}")
@@ -190,7 +188,7 @@ class QuantPluginNetwork(nn.Module):
         self.config = dict(network.config)
         self.bits = check_bits(bits)
         self.hidden_dim = network.hidden_dim
-        self.input_quant = QuantIdentity(act_quant=SignedActQuant, bit_width=self.bits, return_quant_tensor=True)
+        self.input_quant = act_quant(self.bits)
         with torch.no_grad():
             self.layers = nn.Sequential(*[quant_module(m, self.bits) for m in network.layers])
         self.train(network.training)

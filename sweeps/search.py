@@ -7,6 +7,7 @@ space are asked first on a rerun.
 """
 
 from psa_finn.common.cli_errors import EnvironmentFailure
+from psa_finn.sweeps.results import result_row
 from psa_finn.sweeps.space import trial_id
 
 
@@ -14,7 +15,8 @@ def objective_values(record: dict, objectives: dict):
     """The record's objective values in `objectives` order, or None when it failed or lacks one."""
     if record.get("status") != "ok":
         return None
-    values = [record.get("metrics", {}).get(column) for column in objectives]
+    row = result_row(record)  # metrics and the record's own wall_s / cpu_s, as the results table has them
+    values = [row.get(column) for column in objectives]
     return None if any(v is None for v in values) else [float(v) for v in values]
 
 

@@ -31,7 +31,7 @@ import hashlib
 import itertools
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -419,8 +419,3 @@ def load_space(path) -> SweepSpace:
     except yaml.YAMLError as err:
         raise BadInput(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
     return parse_space(data, path)
-
-
-def spec_fields() -> list:
-    """The TrialSpec field names in order (result table columns)."""
-    return [f.name for f in fields(TrialSpec)]

@@ -21,7 +21,6 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-import yaml
 
 from psa_finn.common.cli_errors import one_line
 from psa_finn.sweeps.families import model_family
@@ -88,27 +87,6 @@ def _train(model, data, out_dir, epochs, lr, spec, teacher, device, **io):
     return history[-1]["test_accuracy"]
 
 
-def _test_split(data):
-    import torch
-
-    batches = list(data.test_batches(EVAL_BATCH))
-    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
-
-
-def build_config_for(config_path, target_fps, work: Path) -> Path:
-    """The build config to run: `config_path` itself, or a copy with `target_fps` set (paths made absolute)."""
-    config_path = Path(config_path)
-    if target_fps is None:
-        return config_path
-    config = yaml.safe_load(config_path.read_text())
-    config["target_fps"] = int(target_fps)
-    if config.get("folding_config_file"):
-        config["folding_config_file"] = str((config_path.parent / config["folding_config_file"]).resolve())
-    derived = work / f"{config_path.stem}_fps{target_fps}.yaml"
-    derived.write_text(yaml.safe_dump(config, sort_keys=False))
-    return derived
-
-
 def _accuracy(value) -> float:
     return round(float(value), ACCURACY_DECIMALS)
 
@@ -168,10 +146,10 @@ def _pipeline(spec, work: Path, config_path, teacher, device, clock: StageClock,
         record["lowering_forms"] = document["forms"]
     with clock("evaluate"):
         metrics["accuracy_lowered"] = _accuracy(
-            evaluate_onnx(work / "lowered.onnx", *_test_split(data), EVAL_BATCH)["accuracy"])
+            evaluate_onnx(work / "lowered.onnx", *data.test_tensors(), EVAL_BATCH)["accuracy"])
     with clock("build"):
-        config = build_config_for(config_path, spec.target_fps, work)
-        summary = run_build(work / "lowered.onnx", config, work / "build", spec.stop_step)
+        summary = run_build(work / "lowered.onnx", config_path, work / "build", spec.stop_step,
+                            target_fps=spec.target_fps)
     metrics.update({key: summary[key] for key in SUMMARY_METRICS})
     record["off_hw_nodes"] = summary["off_hw_nodes"]
 

@@ -82,3 +82,18 @@ def test_missing_model_is_a_clear_error(tmp_path):
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert f"build.py build: error: --model {tmp_path / 'nope.onnx'}: no such file" in result.stderr
+
+
+def test_failure_cause_is_the_exception_after_the_last_traceback_box(tmp_path):
+    from psa_finn.build_configs.cli import failure_cause
+
+    log = tmp_path / "build_dataflow.log"
+    log.write_text("Running step: step_tidy_up [1/3]\n\u256d\u2500 Traceback \u2500\u256e\n\u2502 raise X \u2502\n"
+                   "\u2570\u2500\u2500\u256f\nFixedPointNotReached: the list [A, B] did not reach\n"
+                   "a fixed point: AveragePool_0 (AveragePool)\n")
+    assert failure_cause(log) == ("FixedPointNotReached: the list [A, B] did not reach a fixed point: AveragePool_0 "
+                                  "(AveragePool)")
+    log.write_text("Running step: step_tidy_up [1/3]\nsomething failed\n\n")
+    assert failure_cause(log) == "something failed"
+    assert failure_cause(log, limit=9) == "something ..."
+    assert failure_cause(tmp_path / "none.log") == ""

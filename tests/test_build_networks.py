@@ -123,3 +123,18 @@ def test_hardware_that_differs_from_qonnx_fails_the_build_with_exit_1(models, tm
     assert "differs from the lowered QONNX model" in result.stdout + result.stderr
     verification = json.loads((tmp_path / "build" / "summary.json").read_text())["verification"]
     assert verification["max_abs_diff"] >= 1
+
+
+@pytest.mark.slow
+def test_a_target_fps_replaces_the_configs_own(models, tmp_path):
+    import yaml
+
+    from psa_finn.build_configs.cli import run_build
+
+    config = ROOT / "build_configs" / "unrolled.yaml"
+    own = yaml.safe_load(config.read_text())["target_fps"]
+    summary = run_build(models["mlp"], config, tmp_path / "build", "step_generate_estimate_reports",
+                        target_fps=own // 8)
+    assert summary["target_fps"] == own // 8 and summary["config_name"] == "unrolled"
+    assert own // 8 <= summary["fps"] < own  # folded for the lower target, not the config's own
+    _check_on_hardware_and_exact(summary)

@@ -12,7 +12,7 @@ from qonnx.custom_op.registry import getCustomOp
 
 from psa_finn.custom_ops.lut_tables import table_entries
 from psa_finn.transforms.lower_quantized_functions import lower_quantized_functions
-from quantized_graphs import LAYOUTS, chain_model, channel_shaped, code_range, every_code_input, quantizer, run
+from quantized_graphs import LAYOUTS, chain_model, channel_shaped, every_code_input, quantizer, run
 
 LAYOUT_EXAMPLES = 25
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from onnx import numpy_helper
 
 import build
 from psa_finn.models import ResMLP, save_checkpoint
@@ -170,6 +169,10 @@ def nan_table(model):
     model.set_initializer(node.input[1], table)
 
 
+def batch_of_8(model):
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 8
+
+
 def short_table(model):
     node = first_lerp_psa(model)
     model.set_initializer(node.input[1], model.get_initializer(node.input[1])[:-1])
@@ -203,6 +206,8 @@ CONFIG_ERRORS = {
     "unknown part": (lambda tmp: config_with(tmp, "fpga_part: xcu50-fsvh2104-2-e",
                                              "fpga_part: xcnonexistent-part-1-e"),
                      ["typo.yaml", "xcnonexistent-part-1-e"]),
+    "package typo": (lambda tmp: config_with(tmp, "fpga_part: xcu50-fsvh2104-2-e", "fpga_part: xcu50-fsvh2014-2-e"),
+                     ["typo.yaml", "fsvh2014", "xcu50-fsvh2104"]),
     "unknown step": (lambda tmp: config_with(tmp, "  - step_tidy_up\n", "  - step_tidy_upp\n"),
                      ["typo.yaml", "step_tidy_upp"]),
     "missing config": (lambda tmp: tmp / "none.yaml", ["none.yaml"]),
@@ -240,6 +245,8 @@ MODEL_ERRORS = {
                ["b16.onnx", "16 bit"]),
     "table shape": (lambda tmp, f: edited_onnx(f["lerp.onnx"], tmp / "short.onnx", short_table), 2,
                     ["short.onnx", "LerpPSA"]),
+    "batch 8": (lambda tmp, f: edited_onnx(f["lerp.onnx"], tmp / "b8.onnx", batch_of_8), 2,
+                ["b8.onnx", "batch 1", "[1, ...]"]),
     "missing": (lambda tmp, f: tmp / "none.onnx", 2, ["none.onnx"]),
     "directory": (lambda tmp, f: tmp, 2, [" is a directory"]),
 }

@@ -20,7 +20,7 @@ from psa_finn.reports.learned_functions import lerp_psa_nodes, sweep_lerp_psa_no
 from psa_finn.reports.plots import op_type_colour, resources_by_layer_figure, resources_vs_fps_figure
 from psa_finn.reports.synth_check_table import synth_check_table
 from psa_finn.reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table,
-                            relative_to_config_baseline, undercount_warnings)
+                            relative_to_config_baseline, reader_warnings)
 
 
 def layer(name, op_type, cycles, lut, dsp=0, bram18=0, uram=0):
@@ -99,7 +99,7 @@ def test_warnings_name_zero_estimate_ops_and_off_hardware_nodes(tmp_path, two_bu
                       off_hw_nodes=["MatMul_3 (MatMul)"])
     summaries = [load_build_summary(d) for d in (*two_builds, off)]
     labels = build_labels(summaries)
-    warnings = undercount_warnings(summaries, labels)
+    warnings = reader_warnings(summaries, labels)
     assert len(warnings) == 3
     assert warnings[0].startswith(f"{labels[0]}: totals undercount")
     assert "ElementwiseAdd_hls (1 layer(s))" in warnings[0]
@@ -110,12 +110,22 @@ def test_warnings_name_zero_estimate_ops_and_off_hardware_nodes(tmp_path, two_bu
     assert "| partial (*) |" in table and "hardware partition only" in table
 
 
+def test_warnings_name_a_build_whose_hardware_differs_from_qonnx(tmp_path):
+    layers = [layer("MVAU_hls_0", "MVAU_hls", 10, 7)]
+    bad = write_build(tmp_path / "mismatch", layers, fps=1.0, latency_ns=1.0, verification={"max_abs_diff": 295.0})
+    good = write_build(tmp_path / "exact", layers, fps=1.0, latency_ns=1.0, verification={"max_abs_diff": 0.0})
+    summaries = [load_build_summary(d) for d in (bad, good)]
+    assert reader_warnings(summaries, build_labels(summaries)) == [
+        "mismatch: the hardware model differs from the lowered QONNX model by up to 295 output codes (summary.json "
+        "verification)"]
+
+
 def test_warnings_shared_by_builds_come_once_naming_them(tmp_path):
     layers = [layer("MVAU_rtl_0", "MVAU_rtl", 10, 0, dsp=3), layer("ElementwiseAdd_hls_0", "ElementwiseAdd_hls", 10, 0)]
     dirs = [write_build(tmp_path / name, layers, fps=1.0, latency_ns=1.0, zero_estimate_ops=["ElementwiseAdd_hls"])
             for name in ("a", "b")]
     summaries = [load_build_summary(d) for d in dirs]
-    assert undercount_warnings(summaries, build_labels(summaries)) == [
+    assert reader_warnings(summaries, build_labels(summaries)) == [
         "a, b: totals undercount: finn-plus estimates zero resources for ElementwiseAdd_hls (1 layer(s)); FIFOs are "
         "not counted either",
         "a, b: LUT total undercounts: finn-plus estimates zero LUTs (but some DSP/BRAM/URAM) for every MVAU_rtl layer"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from psa_finn.common.cli_errors import EXIT_INTERRUPTED, EXIT_NOT_ON_HARDWARE
+from psa_finn.common.cli_errors import EXIT_INTERRUPTED, EXIT_REJECTED
 from psa_finn.sweeps.store import TEACHER, TRIALS, read_record
 
 TINY_SPACE = """\
@@ -147,7 +147,7 @@ def test_killed_trial_is_recorded_and_retried_and_ctrl_c_stops_cleanly(tmp_path)
     sweep = subprocess.Popen(sweep_command(space, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_task(sweep).kill()
     stdout, stderr = sweep.communicate(timeout=900)
-    assert sweep.returncode == EXIT_NOT_ON_HARDWARE, stderr[-3000:]
+    assert sweep.returncode == EXIT_REJECTED, stderr[-3000:]
     assert_no_ray_left(since)
     records = trial_records(out)
     assert sorted(r["status"] for r in records.values()) == ["failed", "ok"]

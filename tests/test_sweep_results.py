@@ -5,10 +5,11 @@ import io
 
 import pytest
 
+from psa_finn.reports.tables import csv_text
 from psa_finn.sweeps.pareto import pareto_mask
 from psa_finn.sweeps.plots import pareto_figure
-from psa_finn.reports.tables import csv_text
 from psa_finn.sweeps.results import COLUMNS, half_width_pairs, report_markdown, result_rows
+from psa_finn.sweeps.search import objective_values
 
 
 def test_pareto_front_of_a_hand_made_accuracy_cost_table():
@@ -113,3 +114,11 @@ def test_half_width_pairs_match_each_learnable_function_with_its_relu_twin_at_tw
                                   "depth": 1, "method": "grid", "ran": 1, "skipped": 0, "wall_s": 1.0,
                                   "cluster": "c"}, None)
     assert "Reached in 2 of 3 pairs." in text
+
+
+def test_search_objectives_read_the_same_columns_as_the_results_table():
+    # wall_s lives at the top of a record, accuracy and LUT+DSP in its metrics: NSGA-II sees both, as the table does
+    objectives = {"accuracy_lowered": "max", "luts_plus_dsp": "min", "wall_s": "min"}
+    assert objective_values(RECORDS[0], objectives) == [90.0, 1000.0, 12.5]
+    assert objective_values(RECORDS[-1], objectives) is None  # a failed trial has none
+    assert objective_values({**RECORDS[0], "wall_s": None}, objectives) is None

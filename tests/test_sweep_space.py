@@ -188,19 +188,3 @@ def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path):
         holder.wait()
     with store.sweep_lock(tmp_path):
         pass
-
-
-def test_a_target_fps_point_builds_with_a_copy_of_the_config_that_sets_it(tmp_path):
-    import yaml
-
-    from psa_finn.sweeps.space import BUILD_CONFIG_DIR
-    from psa_finn.sweeps.trial import build_config_for
-
-    folded = BUILD_CONFIG_DIR / "folded.yaml"
-    assert build_config_for(folded, None, tmp_path) == folded
-    derived = build_config_for(folded, 250000, tmp_path)
-    config, original = yaml.safe_load(derived.read_text()), yaml.safe_load(folded.read_text())
-    assert derived.parent == tmp_path and config["target_fps"] == 250000
-    assert config["folding_config_file"] == str(BUILD_CONFIG_DIR / original["folding_config_file"])
-    assert {k: v for k, v in config.items() if k not in ("target_fps", "folding_config_file")} == \
-        {k: v for k, v in original.items() if k != "folding_config_file"}

@@ -42,6 +42,11 @@ def test_cifar10_pickles_are_read_and_normalised(tmp_path):
     assert y.tolist() == labels[:4]
     batches = list(data.train_batches(8, torch.Generator().manual_seed(0)))
     assert len(batches) == 3 and all(tuple(b.shape) == (8, 3, 32, 32) for b, _ in batches)  # last 6 dropped
+    # the whole test split at once equals its batches in order (what QONNX models are scored on)
+    x_all, y_all = data.test_tensors()
+    batched = list(data.test_batches(7))
+    assert torch.equal(x_all, torch.cat([b for b, _ in batched]))
+    assert torch.equal(y_all, torch.cat([t for _, t in batched]))
 
 
 def test_svhn_mat_files_are_read_with_label_10_as_0(tmp_path):

@@ -83,6 +83,6 @@ def lower_model_file(path, mode):
     model = read_model_file(path)
     if not any(node.op_type in QONNX_QUANTIZER_OPS for node in model.graph.node):
         raise BadInput(f"{path} is not a QONNX model (it has no Quant nodes); export it with `build.py export`")
-    model, report = lower_quantized_functions(model.transform(InferShapes()), mode)
+    model, report = lower_quantized_functions(model, mode)  # read_model_file inferred the shapes
     model = model.transform(InferShapes()).transform(InferDataTypes())
     return model, report

@@ -11,8 +11,9 @@ the same values under broadcasting, so the graph computes the same, and ExtractB
 import numpy as np
 from qonnx.transformation.base import Transformation
 
+from psa_finn.custom_ops.domain import is_quant_node
+
 CONV_OPS = ("Conv", "ConvTranspose")
-QUANT_OPS = ("Quant", "IntQuant")
 SCALE_AND_ZERO_POINT = (1, 2)  # Quant inputs: value, scale, zero point, bit width
 
 
@@ -25,7 +26,7 @@ class ConvBiasQuantScalarsAsVectors(Transformation):
             if node.op_type not in CONV_OPS or len(node.input) < 3:
                 continue
             quant = model.find_producer(node.input[2])
-            if quant is None or quant.op_type not in QUANT_OPS:
+            if not is_quant_node(quant):
                 continue
             for position in SCALE_AND_ZERO_POINT:
                 value = model.get_initializer(quant.input[position])

@@ -11,7 +11,7 @@ whose inputs cannot be enumerated): per channel +1 (non-decreasing), -1 (non-inc
 import numpy as np
 from onnx import helper
 
-from psa_finn.custom_ops.domain import LERP_PSA_OP, OPS_DOMAIN, channel_axis_of
+from psa_finn.custom_ops.domain import LERP_PSA_OP, OPS_DOMAIN
 
 AFFINE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Identity"})
 UNARY_OPS = frozenset({

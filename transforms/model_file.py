@@ -49,8 +49,18 @@ def check_quant_bits(model, source) -> None:
         if bits is not None and not MIN_BITS <= bits <= MAX_BITS:
             unit = "bit" if bits == 1 else "bits"
             raise BadInput(f"{source}: {node.op_type} node '{node.name}' quantizes activations to {bits:g} {unit}; "
-                           f"psa-finn builds {MIN_BITS}- to {MAX_BITS}-bit activations: export with --bits "
-                           f"{MIN_BITS}..{MAX_BITS}")
+                           f"psa-finn builds {MIN_BITS}- to {MAX_BITS}-bit activations: give that quantizer a "
+                           f"bit_width of {MIN_BITS}..{MAX_BITS} (`build.py export --bits` for the ResMLP)")
+
+
+def check_single_sample_input(model, source) -> None:
+    """BadInput unless every graph input has batch size 1: a FINN dataflow build streams one sample at a time."""
+    for tensor in model.graph.input:
+        shape = model.get_tensor_shape(tensor.name)
+        if model.get_initializer(tensor.name) is None and shape and shape[0] != 1:
+            raise BadInput(f"{source}: input '{tensor.name}' has shape {list(shape)}, but a FINN build takes one "
+                           f"sample at a time (batch 1): export with an example input of shape [1, ...] (e.g. "
+                           f"`export_qonnx(model, x[:1], path)`)")
 
 
 def check_lerp_psa_tables(model, source) -> None:
