@@ -189,9 +189,9 @@ def check_summary(summary: dict, out_dir: Path) -> None:
     if verification is not None and verification["max_abs_diff"] != 0:
         raise NotOnHardware(f"the hardware model ({verification['hw_model']}) differs from the lowered QONNX model "
                             f"by up to {verification['max_abs_diff']} output codes on random inputs; see "
-                            f"{out_dir / SUMMARY} and the build's intermediate models (a usual cause: an Add of two "
-                            f"tensors with different quantizer scales whose sum lands on rounding ties; README "
-                            f"\"Use psa-finn in your own network\")")
+                            f"{out_dir / SUMMARY} and the build's intermediate models (a usual cause: an Add of a "
+                            f"float-scaled tensor whose sum lands on rounding ties; README \"Use psa-finn in your own "
+                            f"network\", residual adds)")
 
 
 def _print_summary(summary: dict, out_dir: Path) -> None:

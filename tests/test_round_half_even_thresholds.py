@@ -20,7 +20,7 @@ from finn.transformation.streamline.streamline_plus import StreamlinePlus  # noq
 
 from psa_finn.build_configs.steps import step_streamline_with_luts  # noqa: E402
 from psa_finn.transforms.lean_composed import apply_lean  # noqa: E402
-from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds  # noqa: E402
+from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds, input_grid  # noqa: E402
 
 INT8_INPUTS = np.arange(-128, 128, dtype=np.float32)
 INT16_INPUTS = np.arange(-520, 520, dtype=np.float32)
@@ -128,3 +128,44 @@ def test_streamlining_step_matches_the_qonnx_quant_bit_for_bit():
     streamlined = step_streamline_with_luts(finn_model, None)
     assert [n.op_type for n in streamlined.graph.node] == ["MultiThreshold", "Mul"]
     assert np.array_equal(_outputs(streamlined, INT8_INPUTS), expected)
+
+
+def _residual_model(scale_a, scale_b):
+    """a (INT8) * scale_a + b (UINT8) * scale_b -> Quant(scale 1/8, signed 8 bits, ROUND): a residual join of two
+    branches with different quantizer scales; every (a, b) pair is one input position."""
+    a, b = np.meshgrid(INT8_INPUTS, np.arange(0, 256, dtype=np.float32))
+    width = a.size
+    nodes = [helper.make_node("Mul", ["a", "sa"], ["fa"]), helper.make_node("Mul", ["b", "sb"], ["fb"]),
+             helper.make_node("Add", ["fa", "fb"], ["sum"]),
+             helper.make_node("Quant", ["sum", "s", "z", "bw"], ["y"], domain="qonnx.custom_op.general",
+                              signed=1, narrow=0, rounding_mode="ROUND")]
+    graph = helper.make_graph(nodes, "residual", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, width])
+                                                  for n in ("a", "b")],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, width])])
+    model = ModelWrapper(qonnx_make_model(graph, producer_name="test"))
+    for name, value in {"sa": scale_a, "sb": scale_b, "s": 0.125, "z": 0.0, "bw": 8.0}.items():
+        model.set_initializer(name, np.asarray(value, dtype=np.float32))
+    model.set_tensor_datatype("a", DataType["INT8"])
+    model.set_tensor_datatype("b", DataType["UINT8"])
+    return model.transform(InferShapes()).transform(InferDataTypes()), (a.reshape(1, -1), b.reshape(1, -1))
+
+
+def test_residual_join_of_two_power_of_two_grids_rounds_like_the_qonnx_quant():
+    # the sum lies on the 1/16 grid, half a step of the quantizer's 1/8: ties wherever a is odd
+    qonnx_model, inputs = _residual_model(1 / 16, 1 / 4)
+
+    def run(model):  # streamlining renames the graph's inputs: feed them by position
+        feed = {tensor.name: value for tensor, value in zip(model.graph.input, inputs, strict=True)}
+        return execute_onnx(model, feed)[model.graph.output[0].name]
+
+    expected = run(qonnx_model)
+    finn_model = qonnx_model.transform(ConvertQONNXtoFINN())
+    assert not np.array_equal(run(apply_lean(finn_model, StreamlinePlus())), expected)  # ties rounded up
+    assert np.array_equal(run(step_streamline_with_luts(finn_model, None)), expected)
+
+
+def test_input_grid_of_scaled_integer_branches():
+    model, _ = _residual_model(1 / 16, 1 / 4)
+    assert input_grid(model, "a") == 1.0 and input_grid(model, "fa") == 1 / 16 and input_grid(model, "sum") == 1 / 16
+    float_scaled, _ = _residual_model(1 / 16, 0.036)  # no common grid: unknown, nothing is moved
+    assert input_grid(float_scaled, "sum") is None

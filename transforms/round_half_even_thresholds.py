@@ -15,7 +15,11 @@ The codes: a quantizer's MultiThreshold counts n = #(x >= t) and its codes are n
 the quantizer's minimum code while that still follows it (FINN's conversion inserts it; streamlining absorbs it into
 out_bias); threshold j separates codes c_j = first code + j and c_j + 1 (thresholds ascending per channel).
 Thresholds that are not integers are never ties and stay untouched: those of a monotone table lowered by
-transforms.lower_quantized_functions sit halfway between neighbouring integer inputs. Nodes with out_scale != 1,
+transforms.lower_quantized_functions sit halfway between neighbouring integer inputs.
+
+The same holds on any grid g the input is known to lie on (`input_grid`): the sum of two integer tensors scaled by
+power-of-two constants (a residual Add of branches with different quantizer scales, before streamlining makes it
+integer) lies on the finer of the two grids, so its ties are the thresholds on that grid and move by +-g/2. Nodes with out_scale != 1,
 unsorted thresholds or a non-integer first code are not quantizer thresholds and are left alone.
 """
 
@@ -26,6 +30,34 @@ from qonnx.transformation.base import Transformation
 
 # float32 holds t +- 0.5 exactly only below 2**23
 MAX_TIE_MAGNITUDE = 2.0**22
+# how many Add / scalar Mul nodes `input_grid` follows upstream
+MAX_GRID_DEPTH = 8
+
+
+def input_grid(model, tensor, depth: int = MAX_GRID_DEPTH):
+    """A step g such that every value of `tensor` is an integer multiple of g, or None when unknown: 1 for an integer
+    tensor, h * |c| after a Mul by a scalar constant c, the finer step of an Add of two tensors on nested grids."""
+    if model.get_tensor_datatype(tensor).is_integer():
+        return 1.0
+    producer = model.find_producer(tensor)
+    if depth == 0 or producer is None or producer.op_type not in ("Mul", "Add"):
+        return None
+    constants = [model.get_initializer(name) for name in producer.input]
+    if producer.op_type == "Mul":
+        if sum(c is not None for c in constants) != 1 or next(c for c in constants if c is not None).size != 1:
+            return None
+        variable = next(name for name, c in zip(producer.input, constants) if c is None)
+        scale = abs(float(next(c for c in constants if c is not None).reshape(-1)[0]))
+        grid = input_grid(model, variable, depth - 1)
+        return None if grid is None or scale == 0 else grid * scale
+    if any(c is not None for c in constants):
+        return None
+    grids = [input_grid(model, name, depth - 1) for name in producer.input]
+    if None in grids:
+        return None
+    fine, coarse = min(grids), max(grids)
+    ratio = coarse / fine
+    return fine if ratio == np.round(ratio) else None
 
 
 def pending_code_offset(model, node):
@@ -50,16 +82,19 @@ def first_code(model, node):
     return int(code) if code == np.floor(code) else None
 
 
-def half_even_thresholds(thresholds, code):
-    """Thresholds [C, N] on an integer input, ties moved by +-0.5 so they round to the even code."""
-    ties = (thresholds == np.round(thresholds)) & (np.abs(thresholds) < MAX_TIE_MAGNITUDE)
+def half_even_thresholds(thresholds, code, grid: float = 1.0):
+    """Thresholds [C, N] on an input on the grid `grid` (1: integers), ties moved by +-grid/2 so they round to the
+    even code."""
+    steps = thresholds / grid
+    ties = (steps == np.round(steps)) & (np.abs(steps) < MAX_TIE_MAGNITUDE)
     lower_code = code + np.arange(thresholds.shape[-1])
-    shift = np.where(lower_code % 2 == 0, 0.5, -0.5)
+    shift = np.where(lower_code % 2 == 0, 0.5, -0.5) * grid
     return np.where(ties, thresholds + shift, thresholds).astype(np.float32)
 
 
 class RoundHalfEvenThresholds(Transformation):
-    """Move every tie threshold of a quantizer's integer-input MultiThreshold by +-0.5 to round it half-to-even."""
+    """Move every tie threshold of a quantizer's MultiThreshold on a known input grid (integers, or see
+    `input_grid`) by half a step to round it half-to-even."""
 
     def apply(self, model):
         graph_modified = False
@@ -67,12 +102,13 @@ class RoundHalfEvenThresholds(Transformation):
             if node.op_type != "MultiThreshold":
                 continue
             thresholds = model.get_initializer(node.input[1])
-            if thresholds is None or not model.get_tensor_datatype(node.input[0]).is_integer():
+            grid = None if thresholds is None else input_grid(model, node.input[0])
+            if grid is None:
                 continue
             code = first_code(model, node)
             if code is None or not np.all(np.diff(thresholds, axis=-1) > 0):
                 continue
-            fixed = half_even_thresholds(thresholds, code)
+            fixed = half_even_thresholds(thresholds, code, grid)
             if not np.array_equal(fixed, thresholds):
                 model.set_initializer(node.input[1], fixed)
                 model.set_tensor_datatype(node.input[1], DataType["FLOAT32"])
