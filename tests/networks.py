@@ -3,8 +3,9 @@
 Each is a Brevitas model on digits-sized inputs with seeded random weights and LERP-PSA functions
 (`psa_finn.nn.QuantLerpPSA`), calibrated on random inputs and exported with `psa_finn.export.export_qonnx`: an MLP,
 a CNN (Conv2d + MaxPool, NCHW as Brevitas exports it, its LERP-PSA bank on channel_dim 1), the same CNN with the bank
-run channels-last between two permutes ("cnn_permuted", channel_dim -1), and brevitas_examples' TFC with 2-bit
-activations and a LERP-PSA bank after each hidden activation.
+run channels-last between two permutes ("cnn_permuted", channel_dim -1), a CNN with a residual join of branches on
+different power-of-two grids ("residual_cnn"), and brevitas_examples' TFC with 2-bit activations and a LERP-PSA bank
+after each hidden activation.
 """
 
 import torch
@@ -70,6 +71,28 @@ class CNN(nn.Module):
         return self.fc(x.flatten(1))
 
 
+class ResidualCNN(nn.Module):
+    """[N, 1, 8, 8] -> Conv3x3(8) -> LERP-PSA = a; a -> Conv3x3(8) -> ReLU = b; Quant(a + b) -> MaxPool2 -> Linear(10):
+    a residual join of two branches with different power-of-two quantizer scales (signed and unsigned)."""
+
+    def __init__(self, bits=4):
+        super().__init__()
+        self.input_quant = QuantIdentity(act_quant=SignedActQuant, bit_width=8)
+        self.conv1 = QuantConv2d(1, 8, 3, padding=1, bias=True, weight_bit_width=bits)
+        self.act1 = QuantLerpPSA(8, channel_dim=1, bit_width=bits, distill_init=False, return_quant_tensor=True)
+        self.conv2 = QuantConv2d(8, 8, 3, padding=1, bias=True, weight_bit_width=bits)
+        self.act2 = QuantReLU(act_quant=UnsignedActQuant, bit_width=bits, return_quant_tensor=True)
+        self.join_quant = QuantIdentity(act_quant=SignedActQuant, bit_width=bits)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = QuantLinear(8 * 4 * 4, 10, bias=True, weight_bit_width=bits)
+
+    def forward(self, x):
+        a = self.act1(self.conv1(self.input_quant(x)))
+        b = self.act2(self.conv2(a))
+        x = self.pool(self.join_quant(a.value + b.value))
+        return self.fc(x.flatten(1))
+
+
 class TFCWithLerpPSA(nn.Module):
     """brevitas_examples' TFC (tfc_2w2a: 2-bit weights and activations, 3x64) on 8x8 inputs, with a LERP-PSA bank
     of rising and falling functions after each hidden activation (reading that activation's quantizer)."""
@@ -94,7 +117,8 @@ class TFCWithLerpPSA(nn.Module):
 
 
 NETWORKS = {"mlp": (mlp, (1, 64)), "cnn": (CNN, (1, 1, 8, 8)),
-            "cnn_permuted": (lambda: CNN(permuted=True), (1, 1, 8, 8)), "tfc": (TFCWithLerpPSA, (1, 1, 8, 8))}
+            "cnn_permuted": (lambda: CNN(permuted=True), (1, 1, 8, 8)), "tfc": (TFCWithLerpPSA, (1, 1, 8, 8)),
+            "residual_cnn": (ResidualCNN, (1, 1, 8, 8))}
 
 
 def export_network(name, path, seed=0):
