@@ -15,12 +15,12 @@ The codes: a quantizer's MultiThreshold counts n = #(x >= t) and its codes are n
 the quantizer's minimum code while that still follows it (FINN's conversion inserts it; streamlining absorbs it into
 out_bias); threshold j separates codes c_j = first code + j and c_j + 1 (thresholds ascending per channel).
 Thresholds that are not integers are never ties and stay untouched: those of a monotone table lowered by
-transforms.lower_quantized_functions sit halfway between neighbouring integer inputs.
+transforms.lower_quantized_functions sit halfway between neighbouring integer inputs. Nodes with out_scale != 1,
+unsorted thresholds or a non-integer first code are not quantizer thresholds and are left alone.
 
 The same holds on any grid g the input is known to lie on (`input_grid`): the sum of two integer tensors scaled by
 power-of-two constants (a residual Add of branches with different quantizer scales, before streamlining makes it
-integer) lies on the finer of the two grids, so its ties are the thresholds on that grid and move by +-g/2. Nodes with out_scale != 1,
-unsorted thresholds or a non-integer first code are not quantizer thresholds and are left alone.
+integer) lies on the finer of the two grids, so its ties are the thresholds on that grid and move by +-g/2.
 """
 
 import numpy as np
@@ -42,17 +42,18 @@ def input_grid(model, tensor, depth: int = MAX_GRID_DEPTH):
     producer = model.find_producer(tensor)
     if depth == 0 or producer is None or producer.op_type not in ("Mul", "Add"):
         return None
-    constants = [model.get_initializer(name) for name in producer.input]
+    constants = [(name, model.get_initializer(name)) for name in producer.input]
+    variables = [name for name, value in constants if value is None]
     if producer.op_type == "Mul":
-        if sum(c is not None for c in constants) != 1 or next(c for c in constants if c is not None).size != 1:
+        scales = [value for _, value in constants if value is not None]
+        if len(variables) != 1 or len(scales) != 1 or scales[0].size != 1:
             return None
-        variable = next(name for name, c in zip(producer.input, constants) if c is None)
-        scale = abs(float(next(c for c in constants if c is not None).reshape(-1)[0]))
-        grid = input_grid(model, variable, depth - 1)
+        scale = abs(float(scales[0].reshape(-1)[0]))
+        grid = input_grid(model, variables[0], depth - 1)
         return None if grid is None or scale == 0 else grid * scale
-    if any(c is not None for c in constants):
+    if len(variables) != 2:
         return None
-    grids = [input_grid(model, name, depth - 1) for name in producer.input]
+    grids = [input_grid(model, name, depth - 1) for name in variables]
     if None in grids:
         return None
     fine, coarse = min(grids), max(grids)
