@@ -18,9 +18,13 @@ naming it and the nodes it changed.
   thresholds round ties half-to-even like the QONNX Quant (transforms.round_half_even_thresholds): until then no
   threshold is rounded to an integer (RoundAndClipThresholds would erase which thresholds are ties) or composed.
 - step_convert_luts_to_hw: PerChannelLUT -> the PerChannelLUT HW layer. Before stock step_convert_to_hw.
+- step_convert_requantizers_to_hw: every MultiThreshold that is exactly a shift-and-clip requantizer on its whole
+  input range (and has >= 3 output bits) -> the IntegerRequant HW layer (transforms.convert_to_hw_integer_requant).
+  Before stock step_convert_to_hw; leave it out of the step list to keep every threshold.
 - step_output_dequant_to_host: after stock step_convert_to_hw, the trailing output dequantisation goes back to the
   host (float Mul/Add, not ElementwiseMul/Add layers).
-- step_fold_lut_layers, step_fold_shuffles: fold the layers SetFolding does not know, BEFORE
+- step_fold_lut_layers, step_fold_shuffles: fold the layers SetFolding does not know (PerChannelLUT and
+  IntegerRequant; generic Shuffles), BEFORE
   step_target_fps_parallelization, so its two-pass relaxation does not slow everything to their unfolded rate.
 - step_clamp_folding: a fixed folding config (PE=SIMD=16) made legal for layers whose dimensions 16 does not divide.
 
@@ -50,9 +54,11 @@ from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors
 from psa_finn.transforms.cli import lowering_document
 from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds
 from psa_finn.transforms.conv_bias_quant_shape import ConvBiasQuantScalarsAsVectors
-from psa_finn.transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
+from psa_finn.transforms.convert_to_hw_integer_requant import InferIntegerRequantLayer
+from psa_finn.transforms.convert_to_hw_per_channel_lut import InferPerChannelLUTLayer
 from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank
 from psa_finn.transforms.fixed_point import transform_to_fixed_point
+from psa_finn.transforms.fold_channel_layers import FoldChannelLayers, is_channel_layer
 from psa_finn.transforms.fold_shuffles import FoldShuffles
 from psa_finn.transforms.host_output_dequant import MoveOutputDequantToHost
 from psa_finn.transforms.lean_composed import apply_lean
@@ -152,17 +158,26 @@ def step_convert_luts_to_hw(model, cfg):
     return _transform(model, InferPerChannelLUTLayer())
 
 
+def step_convert_requantizers_to_hw(model, cfg):
+    """Exact uniform MultiThresholds (>= 3 output bits) -> the IntegerRequant HW layer; before stock
+    step_convert_to_hw, which turns the remaining MultiThresholds into Thresholding layers."""
+    if not _has_op(model, "MultiThreshold"):
+        return model
+    return _transform(model, InferIntegerRequantLayer())
+
+
 def step_output_dequant_to_host(model, cfg):
     """After stock step_convert_to_hw: the trailing output dequantisation layers become host-side Mul/Add again."""
     return _transform(model, MoveOutputDequantToHost(), InferShapes(), InferDataTypes())
 
 
 def step_fold_lut_layers(model, cfg):
-    """PE of every PerChannelLUT layer: the smallest that meets the target cycles (before SetFolding)."""
+    """PE of every PerChannelLUT and IntegerRequant layer: the smallest that meets the target cycles (before
+    SetFolding)."""
     target = cfg._resolve_cycles_per_frame()
-    if target is None or not any(n.op_type.startswith("PerChannelLUT") for n in model.graph.node):
+    if target is None or not any(is_channel_layer(n) for n in model.graph.node):
         return model
-    return _transform(model, FoldPerChannelLUT(target))
+    return _transform(model, FoldChannelLayers(target))
 
 
 def step_fold_shuffles(model, cfg):

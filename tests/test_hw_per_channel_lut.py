@@ -19,7 +19,8 @@ import psa_finn.custom_ops  # noqa: F401
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401
 from psa_finn.custom_ops.fpgadataflow.per_channel_lut import bram18_count, bram18_read_mux_luts, lutrom_luts
 from psa_finn.custom_ops.lut_tables import table_entries
-from psa_finn.transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
+from psa_finn.transforms.convert_to_hw_per_channel_lut import InferPerChannelLUTLayer
+from psa_finn.transforms.fold_channel_layers import FoldChannelLayers
 
 ROOT = Path(__file__).resolve().parents[1]
 PART = "xcu50-fsvh2104-2-e"
@@ -87,20 +88,20 @@ def test_lerp64_needs_three_input_bits():
         hw_layer(mode="lerp64", idt="INT2").get_entries()
 
 
-def test_fold_per_channel_lut_picks_the_smallest_pe_meeting_the_target():
+def test_fold_channel_layers_picks_the_smallest_pe_meeting_the_target():
     model = lowered_model("lerp64", channels=96, tokens=64).transform(InferPerChannelLUTLayer())
     layer = getCustomOp(model.graph.node[0])
     # 64 tokens x 96 channels = 6144 cycles at PE=1: meets the paper's 6240-cycle (32,051 FPS at 5 ns) budget
-    model = model.transform(FoldPerChannelLUT(6240))
+    model = model.transform(FoldChannelLayers(6240))
     assert layer.get_nodeattr("PE") == 1
     # 3000 cycles: PE=2 gives 3072 (too slow), PE=3 gives 2048
-    model = model.transform(FoldPerChannelLUT(3000))
+    model = model.transform(FoldChannelLayers(3000))
     assert getCustomOp(model.graph.node[0]).get_nodeattr("PE") == 3
     # unreachable target: fully parallel
-    model = model.transform(FoldPerChannelLUT(10))
+    model = model.transform(FoldChannelLayers(10))
     assert getCustomOp(model.graph.node[0]).get_nodeattr("PE") == 96
     with pytest.raises(ValueError, match="positive"):
-        FoldPerChannelLUT(0)
+        FoldChannelLayers(0)
 
 
 # ---- estimates ----------------------------------------------------------------------------------------------------

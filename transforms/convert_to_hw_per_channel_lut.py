@@ -1,10 +1,8 @@
-"""Conversion of the lowered PerChannelLUT node into the finn-plus hardware layer, and its folding.
+"""Conversion of the lowered PerChannelLUT node into the finn-plus hardware layer.
 
 ``InferPerChannelLUTLayer`` turns ``custom_ops.PerChannelLUT`` (integer codes -> per-channel table) into the
 ``PerChannelLUT`` HWCustomOp in domain ``finn.custom_op.fpgadataflow`` (PE=1, ram_style auto), ready for
-``SpecializeLayers``. finn-plus's ``SetFolding`` does not know the layer, and its two-pass relaxation would slow the
-whole design down to an unfolded LUT layer, so ``FoldPerChannelLUT`` sets PE for a cycles-per-frame target and is
-meant to run BEFORE ``step_target_fps_parallelization``.
+``SpecializeLayers``; fold it with transforms.fold_channel_layers.
 """
 
 import numpy as np
@@ -17,12 +15,6 @@ from qonnx.transformation.infer_shapes import InferShapes
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the hardware layer)
 from psa_finn.custom_ops.domain import PER_CHANNEL_LUT_OP, channel_axis_of, is_op
 from psa_finn.custom_ops.fpgadataflow import HW_DOMAIN
-from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT, divisors
-
-
-def is_per_channel_lut_layer(node):
-    """True for PerChannelLUT hardware nodes, specialised or not."""
-    return node.domain.startswith(HW_DOMAIN) and isinstance(getCustomOp(node), PerChannelLUT)
 
 
 class InferPerChannelLUTLayer(Transformation):
@@ -30,7 +22,7 @@ class InferPerChannelLUTLayer(Transformation):
 
     Needs the table as an initializer (one row per channel, or one shared row, repeated here) and a known input
     shape ``[..., C]`` with the channels last; leaves PE=1 (fold afterwards with
-    ``FoldPerChannelLUT``) and keeps tensor names, so surrounding nodes are untouched.
+    ``FoldChannelLayers``) and keeps tensor names, so surrounding nodes are untouched.
     """
 
     def apply(self, model):
@@ -87,35 +79,4 @@ class InferPerChannelLUTLayer(Transformation):
         if graph_modified:
             model = model.transform(InferShapes())
             model = model.transform(InferDataTypes())
-        return model, graph_modified
-
-
-class FoldPerChannelLUT(Transformation):
-    """Set PE of every PerChannelLUT hardware node to the smallest divisor of NumChannels that meets the target.
-
-    ``target_cycles_per_frame`` is what ``DataflowBuildConfig._resolve_cycles_per_frame()`` returns. A layer that
-    misses the target even at PE=NumChannels gets PE=NumChannels. Idempotent, so ``model.transform`` stops after
-    one pass.
-    """
-
-    def __init__(self, target_cycles_per_frame):
-        """Remember the target (cycles per frame, > 0)."""
-        super().__init__()
-        if target_cycles_per_frame < 1:
-            raise ValueError(f"target_cycles_per_frame must be positive, got {target_cycles_per_frame}")
-        self.target_cycles_per_frame = target_cycles_per_frame
-
-    def apply(self, model):
-        """Fold each layer independently."""
-        graph_modified = False
-        for node in model.graph.node:
-            if not is_per_channel_lut_layer(node):
-                continue
-            layer = getCustomOp(node)
-            old_pe = layer.get_nodeattr("PE")
-            for pe in divisors(layer.get_nodeattr("NumChannels")):
-                layer.set_nodeattr("PE", pe)
-                if layer.get_exp_cycles() <= self.target_cycles_per_frame:
-                    break
-            graph_modified |= layer.get_nodeattr("PE") != old_pe
         return model, graph_modified

@@ -1,6 +1,6 @@
-"""The PerChannelLUT hardware layer for finn-plus, with its backends.
+"""psa-finn's hardware layers for finn-plus (PerChannelLUT, IntegerRequant), with their backends.
 
-Importing this package registers the layer and its backends with qonnx and with finn-plus's own registries
+Importing this package registers the layers and their backends with qonnx and with finn-plus's own registries
 (``finn.custom_op.fpgadataflow[.hls|.rtl].custom_op``), so that ``getCustomOp``, ``SpecializeLayers`` and finn's
 resource, cycle and op-count analyses find them. Nodes carry finn-plus's domains (``finn.custom_op.fpgadataflow``,
 ``.hls``, ``.rtl``) because ``SpecializeLayers`` and those analyses match the domain strings exactly.
@@ -11,6 +11,7 @@ import finn.custom_op.fpgadataflow.hls as finn_hls
 import finn.custom_op.fpgadataflow.rtl as finn_rtl
 from qonnx.custom_op.registry import add_op_to_domain
 
+from psa_finn.custom_ops.fpgadataflow.integer_requant import IntegerRequant
 from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
 
 HW_DOMAIN = "finn.custom_op.fpgadataflow"
@@ -25,9 +26,10 @@ def register_hw_layer(op_class, backend=""):
 
 
 register_hw_layer(PerChannelLUT)
+register_hw_layer(IntegerRequant)
 
 # the backend packages register their classes with register_hw_layer when imported
 import psa_finn.custom_ops.fpgadataflow.rtl  # noqa: E402,F401
 from psa_finn.custom_ops.fpgadataflow.hls import PerChannelLUT_hls  # noqa: E402
 
-__all__ = ["PerChannelLUT", "PerChannelLUT_hls", "register_hw_layer", "HW_DOMAIN"]
+__all__ = ["IntegerRequant", "PerChannelLUT", "PerChannelLUT_hls", "register_hw_layer", "HW_DOMAIN"]

@@ -1,0 +1,51 @@
+"""Folding of psa-finn's channel-wise hardware layers (PerChannelLUT, IntegerRequant) for a cycles-per-frame target.
+
+finn-plus's ``SetFolding`` does not know these layers, and its two-pass relaxation would slow the whole design down
+to an unfolded layer, so ``FoldChannelLayers`` sets their PE first: run it BEFORE
+``step_target_fps_parallelization``.
+"""
+
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.base import Transformation
+
+from psa_finn.custom_ops.fpgadataflow import HW_DOMAIN, IntegerRequant, PerChannelLUT
+from psa_finn.custom_ops.fpgadataflow.per_channel_lut import divisors
+
+CHANNEL_LAYERS = (PerChannelLUT, IntegerRequant)
+
+
+def is_channel_layer(node):
+    """True for psa-finn's channel-wise hardware nodes (PE folds NumChannels), specialised or not."""
+    return node.domain.startswith(HW_DOMAIN) and isinstance(getCustomOp(node), CHANNEL_LAYERS)
+
+
+class FoldChannelLayers(Transformation):
+    """Set PE of every PerChannelLUT and IntegerRequant node to the smallest divisor of NumChannels that meets the
+    target.
+
+    ``target_cycles_per_frame`` is what ``DataflowBuildConfig._resolve_cycles_per_frame()`` returns. A layer that
+    misses the target even at PE=NumChannels gets PE=NumChannels. Idempotent, so ``model.transform`` stops after
+    one pass.
+    """
+
+    def __init__(self, target_cycles_per_frame):
+        """Remember the target (cycles per frame, > 0)."""
+        super().__init__()
+        if target_cycles_per_frame < 1:
+            raise ValueError(f"target_cycles_per_frame must be positive, got {target_cycles_per_frame}")
+        self.target_cycles_per_frame = target_cycles_per_frame
+
+    def apply(self, model):
+        """Fold each layer independently."""
+        graph_modified = False
+        for node in model.graph.node:
+            if not is_channel_layer(node):
+                continue
+            layer = getCustomOp(node)
+            old_pe = layer.get_nodeattr("PE")
+            for pe in divisors(layer.get_nodeattr("NumChannels")):
+                layer.set_nodeattr("PE", pe)
+                if layer.get_exp_cycles() <= self.target_cycles_per_frame:
+                    break
+            graph_modified |= layer.get_nodeattr("PE") != old_pe
+        return model, graph_modified
