@@ -23,6 +23,9 @@ naming it and the nodes it changed.
   Before stock step_convert_to_hw; leave it out of the step list to keep every threshold.
 - step_output_dequant_to_host: after stock step_convert_to_hw, the trailing output dequantisation goes back to the
   host (float Mul/Add, not ElementwiseMul/Add layers).
+- step_remove_identity_requantizers: after stock step_minimize_bit_width, every IntegerRequant / Thresholding layer
+  that outputs its input on every code of its (narrowed) input type is bypassed (transforms.identity_requantizers:
+  the Quant behind a KAN's 0/1 fan-out). Leave it out of the step list to keep them.
 - step_fold_lut_layers, step_fold_shuffles: fold the layers SetFolding does not know (PerChannelLUT and
   IntegerRequant; generic Shuffles), BEFORE
   step_target_fps_parallelization, so its two-pass relaxation does not slow everything to their unfolded rate.
@@ -61,6 +64,7 @@ from psa_finn.transforms.fixed_point import transform_to_fixed_point
 from psa_finn.transforms.fold_channel_layers import FoldChannelLayers, is_channel_layer
 from psa_finn.transforms.fold_shuffles import FoldShuffles
 from psa_finn.transforms.host_output_dequant import MoveOutputDequantToHost
+from psa_finn.transforms.identity_requantizers import RemoveIdentityRequantizers
 from psa_finn.transforms.lean_composed import apply_lean
 from psa_finn.transforms.lower_quantized_functions import lower_quantized_functions
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
@@ -169,6 +173,11 @@ def step_convert_requantizers_to_hw(model, cfg):
 def step_output_dequant_to_host(model, cfg):
     """After stock step_convert_to_hw: the trailing output dequantisation layers become host-side Mul/Add again."""
     return _transform(model, MoveOutputDequantToHost(), InferShapes(), InferDataTypes())
+
+
+def step_remove_identity_requantizers(model, cfg):
+    """After stock step_minimize_bit_width: bypass the requantizer layers that are the identity on their input type."""
+    return _transform(model, RemoveIdentityRequantizers())
 
 
 def step_fold_lut_layers(model, cfg):

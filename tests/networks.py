@@ -4,8 +4,9 @@ Each is a Brevitas model on digits-sized inputs with seeded random weights and L
 (`psa_finn.nn.QuantLerpPSA`), calibrated on random inputs and exported with `psa_finn.export.export_qonnx`: an MLP,
 a CNN (Conv2d + MaxPool, NCHW as Brevitas exports it, its LERP-PSA bank on channel_dim 1), the same CNN with the bank
 run channels-last between two permutes ("cnn_permuted", channel_dim -1), a CNN with a residual join of branches on
-different power-of-two grids ("residual_cnn"), and brevitas_examples' TFC with 2-bit activations and a LERP-PSA bank
-after each hidden activation.
+different power-of-two grids ("residual_cnn"), brevitas_examples' TFC with 2-bit activations and a LERP-PSA bank
+after each hidden activation, and a KAN ("kan"): a learnable function on every edge, written with fixed 0/1
+QuantLinear fan-outs and sums around QuantLerpPSA.
 """
 
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 
 from psa_finn.export import export_qonnx
 from psa_finn.nn import QuantLerpPSA
-from psa_finn.nn.quantizers import SignedActQuant, UnsignedActQuant
+from psa_finn.nn.quantizers import SignedActQuant, TensorWeightQuant, UnsignedActQuant
 
 
 def rising_and_falling(layer: QuantLerpPSA) -> QuantLerpPSA:
@@ -116,9 +117,36 @@ class TFCWithLerpPSA(nn.Module):
         return self.fc(x)
 
 
+def fixed_linear(weight):
+    """A QuantLinear without bias holding the constant 0/1 matrix `weight` [out, in] (not trained)."""
+    layer = QuantLinear(weight.shape[1], weight.shape[0], bias=False, weight_quant=TensorWeightQuant,
+                        weight_bit_width=2)  # codes -1, 0, 1 at scale 1: the 0/1 matrix exactly
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    layer.weight.requires_grad_(False)
+    return layer
+
+
+def kan_layer(inputs, outputs):
+    """One KAN layer: out_j = sum_i f_ji(x_i), as a 0/1 fan-out (edge j * inputs + i reads input i), a LERP-PSA
+    bank of inputs x outputs functions, and a 0/1 sum of each output's edges."""
+    edges = inputs * outputs
+    fan_out = torch.zeros(edges, inputs)
+    fan_out[torch.arange(edges), torch.arange(edges) % inputs] = 1.0
+    total = torch.zeros(outputs, edges)
+    total[torch.arange(edges) // inputs, torch.arange(edges)] = 1.0
+    return [fixed_linear(fan_out), QuantLerpPSA(edges, bit_width=8, distill_init=False), fixed_linear(total)]
+
+
+def kan():
+    """64 -> 8 -> 10 KAN on flattened 8x8 digits, 8-bit."""
+    return nn.Sequential(QuantIdentity(act_quant=SignedActQuant, bit_width=8), *kan_layer(64, 8),
+                         QuantIdentity(act_quant=SignedActQuant, bit_width=8), *kan_layer(8, 10))
+
+
 NETWORKS = {"mlp": (mlp, (1, 64)), "cnn": (CNN, (1, 1, 8, 8)),
             "cnn_permuted": (lambda: CNN(permuted=True), (1, 1, 8, 8)), "tfc": (TFCWithLerpPSA, (1, 1, 8, 8)),
-            "residual_cnn": (ResidualCNN, (1, 1, 8, 8))}
+            "residual_cnn": (ResidualCNN, (1, 1, 8, 8)), "kan": (kan, (1, 64))}
 
 
 def export_network(name, path, seed=0):

@@ -91,7 +91,12 @@ def test_relu_build_writes_reports_models_and_summary(builds):
         assert summary[key] == sum(layer[key] for layer in layers)
     assert summary["luts_plus_dsp"] == summary["lut"] + summary["dsp"]
     op_types = {layer["op_type"] for layer in layers}
-    assert {"MVAU_rtl", "Thresholding_rtl", "GlobalAccPool_hls", "InnerShuffle_rtl"} <= op_types
+    # every requantizer of the ReLU ResMLP (accumulator -> 8-bit ReLU / residual quantizer) is uniform: all of them
+    # are IntegerRequant layers (step_convert_requantizers_to_hw); the one threshold layer left quantizes the float
+    # input (no integer grid to requantize from)
+    assert {"MVAU_rtl", "IntegerRequant_rtl", "GlobalAccPool_hls", "InnerShuffle_rtl"} <= op_types
+    assert [layer["name"] for layer in layers if layer["op_type"].startswith("Thresholding")] == [layers[0]["name"]]
+    assert list((out / "finn_tmp").rglob("IntegerRequant_rtl_0.v"))
     assert sum(layer["op_type"].startswith("MVAU") for layer in layers) == 14
     zero = {t for t in op_types if not any(l[k] for l in layers if l["op_type"] == t
                                            for k in ("lut", "dsp", "bram18", "uram"))}
@@ -119,6 +124,8 @@ def test_hw_model_in_python_mode_equals_lowered_model(builds, variant):
     assert result["reference_model"] == "step_lower_quantized_functions"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verification"]["max_abs_diff"] == 0.0
+    # the requantizers computed the QONNX model bit for bit: 29 of them (4 blocks x 7, the head's 1)
+    assert sum(layer["op_type"] == "IntegerRequant_rtl" for layer in summary["layers"]) == 29
     if variant != "relu":
         assert any(layer["op_type"].startswith(("PerChannelLUT", "Thresholding")) for layer in summary["layers"])
         report = json.loads((out / "report" / "lowering_report.json").read_text())

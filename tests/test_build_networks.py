@@ -33,7 +33,7 @@ def models(tmp_path_factory):
     """network -> exported QONNX file (seeded random weights and tables)."""
     root = tmp_path_factory.mktemp("networks")
     paths = {name: export_network(name, root / f"{name}.onnx")
-             for name in ("mlp", "cnn", "cnn_permuted", "tfc", "residual_cnn")}
+             for name in ("mlp", "cnn", "cnn_permuted", "tfc", "residual_cnn", "kan")}
     paths["resmlp"] = root / "resmlp.onnx"
     exported = _cli("export", "--random-init", "--variant", "lerp_psa", "--hidden-factor", "1", "--dataset", "digits",
                     "--embed-dim", "16", "--depth", "1", "--out", str(paths["resmlp"]))
@@ -68,16 +68,31 @@ def test_network_builds_on_hardware_and_computes_the_qonnx_model(models, tmp_pat
     summary = _build(models[network], ROOT / "build_configs" / f"{config}.yaml", tmp_path / "build")
     _check_on_hardware_and_exact(summary, residual_joins=2 if network == "resmlp" else 0)
     op_types = {layer["op_type"].rsplit("_", 1)[0] for layer in summary["layers"]}
-    expected = {"mlp": {"MVAU", "PerChannelLUT", "Thresholding"},
-                "cnn": {"ConvolutionInputGenerator", "MVAU", "PerChannelLUT", "Pool", "Thresholding"},
+    # the float input's quantizer stays a threshold layer, the accumulators' uniform requantizers (4 and 8 bits)
+    # become IntegerRequant; the TFC's 2-bit ones stay thresholds (cheaper below 3 bits)
+    expected = {"mlp": {"MVAU", "PerChannelLUT", "Thresholding", "IntegerRequant"},
+                "cnn": {"ConvolutionInputGenerator", "MVAU", "PerChannelLUT", "Pool", "Thresholding", "IntegerRequant"},
                 "tfc": {"MVAU", "PerChannelLUT", "Thresholding"},
-                "resmlp": {"MVAU", "GlobalAccPool", "Thresholding"}}[network]
+                "resmlp": {"MVAU", "GlobalAccPool", "Thresholding", "IntegerRequant"}}[network]
     assert expected <= op_types
     report = json.loads((tmp_path / "build" / "report" / "lowering_report.json").read_text())
     if network == "tfc":
         assert all(node["falling_channels"] > 0 for node in report["nodes"])
     if config == "unrolled":
         assert summary["fps"] >= summary["target_fps"]
+
+
+@pytest.mark.slow
+def test_kan_identity_requantizers_are_removed_exactly(models, tmp_path):
+    """A KAN of the public layers: the quantizer behind each 0/1 fan-out re-quantizes codes already on its grid; once
+    the accumulator is narrowed it is the identity and goes (step_remove_identity_requantizers), exactly."""
+    summary = _build(models["kan"], ROOT / "build_configs" / "unrolled.yaml", tmp_path / "build")
+    _check_on_hardware_and_exact(summary)
+    requantizers = [layer for layer in summary["layers"] if layer["op_type"] == "IntegerRequant_rtl"]
+    # 2 fan-outs (identities, removed) and 2 sums: the first sum's requantizer reads a 64-term accumulator, the
+    # second's output is the network's (dequantized on the host, no requantizer)
+    assert len(requantizers) == 1
+    assert [layer["op_type"] for layer in summary["layers"]].count("PerChannelLUT_rtl") == 2
 
 
 def _readme_config():

@@ -4,9 +4,11 @@ bit-exact against the Python execution with random stalls."""
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper
 from qonnx.core.datatype import DataType
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.infer_datatypes import InferDataTypes
 from requant_graphs import multithreshold_model, quantizer_thresholds
 
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the layer and its backends)
@@ -14,6 +16,7 @@ from psa_finn.custom_ops.fpgadataflow.rtl.axis_stream_sim import simulate_axis_s
 from psa_finn.custom_ops.fpgadataflow.rtl.integer_requant_verilog import PIPELINE_LATENCY
 from psa_finn.transforms.convert_to_hw_integer_requant import InferIntegerRequantLayer
 from psa_finn.transforms.fold_channel_layers import FoldChannelLayers
+from psa_finn.transforms.identity_requantizers import RemoveIdentityRequantizers, is_identity_requantizer
 
 FPGA_PART = "xcu50-fsvh2104-2-e"
 needs_simulator = pytest.mark.skipif(not (simulator_available("iverilog") or simulator_available("verilator")),
@@ -152,3 +155,53 @@ def test_rtl_simulation_with_stalls(tmp_path):
     expected = execute_onnx(reference, {"x": x})["y"]
     assert np.array_equal(np.asarray(y).reshape(expected.shape), expected)
     assert result.cycles > len(words) + PIPELINE_LATENCY
+
+
+def identity_case(input_dt, output_dt, scale=1.0, out_range=None):
+    """A converted requantizer of y = clip(round(scale * x)) whose input is then typed `input_dt` (as finn's
+    step_minimize_bit_width narrows an accumulator)."""
+    odt = DataType[output_dt]
+    low, high = out_range or (int(odt.min()), int(odt.max()))
+    thresholds = quantizer_thresholds(scale, [0.0] * 4, low, high, -2**15, 2**15 - 1)
+    model = multithreshold_model(thresholds, "INT16", output_dt, low, [3, 4], "NC")
+    model = model.transform(InferIntegerRequantLayer())
+    model.set_tensor_datatype("x", DataType[input_dt])
+    return model.transform(InferDataTypes())
+
+
+@pytest.mark.parametrize("input_dt,output_dt,scale,out_range,identity", [
+    ("INT8", "INT8", 1.0, None, True),  # a 0/1 selection of INT8 codes, narrowed to INT8: y = x
+    ("INT16", "INT8", 1.0, None, False),  # the clip acts on the wider input
+    ("INT8", "INT8", 0.5, None, False),  # another grid
+    ("UINT4", "UINT4", 1.0, None, True),
+    ("INT8", "INT8", 1.0, (-127, 127), False),  # narrow range: -128 is clipped
+])
+def test_identity_requantizers_are_removed(input_dt, output_dt, scale, out_range, identity):
+    model = identity_case(input_dt, output_dt, scale, out_range)
+    node = model.graph.node[0]
+    assert is_identity_requantizer(model, node) is identity
+    dt = DataType[input_dt]
+    x = np.random.default_rng(0).integers(dt.min(), dt.max() + 1, (3, 4)).astype(np.float32)
+    x[0] = [dt.min(), dt.max(), 0, dt.max()]
+    # a consumer for the bypass to re-point: y -> Neg -> z
+    model.graph.node.append(helper.make_node("Neg", ["y"], ["z"], name="consumer"))
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("z", TensorProto.FLOAT, [3, 4]))
+    model.set_tensor_shape("y", [3, 4])
+    expected = execute_onnx(model, {"x": x})["z"]
+    removed = model.transform(RemoveIdentityRequantizers())
+    assert [n.op_type for n in removed.graph.node] == (["Neg"] if identity else ["IntegerRequant", "Neg"])
+    assert np.array_equal(execute_onnx(removed, {"x": x})["z"], expected)
+
+
+def test_identity_thresholding_layer_is_removed():
+    """finn-plus's Thresholding (requantizers kept as thresholds) is recognised the same way."""
+    from finn.transformation.fpgadataflow.convert_to_hw.thresholding import InferThresholdingLayer
+
+    thresholds = quantizer_thresholds(1.0, [0.0] * 4, -8, 7, -2**15, 2**15 - 1)
+    model = multithreshold_model(thresholds, "INT16", "INT4", -8, [3, 4], "NC")
+    model = model.transform(InferThresholdingLayer())
+    assert model.graph.node[0].op_type == "Thresholding"
+    assert not is_identity_requantizer(model, model.graph.node[0])  # INT16 input: the clip acts
+    model.set_tensor_datatype("x", DataType["INT4"])
+    model = model.transform(InferDataTypes())
+    assert is_identity_requantizer(model, model.graph.node[0])
