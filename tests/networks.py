@@ -5,7 +5,7 @@ Each is a Brevitas model on digits-sized inputs with seeded random weights and L
 a CNN (Conv2d + MaxPool, NCHW as Brevitas exports it, its LERP-PSA bank on channel_dim 1), the same CNN with the bank
 run channels-last between two permutes ("cnn_permuted", channel_dim -1), a CNN with a residual join of branches on
 different power-of-two grids ("residual_cnn"), brevitas_examples' TFC with 2-bit activations and a LERP-PSA bank
-after each hidden activation, and a KAN ("kan"): a learnable function on every edge, written with fixed 0/1
+after each hidden activation, and a KAN ("fanout_kan"): a learnable function on every edge, written with fixed 0/1
 QuantLinear fan-outs and sums around QuantLerpPSA.
 """
 
@@ -138,7 +138,7 @@ def kan_layer(inputs, outputs):
     return [fixed_linear(fan_out), QuantLerpPSA(edges, bit_width=8, distill_init=False), fixed_linear(total)]
 
 
-def kan():
+def fanout_kan():
     """64 -> 8 -> 10 KAN on flattened 8x8 digits, 8-bit."""
     return nn.Sequential(QuantIdentity(act_quant=SignedActQuant, bit_width=8), *kan_layer(64, 8),
                          QuantIdentity(act_quant=SignedActQuant, bit_width=8), *kan_layer(8, 10))
@@ -146,7 +146,7 @@ def kan():
 
 NETWORKS = {"mlp": (mlp, (1, 64)), "cnn": (CNN, (1, 1, 8, 8)),
             "cnn_permuted": (lambda: CNN(permuted=True), (1, 1, 8, 8)), "tfc": (TFCWithLerpPSA, (1, 1, 8, 8)),
-            "residual_cnn": (ResidualCNN, (1, 1, 8, 8)), "kan": (kan, (1, 64))}
+            "residual_cnn": (ResidualCNN, (1, 1, 8, 8)), "fanout_kan": (fanout_kan, (1, 64))}
 
 
 def export_network(name, path, seed=0):

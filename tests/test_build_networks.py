@@ -33,7 +33,7 @@ def models(tmp_path_factory):
     """network -> exported QONNX file (seeded random weights and tables)."""
     root = tmp_path_factory.mktemp("networks")
     paths = {name: export_network(name, root / f"{name}.onnx")
-             for name in ("mlp", "cnn", "cnn_permuted", "tfc", "residual_cnn", "kan")}
+             for name in ("mlp", "cnn", "cnn_permuted", "tfc", "residual_cnn", "fanout_kan")}
     paths["resmlp"] = root / "resmlp.onnx"
     exported = _cli("export", "--random-init", "--variant", "lerp_psa", "--hidden-factor", "1", "--dataset", "digits",
                     "--embed-dim", "16", "--depth", "1", "--out", str(paths["resmlp"]))
@@ -86,7 +86,7 @@ def test_network_builds_on_hardware_and_computes_the_qonnx_model(models, tmp_pat
 def test_kan_identity_requantizers_are_removed_exactly(models, tmp_path):
     """A KAN of the public layers: the quantizer behind each 0/1 fan-out re-quantizes codes already on its grid; once
     the accumulator is narrowed it is the identity and goes (step_remove_identity_requantizers), exactly."""
-    summary = _build(models["kan"], ROOT / "build_configs" / "unrolled.yaml", tmp_path / "build")
+    summary = _build(models["fanout_kan"], ROOT / "build_configs" / "unrolled.yaml", tmp_path / "build")
     _check_on_hardware_and_exact(summary)
     requantizers = [layer for layer in summary["layers"] if layer["op_type"] == "IntegerRequant_rtl"]
     # 2 fan-outs (identities, removed) and 2 sums: the first sum's requantizer reads a 64-term accumulator, the
