@@ -66,6 +66,7 @@ TRAIN_EXAMPLE = ("Small run on digits (built in; 30 epochs in about 15 s of CPU,
                  "--variant lerp_psa --hidden-factor 1 --out out/lerp_psa. Then: train --qat --init "
                  "out/lerp_psa/model.pt --epochs 5 --out out/lerp_psa_qat; export; lower; build (see README).")
 MODEL_DEFAULTS = {"variant": "lerp_psa", "hidden_factor": 1.0}
+MAX_HIDDEN_WIDTH = 1 << 16  # a hidden layer wider than this does not fit any FPGA build (nor most memories)
 MODEL_FLAGS = ("variant", "hidden_factor", "embed_dim", "depth", "grid_size")
 
 
@@ -194,7 +195,11 @@ def _resolve_defaults(args) -> None:
         for name, value in MODEL_DEFAULTS.items():
             if getattr(args, name) is None:
                 setattr(args, name, value)
-        if int(args.embed_dim * args.hidden_factor) < 1:
+        width = args.embed_dim * args.hidden_factor
+        if not width <= MAX_HIDDEN_WIDTH:
+            raise BadInput(f"--hidden-factor {args.hidden_factor:g} with --embed-dim {args.embed_dim} gives a hidden "
+                           f"width of {width:g}, more than {MAX_HIDDEN_WIDTH}; pass a factor like 0.5 to 8")
+        if int(width) < 1:
             raise BadInput(f"--hidden-factor {args.hidden_factor:g} with --embed-dim {args.embed_dim} gives a hidden "
                            f"width of int({args.embed_dim} * {args.hidden_factor:g}) = 0; raise either")
     if args.epochs + args.kt_epochs == 0:

@@ -53,6 +53,7 @@ class BuildSummary:
     skipped_steps: tuple = ()  # names of the steps not run (they need Vivado)
     synth_check: dict | None = None
     verification_max_abs_diff: float | None = None  # None: not verified (e.g. a build stopped early)
+    verification_mismatch: str | None = None  # build_configs.verify: how the outputs differ; None when they agree
 
     @property
     def luts_plus_dsp(self) -> float:
@@ -113,6 +114,7 @@ def load_build_summary(build_dir) -> BuildSummary:
                             for e in data.get("skipped_steps", ())),
         synth_check=synth_check,
         verification_max_abs_diff=verification.get("max_abs_diff"),
+        verification_mismatch=verification.get("mismatch"),
     )
 
 

@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from psa_finn.common.cli_errors import BadInput, EnvironmentFailure, one_line, sigterm_as_interrupt
+from psa_finn.common.cli_errors import BadInput, EnvironmentFailure, interrupts_as_exceptions, one_line
+from psa_finn.common.output_paths import check_own_folder
 from psa_finn.sweeps import store
 from psa_finn.sweeps.search import make_search, records_of_space
 from psa_finn.sweeps.space import PACKAGED_BUILD_CONFIGS, training_id, trial_id
@@ -257,7 +258,7 @@ def write_outputs(space, out_dir: Path, summary: dict) -> list:
 
 def run_sweep(space, out_dir, address=None, cpus=None, progress=True) -> SweepOutcome:
     """Run (or continue) the sweep of `space` into `out_dir`; see the module docstring."""
-    out_dir = Path(out_dir)
+    out_dir = check_own_folder(Path(out_dir), (store.TRIALS, store.LOCK, store.MODELS, store.TEACHER), "sweep")
     start = time.perf_counter()
     with store.sweep_lock(out_dir):
         for folder in (store.TRIALS, store.TEACHER, store.MODELS):
@@ -265,11 +266,13 @@ def run_sweep(space, out_dir, address=None, cpus=None, progress=True) -> SweepOu
         search = make_search(space, store.records(out_dir / store.TRIALS))
         counts = {"ran": 0, "failed": 0}
         cluster = "no trial to run"
+        connected = search.finished()  # outputs are written once Ray ran (not for a cluster that never answered)
         try:
             if not search.finished():
-                with ray_cluster(address, cpus) as cluster, sigterm_as_interrupt():
+                with ray_cluster(address, cpus) as cluster, interrupts_as_exceptions():
                     import ray
 
+                    connected = True
                     print(f"sweep {space.source}: {search.total} trial(s), {search.reused} already done; {cluster}",
                           flush=True)
                     resources = _resources(space)
@@ -279,10 +282,11 @@ def run_sweep(space, out_dir, address=None, cpus=None, progress=True) -> SweepOu
                     _schedule(space, out_dir, search, teacher_ref, resources, counts, progress)
         finally:
             wall_s = time.perf_counter() - start
-            summary = {"space": str(space.source), "dataset": space.dataset, "family": space.family,
-                       "embed_dim": space.embed_dim, "depth": space.depth, "method": space.method,
-                       "objectives": space.objectives, **counts, "skipped": search.reused,
-                       "wall_s": round(wall_s, 1), "cluster": cluster,
-                       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            rows = write_outputs(space, out_dir, summary)
+            if connected:
+                summary = {"space": str(space.source), "dataset": space.dataset, "family": space.family,
+                           "embed_dim": space.embed_dim, "depth": space.depth, "method": space.method,
+                           "objectives": space.objectives, **counts, "skipped": search.reused,
+                           "wall_s": round(wall_s, 1), "cluster": cluster,
+                           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                rows = write_outputs(space, out_dir, summary)
     return SweepOutcome(ran=counts["ran"], failed=counts["failed"], reused=search.reused, wall_s=wall_s, rows=rows)
