@@ -170,6 +170,17 @@ def _load_float_model(path, dataset: str, option: str):
     return model
 
 
+def _check_geometry(config: dict, dataset: str, path) -> None:
+    """BadInput naming --checkpoint and --dataset when the model's input geometry does not fit the dataset's."""
+    geometry = DATASET_GEOMETRY[dataset].model_kwargs()
+    mismatch = {k: (config.get(k), v) for k, v in geometry.items() if config.get(k) != v}
+    if mismatch:
+        fits = [name for name, g in DATASET_GEOMETRY.items()
+                if all(config.get(k) == v for k, v in g.model_kwargs().items())]
+        raise BadInput(f"--checkpoint {path} takes other inputs than --dataset {dataset} ({mismatch}, model vs "
+                       f"dataset); " + (f"use --dataset {fits[0]}" if fits else "pass a checkpoint of that dataset"))
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -269,6 +280,7 @@ def run_eval(args) -> int:
     else:
         model, extra = load_model_file(path)
         name = args.dataset or extra.get("dataset") or dataset_of_config(model.config)
+        _check_geometry(model.config, name, path)
         result = evaluate(model.to(device), load_dataset(name, args.data_dir, args.download), args.batch_size,
                           device)
     print(f"{path} on {name} test ({result['samples']} samples): accuracy {result['accuracy']:.2f}%, "

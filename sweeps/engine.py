@@ -44,6 +44,24 @@ class SweepOutcome:
     rows: list
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """EnvironmentFailure naming --address unless something listens at its host:port (Ray's own connection
+    attempt retries for minutes and prints a page); "auto" and ray:// addresses are left to Ray."""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except (OSError, ValueError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else type(err).__name__
+        raise EnvironmentFailure(f"--address {address}: no Ray cluster answers there ({reason}); start one with "
+                                 f"`ray start --head` and pass its address, or leave --address out for a local "
+                                 f"instance") from err
+
+
 @contextmanager
 def ray_cluster(address=None, cpus=None):
     """Ray for the block: connect to `address` (or RAY_ADDRESS), else start a local instance on `cpus` cores (all by
@@ -60,6 +78,7 @@ def ray_cluster(address=None, cpus=None):
     if address and cpus:
         raise BadInput("--cpus sizes a local Ray instance; with --address (or RAY_ADDRESS) the cluster has its own")
     if address:
+        check_reachable(address)
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:
         ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
