@@ -45,8 +45,12 @@ COMMANDS = {
              "accuracy and loss of a checkpoint (float, QAT, reference .bin) or any exported QONNX classifier"),
     "bench": ("psa_finn.models.cli",
               "benchmarks: 'accuracy' (accuracy vs hidden size) or 'kernels' (LERP-PSA speed/memory)"),
-    "export": ("psa_finn.export.cli", "export a (QAT) ResMLP to QONNX with LerpPSA custom nodes"),
-    "lower": ("psa_finn.transforms.cli", "lower LerpPSA nodes to MultiThreshold or PerChannelLUT"),
+    "export": ("psa_finn.export.cli",
+               "export a model file (float or QAT checkpoint, reference .bin) to QONNX, each learnable function one "
+               "node"),
+    "lower": ("psa_finn.transforms.cli",
+              "lower every quantized function (Quant -> LerpPSA, GELU, ... -> Quant) to MultiThreshold or "
+              "PerChannelLUT"),
     "build": ("psa_finn.build_configs.cli", "finn-plus dataflow build with resource and throughput reports"),
     "synth-check": ("psa_finn.hardware_checks.synth_check",
                     "yosys synthesis of the LUT layers' RTL beside the FINN estimates"),

@@ -243,6 +243,12 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
     _print(f"{summary['config_name']}: {summary['fps']:.0f} FPS, latency {summary['latency_ns'] / 1e3:.1f} us, "
            f"LUT {summary['lut']}, DSP {summary['dsp']}, BRAM18 {summary['bram18']}, URAM {summary['uram']} "
            f"(bottleneck {summary['max_cycles_node']}: {summary['max_cycles']} cycles)")
+    target = summary.get("target_fps")
+    if target and summary["fps"] < target:
+        _print(f"note: {summary['fps']:.0f} FPS misses the config's target_fps {target} (limited by "
+               f"{summary['max_cycles_node']}: {summary['max_cycles']} cycles per sample at the most parallel folding "
+               f"finn-plus's SetFolding reached; it stops at mvau_wwidth_max and at each layer's dimensions; raise "
+               f"mvau_wwidth_max or give a folding_config_file)")
     if summary["zero_estimate_ops"]:
         _print(f"note: stock estimates are zero for {', '.join(summary['zero_estimate_ops'])}; FIFOs are not "
                f"counted: the totals undercount")

@@ -5,6 +5,7 @@ Bad input raises `BuildSummaryError` naming the directory or file and what to do
 """
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,9 @@ class BuildSummary:
 def _number(value, what: str, where: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BuildSummaryError(f"{where}: '{what}' must be a number, got {value!r}; rebuild with `build.py build`")
+    if not math.isfinite(value) or value < 0:
+        raise BuildSummaryError(f"{where}: '{what}' is {value!r}, not a finite count or rate; rebuild with "
+                                f"`build.py build`")
     return value
 
 

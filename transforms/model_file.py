@@ -25,8 +25,8 @@ def check_quantized(model, source) -> None:
     """BadInput for a float model (no quantizer) and for a learnable function traced into plain ops (a Floor)."""
     ops = {node.op_type for node in model.graph.node}
     if not ops & set(QUANTIZER_OPS):
-        raise BadInput(f"{source}: a float model (no Quant node: ops {', '.join(sorted(ops)[:6])}); FINN builds "
-                       f"quantized networks: quantize it with Brevitas layers (psa_finn.nn for learnable functions) "
+        raise BadInput(f"{source}: not a QONNX model but a float one (no Quant node: ops "
+                       f"{', '.join(sorted(ops)[:6])}); FINN builds quantized networks: quantize it with Brevitas layers (psa_finn.nn for learnable functions) "
                        f"and export it with psa_finn.export.export_qonnx ({EXPORT_HINT} for a ResMLP)")
     traced = next((node for node in model.graph.node if node.op_type == TRACED_FUNCTION_OP), None)
     if traced is not None:
