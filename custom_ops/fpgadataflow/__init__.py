@@ -1,4 +1,4 @@
-"""psa-finn's hardware layers for finn-plus (PerChannelLUT, IntegerRequant), with their backends.
+"""psa-finn's hardware layers for finn-plus (PerChannelLUT, KANLinear, IntegerRequant), with their backends.
 
 Importing this package registers the layers and their backends with qonnx and with finn-plus's own registries
 (``finn.custom_op.fpgadataflow[.hls|.rtl].custom_op``), so that ``getCustomOp``, ``SpecializeLayers`` and finn's
@@ -12,6 +12,7 @@ import finn.custom_op.fpgadataflow.rtl as finn_rtl
 from qonnx.custom_op.registry import add_op_to_domain
 
 from psa_finn.custom_ops.fpgadataflow.integer_requant import IntegerRequant
+from psa_finn.custom_ops.fpgadataflow.kan_linear import KANLinear
 from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
 
 HW_DOMAIN = "finn.custom_op.fpgadataflow"
@@ -26,10 +27,12 @@ def register_hw_layer(op_class, backend=""):
 
 
 register_hw_layer(PerChannelLUT)
+register_hw_layer(KANLinear)
 register_hw_layer(IntegerRequant)
 
 # the backend packages register their classes with register_hw_layer when imported
 import psa_finn.custom_ops.fpgadataflow.rtl  # noqa: E402,F401
-from psa_finn.custom_ops.fpgadataflow.hls import PerChannelLUT_hls  # noqa: E402
+from psa_finn.custom_ops.fpgadataflow.hls import KANLinear_hls, PerChannelLUT_hls  # noqa: E402
 
-__all__ = ["IntegerRequant", "PerChannelLUT", "PerChannelLUT_hls", "register_hw_layer", "HW_DOMAIN"]
+__all__ = ["IntegerRequant", "PerChannelLUT", "PerChannelLUT_hls", "KANLinear", "KANLinear_hls", "register_hw_layer",
+           "HW_DOMAIN"]
