@@ -252,3 +252,28 @@ def test_window_layers_have_logic():
                                 InputDataType="UINT8", OutputDataType="UINT8", AccumBits=12, Size=2, BatchSize=1)
         fig = figures(_model([pool], "x", "y", [1, 2, 2, 16], [1, 2, 2, 4]))
         assert fig["lut"] >= 4 * per_pe  # one comparison + mux (max) or accumulator (average) per PE
+
+
+def requant_model(scales, pe=1, bits_in="INT16", bits_out="UINT8"):
+    channels = len(scales)
+    node = helper.make_node("Requant_rtl", ["x", "s", "b"], ["y"], domain=RTL, backend="fpgadataflow", name="rq",
+                            NumChannels=channels, PE=pe, inputDataType=bits_in, outputDataType=bits_out,
+                            numInputVectors=[1, 4])
+    return _model([node], "x", "y", [1, 4, channels], [1, 4, channels],
+                  {"s": np.array(scales, dtype=np.float32), "b": np.zeros(channels, dtype=np.float32)},
+                  {"x": bits_in})
+
+
+def test_requant_rtl_by_hand():
+    """One channel fold, one shift (scale 2^-8 everywhere): 1 DSP per PE; per PE an 8-bit clip (8 LUTs) and the OR
+    over the product bits above the window; no parameter ROM, no shift mux."""
+    fig = figures(requant_model([2.0 ** -8] * 2, pe=2))
+    op = getCustomOp(requant_model([2.0 ** -8] * 2, pe=2).graph.node[0])
+    params = op.decompose_params(requant_model([2.0 ** -8] * 2, pe=2), 2)
+    above = params["s_width"] + params["x_width"] - (params["shift_max"] + 8)
+    from psa_finn.analysis.resources.primitives import or_reduce_luts
+    assert fig["dsp"] == 2 and fig["bram18"] == 0
+    assert fig["lut"] == 2 * (8 + or_reduce_luts(above))
+    # channels with different shifts add the shift mux; folded channels add their parameter ROM and counter
+    assert figures(requant_model([2.0 ** -8, 2.0 ** -6], pe=2))["lut"] > fig["lut"]
+    assert figures(requant_model([2.0 ** -8] * 8, pe=2))["lut"] > fig["lut"]
