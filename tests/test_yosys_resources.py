@@ -30,7 +30,7 @@ def test_per_channel_lut_model_agrees_with_yosys(tmp_path, channels, pe, bits, m
     from psa_finn.hardware_checks.synth_check import synth_check_layer
 
     model = make_lut_layer_model(channels, pe, f"INT{bits}", f"INT{bits}", mode, num_vectors=(8,),
-                                 ram_style=ram_style)
+                                 impl_style="rtl", ram_style=ram_style)
     node = model.graph.node[0]
     figures = layer_resources(model, U50)[node.name]
     synthesised = synth_check_layer(model, node, U50, tmp_path / "synth")
