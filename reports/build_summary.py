@@ -7,6 +7,7 @@ Bad input raises `BuildSummaryError` naming the directory or file and what to do
 """
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ class BuildSummary:
     verification_max_abs_diff: float | None = None  # None: not verified (e.g. a build stopped early)
     finn_totals: dict | None = None  # finn-plus's own totals {lut, dsp, bram18, uram}; None: the totals are finn's
     exact: dict | None = None  # summary.json `exact` (counts), None in older summaries
+    verification_mismatch: str | None = None  # build_configs.verify: how the outputs differ; None when they agree
 
     @property
     def luts_plus_dsp(self) -> float:
@@ -73,6 +75,9 @@ class BuildSummary:
 def _number(value, what: str, where: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BuildSummaryError(f"{where}: '{what}' must be a number, got {value!r}; rebuild with `build.py build`")
+    if not math.isfinite(value) or value < 0:
+        raise BuildSummaryError(f"{where}: '{what}' is {value!r}, not a finite count or rate; rebuild with "
+                                f"`build.py build`")
     return value
 
 
@@ -133,6 +138,7 @@ def load_build_summary(build_dir) -> BuildSummary:
         verification_max_abs_diff=verification.get("max_abs_diff"),
         finn_totals=_finn_totals(data.get("finn_totals"), path),
         exact=data.get("exact") if isinstance(data.get("exact"), dict) else None,
+        verification_mismatch=verification.get("mismatch"),
     )
 
 
