@@ -1,8 +1,8 @@
 """KAN benchmark: the QuantKANLinear KAN against the MLP of the same widths and the scaffolded KAN, trained here and
 built with finn-plus (no Vivado), printed as Markdown tables (docs/kan.md holds a run of it).
 
-    python -m psa_finn.reports.kan_benchmark --out DIR [--epochs 20] [--datasets digits mnist1d moons wine]
-    python -m psa_finn.reports.kan_benchmark --out DIR --study [--datasets digits mnist1d]   (4-bit training)
+    python -m psa_finn.sweeps.kan_benchmark --out DIR [--epochs 20] [--datasets digits mnist1d moons wine]
+    python -m psa_finn.sweeps.kan_benchmark --out DIR --study [--datasets digits mnist1d]   (4-bit training)
 
 Per dataset and bit width (4, 8): test accuracy (measured on the fixed test split, torch QAT model = the exported
 QONNX model bit for bit), and per build config (build_configs/unrolled.yaml: target 32,051 FPS; folded.yaml: PE =
