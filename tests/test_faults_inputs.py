@@ -226,3 +226,27 @@ def test_float_outputs_after_a_host_softmax_are_compared_to_their_precision(tmp_
     verification = json.loads((out / "summary.json").read_text())["verification"]
     assert verification["compared"] == "float outputs" and verification["mismatching_samples"] == 0
     assert 0 < verification["tolerance"] < 1e-4
+
+
+# ------------------------------------------------------------------------------------------------ 11: fixed weights
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+@pytest.mark.parametrize("quantizer", ["ChannelWeightQuant", "TensorWeightQuant"])
+def test_fixed_routing_weights_stay_exact_and_no_row_maximum_is_clipped(quantizer, bits):
+    """A 0/1 (and -1) routing matrix, e.g. a KAN fan-out, is held exactly (Brevitas' default scale made 1.0 into
+    127/128); on random weights no value moves by more than half a step (the row maximum is never clipped)."""
+    from brevitas.nn import QuantLinear
+
+    from psa_finn.nn import quantizers
+
+    layer = QuantLinear(4, 3, bias=False, weight_quant=getattr(quantizers, quantizer), weight_bit_width=bits)
+    routing = torch.tensor([[1.0, 0, 0, 1], [0, 1, 0, 0], [0, 0, -1, 1]])
+    with torch.no_grad():
+        layer.weight.copy_(routing)
+    assert torch.equal(layer.quant_weight().value, routing)
+    torch.manual_seed(bits)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(3, 4) * torch.tensor([[1.0], [2.0], [0.3]]))
+    quantized = layer.quant_weight()
+    scale = quantized.scale.reshape(-1, 1).expand(3, 4)
+    assert torch.all((quantized.value - layer.weight).abs() <= scale / 2 + 1e-7)
