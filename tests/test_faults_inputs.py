@@ -250,3 +250,33 @@ def test_fixed_routing_weights_stay_exact_and_no_row_maximum_is_clipped(quantize
     quantized = layer.quant_weight()
     scale = quantized.scale.reshape(-1, 1).expand(3, 4)
     assert torch.all((quantized.value - layer.weight).abs() <= scale / 2 + 1e-7)
+
+
+# ------------------------------------------------------------------------------------------------ 17: token layouts
+
+def test_eval_takes_a_token_model_of_digit_rows(tmp_path, capsys):
+    """A QONNX classifier whose input is [N, 8, 8] (each digit row a token) is scored on digits: the image's one
+    channel is dropped, no refusal."""
+    from brevitas.nn import QuantIdentity, QuantLinear
+    from torch import nn
+
+    from psa_finn.export import export_qonnx
+
+    class RowTokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quant = QuantIdentity(return_quant_tensor=True)
+            self.mix = QuantLinear(8, 4, bias=False)
+            self.head = QuantLinear(32, 10, bias=False)
+
+        def forward(self, x):
+            return self.head(torch.flatten(self.mix(self.quant(x)), 1))
+
+    torch.manual_seed(0)
+    model = RowTokens()
+    for _ in range(3):
+        model(torch.rand(16, 8, 8) * 16)
+    export_qonnx(model.eval(), torch.rand(1, 8, 8) * 16, tmp_path / "rows.onnx")
+    status, printed, err = run_cli(capsys, "eval", "--checkpoint", tmp_path / "rows.onnx")
+    assert status == 0, err
+    assert "on digits test (360 samples): accuracy" in printed
