@@ -280,3 +280,33 @@ def test_eval_takes_a_token_model_of_digit_rows(tmp_path, capsys):
     status, printed, err = run_cli(capsys, "eval", "--checkpoint", tmp_path / "rows.onnx")
     assert status == 0, err
     assert "on digits test (360 samples): accuracy" in printed
+
+
+# ------------------------------------------------------------------------------------------------ 16: residual grids
+
+def _residual_join(path: Path, scale_a: float, scale_b: float) -> Path:
+    """x -> Quant(scale_a), x -> Quant(scale_b) -> Add -> Quant(1/8): a residual join of two quantized branches."""
+    from qonnx.util.basic import qonnx_make_model
+
+    def quant(name, source, scale):
+        return helper.make_node("Quant", [source, f"{name}_s", "zero", "bits"], [name],
+                                domain="qonnx.custom_op.general", signed=1, narrow=0, rounding_mode="ROUND")
+
+    nodes = [quant("a", "x", scale_a), quant("b", "x", scale_b),
+             helper.make_node("Add", ["a", "b"], ["sum"], name="Add_join"),
+             quant("y", "sum", 0.125)]
+    inits = [helper.make_tensor(name, TensorProto.FLOAT, [], [value]) for name, value in
+             (("a_s", scale_a), ("b_s", scale_b), ("y_s", 0.125), ("zero", 0.0), ("bits", 8.0))]
+    graph = helper.make_graph(nodes, "join", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    onnx.save(qonnx_make_model(graph), str(path))
+    return path
+
+
+def test_a_residual_join_of_float_scaled_branches_is_refused_with_the_fix(tmp_path, capsys):
+    model = _residual_join(tmp_path / "float_join.onnx", 0.0123, 0.125)
+    expect_error(capsys, 2, "lower", "--model", model, "--out", tmp_path / "l.onnx",
+                 names=["float_join.onnx", "Add_join", "UnsignedActQuant"])
+    status, _, err = run_cli(capsys, "lower", "--model", _residual_join(tmp_path / "pot.onnx", 0.25, 0.125),
+                             "--out", tmp_path / "l.onnx")
+    assert status == 0, err  # power-of-two branches: their sum lies on the finer grid, handled exactly
