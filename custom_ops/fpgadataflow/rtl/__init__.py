@@ -2,9 +2,11 @@
 
 from psa_finn.custom_ops.fpgadataflow import register_hw_layer
 from psa_finn.custom_ops.fpgadataflow.rtl.integer_requant_rtl import IntegerRequant_rtl
+from psa_finn.custom_ops.fpgadataflow.rtl.kan_linear_rtl import KANLinear_rtl
 from psa_finn.custom_ops.fpgadataflow.rtl.per_channel_lut_rtl import PerChannelLUT_rtl
 
 register_hw_layer(PerChannelLUT_rtl, "rtl")
+register_hw_layer(KANLinear_rtl, "rtl")
 register_hw_layer(IntegerRequant_rtl, "rtl")
 
-__all__ = ["IntegerRequant_rtl", "PerChannelLUT_rtl"]
+__all__ = ["IntegerRequant_rtl", "PerChannelLUT_rtl", "KANLinear_rtl"]
