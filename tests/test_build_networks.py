@@ -51,8 +51,10 @@ def _build(model, config, out):
 
 
 def _check_on_hardware_and_exact(summary, residual_joins=0):
-    """All on HW, every scale and bias absorbed (elementwise layers only for residual joins), verified exact."""
+    """All on HW, every scale and bias absorbed (elementwise layers only for residual joins), verified exact; every
+    layer has a resource figure (psa-finn's model or finn-plus's)."""
     assert summary["all_nodes_on_hw"] and summary["off_hw_nodes"] == []
+    assert summary["zero_estimate_ops"] == []
     assert all(node.endswith(("(Mul)", "(Add)", "(Transpose)")) for node in summary["host_nodes"])
     elementwise = [layer["op_type"] for layer in summary["layers"] if layer["op_type"].startswith("Elementwise")]
     assert elementwise == ["ElementwiseAdd_hls"] * residual_joins

@@ -277,3 +277,18 @@ def test_requant_rtl_by_hand():
     # channels with different shifts add the shift mux; folded channels add their parameter ROM and counter
     assert figures(requant_model([2.0 ** -8, 2.0 ** -6], pe=2))["lut"] > fig["lut"]
     assert figures(requant_model([2.0 ** -8] * 8, pe=2))["lut"] > fig["lut"]
+
+
+def test_outer_shuffle_holds_its_reorder_buffer():
+    """A [1, 4, 4, 8] -> [1, 4, 4, 8] swap of the two spatial axes, SIMD 8: the buffer of the read pointer's reach
+    (a power of two) of 64-bit words, the loop counters and pointers."""
+    node = helper.make_node("OuterShuffle_hls", ["x"], ["y"], domain=HLS, backend="fpgadataflow", name="os",
+                            data_type="INT8", transpose_in_shape=[1, 4, 4, 8], in_shape=[1, 4, 4, 8],
+                            transpose_out_shape=[1, 4, 4, 8], out_shape=[1, 4, 4, 8], loop_coeffs=[128, 8, 32, 1],
+                            perm=[0, 2, 1, 3], SIMD=8)
+    model = _model([node], "x", "y", [1, 4, 4, 8], [1, 4, 4, 8])
+    from psa_finn.analysis.resources.streams import outer_shuffle_buffer_words
+    words = outer_shuffle_buffer_words(getCustomOp(model.graph.node[0]))
+    assert words >= 4 * 3 and words & (words - 1) == 0  # a row of 4 pixels must be read back 3 times
+    fig = figures(model)
+    assert fig["basis"] == "psa-finn model" and fig["lut"] >= memory_resources(words, 64, "auto", True)["lut"] > 0

@@ -25,6 +25,7 @@ from psa_finn.analysis.resources.streams import (
     global_acc_pool_resources,
     inner_shuffle_resources,
     label_select_resources,
+    outer_shuffle_resources,
     reshape_resources,
 )
 from psa_finn.analysis.resources.thresholding import thresholding_hls_resources, thresholding_rtl_resources
@@ -47,6 +48,7 @@ LAYER_MODELS = {
     "DuplicateStreams_hls": (duplicate_streams_resources, BASIS_PSA_FINN),
     "GlobalAccPool_hls": (global_acc_pool_resources, BASIS_PSA_FINN),
     "InnerShuffle_rtl": (inner_shuffle_resources, BASIS_PSA_FINN),
+    "OuterShuffle_hls": (outer_shuffle_resources, BASIS_PSA_FINN),
     "Reshape_rtl": (reshape_resources, BASIS_PSA_FINN),
     "StreamingDataWidthConverter_rtl": (data_width_converter_resources, BASIS_PSA_FINN),
     "StreamingDataWidthConverter_hls": (data_width_converter_resources, BASIS_PSA_FINN),

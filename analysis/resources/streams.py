@@ -1,4 +1,4 @@
-"""Resource models of the stream layers: DuplicateStreams, elementwise binary ops, GlobalAccPool, InnerShuffle,
+"""Resource models of the stream layers: DuplicateStreams, elementwise binary ops, GlobalAccPool, Inner/OuterShuffle,
 Reshape, StreamingDataWidthConverter and LabelSelect.
 
 finn-plus reports 0 for most of them (no `lut_estimation`, or only the parameter memory of an elementwise op). Where
@@ -162,3 +162,33 @@ def label_select_resources(op, model, fpgapart) -> dict:
     lut = pe * k * (comparator_luts(in_bits) + mux_luts(2, in_bits + clog2(labels)))
     lut += hls_loop_luts(labels // pe, 2)
     return {"lut": lut, "dsp": 0, "bram18": 0, "uram": 0}
+
+
+def outer_shuffle_buffer_words(op) -> int:
+    """Reorder-buffer depth of OuterShuffle_hls (finn-hlslib input_gen): the power of two >= the read pointer's
+    largest retraction + 6 (write-pointer delay 4 + 2), as finn-plus's `OuterShuffle.get_exp_cycles` derives it."""
+    from finn.custom_op.fpgadataflow.outer_shuffle import _NestSim
+
+    simd = op.get_nodeattr("SIMD")
+    in_shape = list(op.get_nodeattr("transpose_in_shape"))
+    perm = list(op.get_nodeattr("perm"))
+    out_shape = [in_shape[p] for p in perm]
+    strides = [prod((in_shape + [1])[i + 1:]) for i in range(len(in_shape))]
+    coeffs = [1 if strides[p] == 1 else strides[p] // simd for p in perm]
+    out_shape[-1] //= simd
+    nest = _NestSim(True, prod(out_shape), *[v for pair in zip(out_shape, coeffs) for v in pair])
+    return 2 ** max(1, clog2(nest.max_rp_retract + 6))
+
+
+def outer_shuffle_resources(op, model, fpgapart) -> dict:
+    """OuterShuffle_hls (finn-hlslib input_gen.hpp): a reorder buffer of `outer_shuffle_buffer_words` words of
+    SIMD x bits (writable, style left to synthesis), the nested loop counters of the output shape (clog2 of each
+    dimension), the read / write / free pointer adders (address bits + 1 each) and the full / empty comparisons."""
+    words = outer_shuffle_buffer_words(op)
+    width = op.get_nodeattr("SIMD") * op.get_input_datatype().bitwidth()
+    buffer = memory_resources(words, width, "auto", writable=True)
+    address = clog2(words) + 1
+    shape = list(op.get_nodeattr("transpose_in_shape"))
+    lut = buffer["lut"] + sum(counter_luts(n) for n in shape) + 3 * adder_luts(address) + 2 * comparator_luts(address)
+    lut += hls_loop_luts(prod(shape) // op.get_nodeattr("SIMD"), 2)
+    return {"lut": lut, "dsp": 0, "bram18": buffer["bram18"], "uram": buffer["uram"]}
