@@ -12,6 +12,10 @@ from pathlib import Path
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
+from psa_finn.build_configs.build_files import REPORT_DIR, parent_model_path, saved_model_path, steps_run, \
+    time_per_step
+from psa_finn.build_configs.config_check import fpga_part_of
+from psa_finn.custom_ops.domain import is_hw_node
 from psa_finn.transforms.host_output_dequant import host_output_dequant_nodes
 
 SUMMARY_KEYS = ("model", "config", "config_name", "fpga_part", "clk_ns", "target_fps", "fps", "latency_ns",
@@ -24,10 +28,6 @@ FOLDING_ATTRS = ("PE", "SIMD", "ram_style", "ram_style_thresholds", "mem_mode", 
 
 def _describe(node):
     return f"{node.name} ({node.op_type})"
-
-
-def _is_hw(node):
-    return node.domain.startswith("finn.custom_op.fpgadataflow")
 
 
 def host_input_preprocess_nodes(model):
@@ -52,7 +52,7 @@ def partition_nodes(model):
     host = {n.name for n in host_output_dequant_nodes(model) + host_input_preprocess_nodes(model)}
     host_nodes, off_hw = [], []
     for node in model.graph.node:
-        if _is_hw(node) or node.op_type == "StreamingDataflowPartition":
+        if is_hw_node(node) or node.op_type == "StreamingDataflowPartition":
             continue
         (host_nodes if node.name in host else off_hw).append(_describe(node))
     return host_nodes, off_hw
@@ -67,7 +67,7 @@ def layer_table(model, resources, cycles):
     """Per-layer records in graph order: resources (stock estimates), cycles and folding attributes."""
     layers = []
     for node in model.graph.node:
-        if not _is_hw(node):
+        if not is_hw_node(node):
             continue
         res = resources.get(node.name, {})
         entry = {"name": node.name, "op_type": node.op_type, "cycles": int(cycles.get(node.name, 0))}
@@ -93,15 +93,14 @@ def resources_by_op_type(layers):
 def build_summary(out_dir, *, model_path, config_path, cfg, skipped_steps, build_time_s):
     """Collect the summary dict of a finished build in out_dir (see SUMMARY_KEYS)."""
     out_dir = Path(out_dir)
-    report = out_dir / "report"
-    models = out_dir / "intermediate_models"
-    time_per_step = _read_json(report / "time_per_step.json", {})
-    steps_run = [s for s in time_per_step if s != "total_build_time"]
-    final_model = ModelWrapper(str(models / f"{steps_run[-1]}.onnx"))
+    report = out_dir / REPORT_DIR
+    step_times = time_per_step(out_dir)
+    ran = steps_run(out_dir)
+    final_model = ModelWrapper(str(saved_model_path(out_dir, ran[-1])))
     resources = _read_json(report / "estimate_layer_resources.json", {})
     cycles = _read_json(report / "estimate_layer_cycles.json", {})
     perf = _read_json(report / "estimate_network_performance.json", {})
-    parent_path = models / "dataflow_parent.onnx"
+    parent_path = parent_model_path(out_dir)
     host_nodes, off_hw = partition_nodes(ModelWrapper(str(parent_path)) if parent_path.exists() else final_model)
     layers = layer_table(final_model, resources, cycles)
     by_type = resources_by_op_type(layers)
@@ -110,7 +109,7 @@ def build_summary(out_dir, *, model_path, config_path, cfg, skipped_steps, build
         "model": str(model_path),
         "config": str(config_path),
         "config_name": Path(config_path).stem,
-        "fpga_part": cfg._resolve_fpga_part(),
+        "fpga_part": fpga_part_of(cfg),
         "clk_ns": cfg.synth_clk_period_ns,
         "target_fps": cfg.target_fps,
         "fps": perf.get("estimated_throughput_fps"),
@@ -127,8 +126,8 @@ def build_summary(out_dir, *, model_path, config_path, cfg, skipped_steps, build
         "zero_estimate_ops": sorted(t for t, agg in by_type.items() if not any(agg[k] for k in RESOURCE_KEYS)),
         "zero_lut_ops": sorted(t for t, agg in by_type.items() if agg["lut"] == 0),
         "skipped_steps": skipped_steps,
-        "steps_run": steps_run,
-        "time_per_step_s": time_per_step,
+        "steps_run": ran,
+        "time_per_step_s": step_times,
         "build_time_s": round(build_time_s, 1),
         "verification": None,
     }

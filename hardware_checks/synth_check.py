@@ -16,9 +16,11 @@ from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
+from psa_finn.build_configs.build_files import SUMMARY
 from psa_finn.common.atomic_files import write_json_atomic, write_text_atomic
 from psa_finn.common.cli_errors import EnvironmentFailure
 from psa_finn.common.output_paths import check_output_folder, require_input_file
+from psa_finn.custom_ops.domain import RTL_DOMAIN
 from psa_finn.hardware_checks.yosys_synth import (
     CATEGORIES,
     synth_family_for_part,
@@ -27,10 +29,8 @@ from psa_finn.hardware_checks.yosys_synth import (
     yosys_version,
 )
 
-SUMMARY = "summary.json"
 YOSYS_MISSING = "yosys is not installed: install Debian's yosys (scripts/setup.sh does so as root)"
 DEFAULT_FPGA_PART = "xcu50-fsvh2104-2-e"
-RTL_DOMAIN = "finn.custom_op.fpgadataflow.rtl"
 ESTIMATE_KEYS = {"lut": "LUT", "bram18": "BRAM_18K", "uram": "URAM", "dsp": "DSP"}
 YOSYS_KEYS = {"LUT": "lut", "LUTRAM": "lutram", "FF": "ff", "BRAM": "bram18", "URAM": "uram", "DSP": "dsp",
               "CARRY": "carry"}
@@ -39,9 +39,8 @@ LAYER_ATTRIBUTES = ("NumChannels", "PE", "inputDataType", "outputDataType", "mod
 
 def lut_layers(model: ModelWrapper) -> list:
     """(model, node) of every PerChannelLUT HW layer, lowered nodes converted first, partitions searched."""
-    from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
     from psa_finn.custom_ops.domain import PER_CHANNEL_LUT_OP, is_op
-    from psa_finn.transforms.convert_to_hw_per_channel_lut import InferPerChannelLUTLayer
+    from psa_finn.transforms.convert_to_hw_per_channel_lut import InferPerChannelLUTLayer, is_per_channel_lut_layer
 
     if any(is_op(n, PER_CHANNEL_LUT_OP) for n in model.graph.node):
         model = model.transform(InferPerChannelLUTLayer())
@@ -49,7 +48,7 @@ def lut_layers(model: ModelWrapper) -> list:
     for node in model.graph.node:
         if node.op_type == "StreamingDataflowPartition":
             found += lut_layers(ModelWrapper(getCustomOp(node).get_nodeattr("model")))
-        elif node.domain.startswith("finn.custom_op.fpgadataflow") and isinstance(getCustomOp(node), PerChannelLUT):
+        elif is_per_channel_lut_layer(node):
             found.append((model, node))
     return found
 

@@ -130,7 +130,7 @@ def test_hardware_that_differs_from_qonnx_fails_the_build_with_exit_1(models, tm
 def test_a_target_fps_replaces_the_configs_own(models, tmp_path):
     import yaml
 
-    from psa_finn.build_configs.cli import run_build
+    from psa_finn.build_configs.dataflow_build import run_build
 
     config = ROOT / "build_configs" / "unrolled.yaml"
     own = yaml.safe_load(config.read_text())["target_fps"]

@@ -8,6 +8,7 @@ meant to run BEFORE ``step_target_fps_parallelization``.
 """
 
 import numpy as np
+from finn.transformation.fpgadataflow.set_folding import divisors
 from onnx import helper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
@@ -15,14 +16,13 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the hardware layer)
-from psa_finn.custom_ops.domain import PER_CHANNEL_LUT_OP, channel_axis_of, is_op
-from psa_finn.custom_ops.fpgadataflow import HW_DOMAIN
-from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT, divisors
+from psa_finn.custom_ops.domain import HW_DOMAIN, PER_CHANNEL_LUT_OP, channel_axis_of, is_hw_node, is_op
+from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
 
 
 def is_per_channel_lut_layer(node):
     """True for PerChannelLUT hardware nodes, specialised or not."""
-    return node.domain.startswith(HW_DOMAIN) and isinstance(getCustomOp(node), PerChannelLUT)
+    return is_hw_node(node) and isinstance(getCustomOp(node), PerChannelLUT)
 
 
 class InferPerChannelLUTLayer(Transformation):
@@ -93,7 +93,7 @@ class InferPerChannelLUTLayer(Transformation):
 class FoldPerChannelLUT(Transformation):
     """Set PE of every PerChannelLUT hardware node to the smallest divisor of NumChannels that meets the target.
 
-    ``target_cycles_per_frame`` is what ``DataflowBuildConfig._resolve_cycles_per_frame()`` returns. A layer that
+    ``target_cycles_per_frame`` is the clock cycles per frame the build targets (``target_cycles_per_frame`` in build_configs.steps). A layer that
     misses the target even at PE=NumChannels gets PE=NumChannels. Idempotent, so ``model.transform`` stops after
     one pass.
     """
