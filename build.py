@@ -55,6 +55,29 @@ COMMANDS = {
 }
 
 
+def command_parser(command: str, prog: str = PROG) -> OneLineArgumentParser:
+    """The argument parser of subcommand `command`: its module's options (`add_arguments`) and --debug."""
+    from psa_finn.common.cli_errors import EXIT_CODES_HELP
+
+    sub = OneLineArgumentParser(prog=f"{prog} {command}", description=COMMANDS[command][1], epilog=EXIT_CODES_HELP)
+    sub.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
+    importlib.import_module(COMMANDS[command][0]).add_arguments(sub, command)
+    return sub
+
+
+def reference_parser() -> argparse.ArgumentParser:
+    """One parser holding every subcommand's parser (`command_parser`) as a sub-parser: the source of the docs'
+    generated CLI reference (sphinx-argparse). It imports every stage."""
+    from psa_finn.common.cli_errors import EXIT_CODES_HELP
+
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0], epilog=EXIT_CODES_HELP)
+    commands = parser.add_subparsers(dest="command", metavar="CMD")
+    for command, (_, summary) in COMMANDS.items():
+        commands.add_parser(command, help=summary, parents=[command_parser(command)], add_help=False,
+                            description=summary, epilog=EXIT_CODES_HELP)
+    return parser
+
+
 def main(argv=None) -> int:
     """Run one subcommand; errors become one line on stderr and the exit code of `psa_finn.common.cli_errors`."""
     from psa_finn.common.cli_errors import (EXIT_BAD_INPUT, EXIT_CODES_HELP, exit_code_of, one_line,
@@ -76,13 +99,10 @@ def main(argv=None) -> int:
               f"--help`)", file=sys.stderr)
         return EXIT_BAD_INPUT
     command = argv[0]
-    sub = OneLineArgumentParser(prog=f"{prog} {command}", description=COMMANDS[command][1], epilog=EXIT_CODES_HELP)
-    sub.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
     try:
         with sigterm_as_interrupt():
-            module = importlib.import_module(COMMANDS[command][0])
-            module.add_arguments(sub, command)
-            return int(module.run(sub.parse_args(argv[1:]), command) or 0)
+            sub = command_parser(command, prog)
+            return int(importlib.import_module(COMMANDS[command][0]).run(sub.parse_args(argv[1:]), command) or 0)
     except (Exception, KeyboardInterrupt) as error:
         if debug:
             raise
