@@ -45,7 +45,8 @@ def check_quant_bits(model, source) -> None:
     thresholds and psa-finn into tables) outside MIN_BITS..MAX_BITS. Quantizers of constants (weights, 32-bit
     biases) are finn-plus's to fold and are not checked here."""
     for node in model.graph.node:
-        if node.op_type not in (*INTEGER_QUANT_OP_TYPES, BIPOLAR_QUANT_OP) or model.get_initializer(node.input[0]) is not None:
+        if node.op_type not in (*INTEGER_QUANT_OP_TYPES, BIPOLAR_QUANT_OP) or \
+                model.get_initializer(node.input[0]) is not None:
             continue
         bits = _bits_of(model, node)
         if bits is not None and not MIN_BITS <= bits <= MAX_BITS:
