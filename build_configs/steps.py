@@ -20,7 +20,8 @@ an error naming it and the nodes it changed.
   rewrites (transpose past a shared threshold, token mean -> GlobalAccPool, consecutive thresholds composed). Quantizer
   thresholds round ties half-to-even like the QONNX Quant (transforms.round_half_even_thresholds): until then no
   threshold is rounded to an integer (RoundAndClipThresholds would erase which thresholds are ties) or composed.
-- step_convert_luts_to_hw: PerChannelLUT -> the PerChannelLUT HW layer. Before stock step_convert_to_hw.
+- step_convert_luts_to_hw: PerChannelLUT -> the PerChannelLUT HW layer, KANLUT -> KANLinear. Before stock
+  step_convert_to_hw.
 - step_output_dequant_to_host: after stock step_convert_to_hw, the trailing output dequantisation goes back to the
   host (float Mul/Add, not ElementwiseMul/Add layers).
 - step_fold_lut_layers, step_fold_shuffles: fold the layers SetFolding does not know, BEFORE
@@ -48,13 +49,14 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
-from psa_finn.build_configs.config_check import target_cycles_per_frame
+from psa_finn.build_configs.config_check import fpga_part_of, target_cycles_per_frame
 from psa_finn.transforms.absorb_into_multithreshold import AbsorbAffineIntoMultiThreshold
 from psa_finn.transforms.absorb_into_per_channel_lut import AbsorbAffineIntoPerChannelLUT, \
     AbsorbTransposeIntoPerChannelLUT
 from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors
 from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds
 from psa_finn.transforms.conv_bias_quant_shape import ConvBiasQuantScalarsAsVectors
+from psa_finn.transforms.convert_to_hw_kan_linear import FoldKANLinear, InferKANLinearLayer, is_kan_linear_layer
 from psa_finn.transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
 from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank
 from psa_finn.transforms.fixed_point import transform_to_fixed_point
@@ -62,6 +64,7 @@ from psa_finn.transforms.fold_shuffles import FoldShuffles
 from psa_finn.transforms.host_output_dequant import MoveOutputDequantToHost
 from psa_finn.transforms.lean_composed import apply_lean
 from psa_finn.transforms.lower_and_report import lower_and_report
+from psa_finn.transforms.lower_kan_linear import LowerKANLinear
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
 from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds
 from psa_finn.transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool
@@ -83,10 +86,11 @@ def _transform(model, *transformations):
 
 @register_build_dataflow_step()
 def step_lower_quantized_functions(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
-    """Lower every quantized function (LerpPSA, GELU, SiLU, ... between Quant nodes; mode auto: MultiThreshold when
-    every channel rises, else PerChannelLUT) and write the lowering report (report/lowering_report.json); a lowered
-    model passes unchanged. Quantized Conv biases get the parameter shapes step_qonnx_to_finn can reshape."""
-    model = _transform(model, InferShapes(), ConvBiasQuantScalarsAsVectors())
+    """Lower every KANLinear layer to integer edge tables (KANLUT) and every quantized function (LerpPSA, GELU, SiLU,
+    ... between Quant nodes; mode auto: MultiThreshold when every channel rises, else PerChannelLUT) and write the
+    lowering report (report/lowering_report.json); a lowered model passes unchanged.
+    Quantized Conv biases get the parameter shapes step_qonnx_to_finn can reshape."""
+    model = _transform(model, InferShapes(), ConvBiasQuantScalarsAsVectors(), LowerKANLinear(), InferShapes())
     model, _, _ = lower_and_report(model, "auto", cfg.get_report_directory() / LOWERING_REPORT)
     return model
 
@@ -154,10 +158,13 @@ def step_streamline_with_luts(model: ModelWrapper, cfg: DataflowBuildConfig) -> 
 
 @register_build_dataflow_step()
 def step_convert_luts_to_hw(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
-    """PerChannelLUT -> the PerChannelLUT HW layer (channels last); before stock step_convert_to_hw."""
-    if not _has_op(model, "PerChannelLUT"):
-        return model
-    return _transform(model, InferPerChannelLUTLayer())
+    """PerChannelLUT -> the PerChannelLUT HW layer (channels last), KANLUT -> the KANLinear HW layer; before stock
+    step_convert_to_hw."""
+    if _has_op(model, "PerChannelLUT"):
+        model = _transform(model, InferPerChannelLUTLayer())
+    if _has_op(model, "KANLUT"):
+        model = _transform(model, InferKANLinearLayer())
+    return model
 
 
 @register_build_dataflow_step()
@@ -168,11 +175,16 @@ def step_output_dequant_to_host(model: ModelWrapper, cfg: DataflowBuildConfig) -
 
 @register_build_dataflow_step()
 def step_fold_lut_layers(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
-    """PE of every PerChannelLUT layer: the smallest that meets the target cycles (before SetFolding)."""
+    """PE of every PerChannelLUT layer: the smallest that meets the target cycles; SIMD x PE of every KANLinear
+    layer: the least parallel pair that meets it (before SetFolding)."""
     target = target_cycles_per_frame(cfg)
-    if target is None or not any(n.op_type.startswith("PerChannelLUT") for n in model.graph.node):
+    if target is None:
         return model
-    return _transform(model, FoldPerChannelLUT(target))
+    if any(n.op_type.startswith("PerChannelLUT") for n in model.graph.node):
+        model = _transform(model, FoldPerChannelLUT(target))
+    if any(is_kan_linear_layer(n) for n in model.graph.node):
+        model = _transform(model, FoldKANLinear(target, fpga_part_of(cfg)))
+    return model
 
 
 @register_build_dataflow_step()

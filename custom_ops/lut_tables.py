@@ -89,8 +89,8 @@ def lut_codes(x, input_datatype):
     CODE_TOLERANCE allowed); ValueError when a value is no such code."""
     x = np.asarray(x, dtype=np.float64)
     codes = np.round(x)
-    if np.any(np.abs(x - codes) > CODE_TOLERANCE) or codes.min() < input_datatype.min() or \
-            codes.max() > input_datatype.max():
+    if x.size and (np.any(np.abs(x - codes) > CODE_TOLERANCE) or codes.min() < input_datatype.min()
+                   or codes.max() > input_datatype.max()):
         raise ValueError(f"input must be integer codes of {input_datatype.name} in [{input_datatype.min()}, "
                          f"{input_datatype.max()}]; got values in [{x.min()}, {x.max()}] (missing Mul by 1/scale or "
                          f"Add of zero point?)")
