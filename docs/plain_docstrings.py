@@ -5,7 +5,8 @@ tables indented under the sentence that introduces them, lists starting right af
 arithmetic. Read as reStructuredText that is a stream of warnings (unexpected indentation, emphasis without end,
 undefined substitutions), so each docstring is rewritten before Sphinx parses it:
 - `name` becomes ``name`` (inline code; its content is not parsed further);
-- outside inline code, `*`, `|` and a word-final `_` are escaped (arithmetic, not emphasis, substitutions or links);
+- outside inline code, `*`, `|`, a word-final `_` and a lone backquote (code that runs over a line end) are escaped
+  (arithmetic, not emphasis, substitutions, links or unclosed interpreted text);
 - a block indented deeper than the text before it becomes a literal block (preceded by a bare `::` paragraph, which
   renders as nothing), closed by a blank line; a list gets the blank lines around it that reStructuredText needs.
 Field lists (napoleon's `:param x:` output) and directive lines are left as they are.
@@ -14,7 +15,7 @@ Field lists (napoleon's `:param x:` output) and directive lines are left as they
 import re
 
 INLINE_CODE = re.compile(r"(?<![`\\])`([^`\n]+)`(?!`)")
-SPECIAL = re.compile(r"(\*|\||(?<=\w)_(?=\W|$))")
+SPECIAL = re.compile(r"(\*|\||`|(?<=\w)_(?=\W|$))")
 BULLET = re.compile(r"^\s*(?:[-*+] |\d+\. )")
 
 
