@@ -20,11 +20,15 @@ def add_arguments(parser, command):
                         help="output directory (new, empty, or an earlier build directory, which is replaced)")
     parser.add_argument("--stop-step", default=None,
                         help="last step to run, e.g. step_generate_estimate_reports to skip code generation")
+    parser.add_argument("--verify-data", type=Path, default=None, metavar="FILE.npy",
+                        help="verify the hardware model on these inputs (a numpy array [N, *input shape]) instead of "
+                             "random inputs on the input quantizer's grid")
 
 
 def run(args, command):
     """`build.py build`: errors go to build.py (one line, exit code by kind)."""
     from psa_finn.build_configs.dataflow_build import check_summary, run_build
 
-    check_summary(run_build(args.model, args.config, args.out, args.stop_step), Path(args.out).resolve())
+    check_summary(run_build(args.model, args.config, args.out, args.stop_step, verify_data=args.verify_data),
+                  Path(args.out).resolve())
     return 0

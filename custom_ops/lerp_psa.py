@@ -21,13 +21,23 @@ def _check_finite(name, value):
         raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or inf); re-export from a finite checkpoint")
 
 
+def check_grid_range(grid_range) -> None:
+    """ValueError unless the LerpPSA attribute grid_range is a finite number > 0."""
+    if not (np.isfinite(grid_range) and grid_range > 0):
+        raise ValueError(f"grid_range is {grid_range}; it must be a finite number > 0 (the grid spans "
+                         f"[-grid_range, grid_range])")
+
+
 def check_lerp_psa_inputs(input_shape, table_shape, channel_axis=DEFAULT_CHANNEL_AXIS, in_scale=None,
-                          in_bias=None):
+                          in_bias=None, grid_range=None):
     """The one check of a LerpPSA's table against its input: ValueError unless the table is [C, G >= 2] with C the
-    input's size on `channel_axis`, and in_scale / in_bias are both absent or both hold C values. `input_shape` None
-    checks the table alone. Returns the normalized channel axis (None without `input_shape`)."""
+    input's size on `channel_axis`, in_scale / in_bias are both absent or both hold C values, and `grid_range` (when
+    given) is finite and > 0. `input_shape` None checks the table alone. Returns the normalized channel axis (None
+    without `input_shape`)."""
     if len(table_shape) != 2 or table_shape[1] < 2:
         raise ValueError(f"table must have shape [C, G] with G >= 2, got {list(table_shape)}")
+    if grid_range is not None:
+        check_grid_range(grid_range)
     if (in_scale is None) != (in_bias is None):
         raise ValueError("in_scale and in_bias must be given together (or neither)")
     channels = table_shape[0]
@@ -52,11 +62,9 @@ def lerp_psa_numpy(x, table, grid_range, in_scale=None, in_bias=None, channel_ax
     """
     table = np.asarray(table, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
-    axis = check_lerp_psa_inputs(x.shape, table.shape, channel_axis, in_scale, in_bias)
+    axis = check_lerp_psa_inputs(x.shape, table.shape, channel_axis, in_scale, in_bias, grid_range)
     channels, grid_size = table.shape
     x = np.moveaxis(x, axis, -1)
-    if not (np.isfinite(grid_range) and grid_range > 0):
-        raise ValueError(f"grid_range must be a positive finite number, got {grid_range}")
     _check_finite("table", table)
     if in_scale is not None:
         in_scale = np.asarray(in_scale, dtype=np.float64).reshape(-1)
@@ -108,10 +116,11 @@ class LerpPSA(CustomOp):
         except Exception:
             messages.append(f"LerpPSA node '{node.name}' lacks the required attribute grid_range")
         else:
-            if np.isfinite(grid_range) and grid_range > 0:
+            try:
+                check_grid_range(grid_range)
                 messages.append("All necessary attributes exist")
-            else:
-                messages.append(f"LerpPSA node '{node.name}' has grid_range {grid_range}; it must be positive")
+            except ValueError as err:
+                messages.append(f"LerpPSA node '{node.name}': {err}")
         try:
             channel_axis_of(node)
         except ValueError as err:

@@ -5,6 +5,7 @@ Bad input raises `BuildSummaryError` naming the directory or file and what to do
 """
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ class BuildSummary:
     skipped_steps: tuple = ()  # names of the steps not run (they need Vivado)
     synth_check: dict | None = None
     verification_max_abs_diff: float | None = None  # None: not verified (e.g. a build stopped early)
+    verification_mismatch: str | None = None  # build_configs.verify: how the outputs differ; None when they agree
 
     @property
     def luts_plus_dsp(self) -> float:
@@ -62,6 +64,9 @@ class BuildSummary:
 def _number(value, what: str, where: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BuildSummaryError(f"{where}: '{what}' must be a number, got {value!r}; rebuild with `build.py build`")
+    if not math.isfinite(value) or value < 0:
+        raise BuildSummaryError(f"{where}: '{what}' is {value!r}, not a finite count or rate; rebuild with "
+                                f"`build.py build`")
     return value
 
 
@@ -113,6 +118,7 @@ def load_build_summary(build_dir) -> BuildSummary:
                             for e in data.get("skipped_steps", ())),
         synth_check=synth_check,
         verification_max_abs_diff=verification.get("max_abs_diff"),
+        verification_mismatch=verification.get("mismatch"),
     )
 
 

@@ -125,7 +125,7 @@ def _pipeline(spec, work: Path, config_path, teacher, device, clock: StageClock,
     from psa_finn.build_configs.dataflow_build import run_build
     from psa_finn.export.onnx_eval import evaluate_onnx
     from psa_finn.models.datasets import load_dataset
-    from psa_finn.transforms.lower_and_report import lower_and_report, read_quantized_model
+    from psa_finn.transforms.lower_and_report import lower_file_and_report
 
     family = model_family(spec.family)
     data = load_dataset(spec.dataset)
@@ -137,8 +137,8 @@ def _pipeline(spec, work: Path, config_path, teacher, device, clock: StageClock,
         family.export(qat.cpu().eval(), work / "model.onnx")
     mode = spec.lowering or "auto"
     with clock("lower"):
-        _, _, document = lower_and_report(read_quantized_model(work / "model.onnx"), mode, work / "lowered.json",
-                                          model_path=work / "lowered.onnx", source="model.onnx")
+        _, _, document = lower_file_and_report(work / "model.onnx", mode, work / "lowered.json", work / "lowered.onnx",
+                                               source="model.onnx")
         record["lowering_forms"] = document["forms"]
     with clock("evaluate"):
         metrics["accuracy_lowered"] = _accuracy(

@@ -1,7 +1,8 @@
 """One build flow for any network: an MLP, a CNN (Conv2d + MaxPool, NCHW, its LERP-PSA bank on channel_axis 1),
 brevitas_examples' TFC with 2-bit activations and LERP-PSA (falling channels included) and a small ResMLP, each with
 learnable functions, built with the same unrolled.yaml and folded.yaml; finn-plus's default steps with ours inserted
-by dotted name (docs/tutorials/build_configs.md), on the CNN whose bank runs channels-last between permutes and on the TFC."""
+by dotted name (docs/tutorials/build_configs.md), on the CNN whose bank runs channels-last between permutes and on the
+TFC."""
 
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from networks import export_network
+from psa_finn.build_configs.verify import DEFAULT_SAMPLES
 
 ROOT = Path(__file__).resolve().parents[1]
 NETWORKS = ("mlp", "cnn", "tfc", "resmlp")
@@ -56,7 +58,8 @@ def _check_on_hardware_and_exact(summary, residual_joins=0):
     elementwise = [layer["op_type"] for layer in summary["layers"] if layer["op_type"].startswith("Elementwise")]
     assert elementwise == ["ElementwiseAdd_hls"] * residual_joins
     verification = summary["verification"]
-    assert verification["samples"] == 4 and verification["max_abs_diff"] == 0.0
+    assert verification["samples"] == DEFAULT_SAMPLES and verification["max_abs_diff"] == 0.0
+    assert verification["mismatch"] is None and verification["compared"] == "output codes"
     assert verification["reference_model"] == "step_lower_quantized_functions"
     assert verification["hw_model"] == "step_generate_estimate_reports"
 

@@ -72,7 +72,8 @@ def test_streamline_with_luts_verifies_when_the_config_asks(tmp_path):
     plain = steps.step_streamline_with_luts(model, config(tmp_path))
     assert [n.op_type for n in plain.graph.node] == ["MultiThreshold"] and not verify_dir.exists()
     cfg = config(tmp_path, verify_steps=[VerificationStepType.STREAMLINED_PYTHON],
-                 verify_input_npy=str(tmp_path / "input.npy"), verify_expected_output_npy=str(tmp_path / "expected.npy"))
+                 verify_input_npy=str(tmp_path / "input.npy"),
+                 verify_expected_output_npy=str(tmp_path / "expected.npy"))
     steps.step_streamline_with_luts(_affine_threshold_model(), cfg)
     assert sorted(p.name for p in verify_dir.iterdir()) == ["verify_streamlined_python_0_SUCCESS.npy",
                                                             "verify_streamlined_python_1_SUCCESS.npy"]

@@ -239,7 +239,8 @@ from finn.custom_op.fpgadataflow.hls import custom_op as hls
 from finn.util.basic import getHWCustomOp
 assert hw["PerChannelLUT"].__module__ == "psa_finn.custom_ops.fpgadataflow.per_channel_lut"
 assert hls["PerChannelLUT_hls"].__module__ == "psa_finn.custom_ops.fpgadataflow.hls.per_channel_lut_hls"
-for domain, op in [("{HW_DOMAIN}", "PerChannelLUT"), ("{HLS_DOMAIN}", "PerChannelLUT_hls"), ("psa_finn.custom_ops.fpgadataflow", "PerChannelLUT"),
+for domain, op in [("{HW_DOMAIN}", "PerChannelLUT"), ("{HLS_DOMAIN}", "PerChannelLUT_hls"),
+                   ("psa_finn.custom_ops.fpgadataflow", "PerChannelLUT"),
                    ("psa_finn.custom_ops.fpgadataflow.hls", "PerChannelLUT_hls")]:
     node = helper.make_node(op, ["x", "t"], ["y"], domain=domain, NumChannels=4, PE=2, inputDataType="INT8",
                             outputDataType="INT8", numInputVectors=[1, 3], mode="lerp64")

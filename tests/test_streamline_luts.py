@@ -157,7 +157,8 @@ def _falling_channel_model():
 
 def test_rewrites_that_undo_each_other_end_in_an_error_naming_them():
     """FactorOutMulSignMagnitude splits the Mul, CollapseRepeatedMul joins it again: a hang before the caps."""
-    for streamline in (lambda m: apply_lean(m, StreamlinePlus()), lambda m: step_streamline_with_luts(m, STREAMLINE_CFG)):
+    for streamline in (lambda m: apply_lean(m, StreamlinePlus()),
+                       lambda m: step_streamline_with_luts(m, STREAMLINE_CFG)):
         with pytest.raises(FixedPointNotReached) as error:
             streamline(_falling_channel_model())
         message = str(error.value)

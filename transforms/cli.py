@@ -28,7 +28,7 @@ def run(args, command) -> int:
     """Lower the model, print a summary line and one line per chain left as it is; bad input raises a ValueError
     naming the problem (exit 2). The model and its report are written together: both are new, or (after any
     error) both are as they were."""
-    from psa_finn.transforms.lower_and_report import lower_and_report, read_quantized_model
+    from psa_finn.transforms.lower_and_report import lower_file_and_report
     from psa_finn.transforms.lower_quantized_functions import KEPT_FORMS
 
     if args.out.suffix == ".json":
@@ -37,8 +37,7 @@ def run(args, command) -> int:
     report_path = args.out.with_suffix(".json")
     for path in (args.out, report_path):
         check_output_file(path)
-    _, report, document = lower_and_report(read_quantized_model(args.model), args.mode, report_path,
-                                           model_path=args.out, source=args.model)
+    _, report, document = lower_file_and_report(args.model, args.mode, report_path, args.out)
     lowered = sum(entry.form not in KEPT_FORMS for entry in report)
     print(f"lowered {lowered} of {len(report)} quantized function(s) {document['forms']} -> {args.out}, "
           f"report {report_path}")

@@ -93,9 +93,9 @@ class InferPerChannelLUTLayer(Transformation):
 class FoldPerChannelLUT(Transformation):
     """Set PE of every PerChannelLUT hardware node to the smallest divisor of NumChannels that meets the target.
 
-    ``target_cycles_per_frame`` is the clock cycles per frame the build targets (``target_cycles_per_frame`` in build_configs.steps). A layer that
-    misses the target even at PE=NumChannels gets PE=NumChannels. Idempotent, so ``model.transform`` stops after
-    one pass.
+    ``target_cycles_per_frame`` is the clock cycles per frame the build targets (build_configs.config_check's
+    ``target_cycles_per_frame``). A layer that misses the target even at PE=NumChannels gets PE=NumChannels.
+    Idempotent, so ``model.transform`` stops after one pass.
     """
 
     def __init__(self, target_cycles_per_frame):
