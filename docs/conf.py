@@ -15,12 +15,13 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
-STAGES = ("common", "custom_ops", "models", "nn", "export", "transforms", "build_configs", "hardware_checks",
-          "reports", "sweeps")
+STAGES = ("common", "custom_ops", "models", "nn", "export", "transforms", "analysis", "build_configs",
+          "hardware_checks", "reports", "sweeps")
 STAGE_TITLES = {
     "common": "common: shared infrastructure", "custom_ops": "custom_ops: qonnx ops and the HW layer",
     "models": "models: PyTorch modules and training", "nn": "nn: Brevitas layers", "export": "export: QONNX export",
-    "transforms": "transforms: lowering and streamlining", "build_configs": "build_configs: finn-plus builds",
+    "transforms": "transforms: lowering and streamlining", "analysis": "analysis: resource models and exact counts",
+    "build_configs": "build_configs: finn-plus builds",
     "hardware_checks": "hardware_checks: Vivado-less checks", "reports": "reports: tables, plots, the demo",
     "sweeps": "sweeps: design-space sweeps on Ray",
 }

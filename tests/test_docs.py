@@ -16,8 +16,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGE_FOLDERS = ("common", "custom_ops", "models", "nn", "export", "transforms", "build_configs", "hardware_checks",
-                 "reports", "sweeps")
+STAGE_FOLDERS = ("common", "custom_ops", "models", "nn", "export", "transforms", "analysis", "build_configs",
+                 "hardware_checks", "reports", "sweeps")
 PATH_SUFFIXES = (".py", ".md", ".yaml", ".ipynb", ".sh", ".hpp")
 
 

@@ -13,8 +13,8 @@ from psa_finn.custom_ops import domain
 
 ROOT = Path(__file__).resolve().parents[1]
 HOME = ROOT / "custom_ops" / "domain.py"
-STAGE_FOLDERS = ("common", "custom_ops", "models", "nn", "export", "transforms", "build_configs", "hardware_checks",
-                 "reports", "sweeps")
+STAGE_FOLDERS = ("common", "custom_ops", "models", "nn", "export", "transforms", "analysis", "build_configs",
+                 "hardware_checks", "reports", "sweeps")
 PACKAGE_MODULES = sorted([ROOT / "build.py"] + [p for folder in STAGE_FOLDERS for p in (ROOT / folder).rglob("*.py")])
 TEST_MODULES = sorted(p for p in (ROOT / "tests").glob("*.py") if p != Path(__file__).resolve())
 
