@@ -98,13 +98,11 @@ def boot_finn_for_autodoc() -> None:
 
 
 def _brevitas_injector_getattr(obj, name, *default):
-    """getattr for Brevitas quantizer classes (dependency injectors): their unresolved attributes raise
-    DependencyError, which autodoc must see as AttributeError to fall back as for any class."""
-    from _dependencies.exceptions import DependencyError
-
+    """getattr for Brevitas quantizer classes (dependency injectors): an attribute they cannot resolve raises
+    (DependencyError, or whatever building the dependency raises), which autodoc must see as AttributeError."""
     try:
         return getattr(obj, name)
-    except DependencyError as err:
+    except Exception as err:  # DependencyError, or the error of a dependency that cannot be built without arguments
         if default:
             return default[0]
         raise AttributeError(name) from err

@@ -26,6 +26,8 @@ def _escape(text: str) -> str:
         pieces.append(SPECIAL.sub(r"\\\1", text[last:match.start()]))
         pieces.append(f"``{match.group(1)}``")
         last = match.end()
+        if text[last:last + 1].isalnum():
+            pieces.append("\\ ")   # an escaped space ends the literal before a suffix (`Layer`s)
     pieces.append(SPECIAL.sub(r"\\\1", text[last:]))
     return "".join(pieces)
 
