@@ -60,6 +60,29 @@ COMMANDS = {
 }
 
 
+def command_parser(command: str, prog: str = PROG) -> OneLineArgumentParser:
+    """The argument parser of subcommand `command`: its module's options (`add_arguments`) and --debug."""
+    from psa_finn.common.cli_errors import EXIT_CODES_HELP
+
+    sub = OneLineArgumentParser(prog=f"{prog} {command}", description=COMMANDS[command][1], epilog=EXIT_CODES_HELP)
+    sub.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
+    importlib.import_module(COMMANDS[command][0]).add_arguments(sub, command)
+    return sub
+
+
+def reference_parser() -> argparse.ArgumentParser:
+    """One parser holding every subcommand's parser (`command_parser`) as a sub-parser: the source of the docs'
+    generated CLI reference (sphinx-argparse). It imports every stage."""
+    from psa_finn.common.cli_errors import EXIT_CODES_HELP
+
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0], epilog=EXIT_CODES_HELP)
+    commands = parser.add_subparsers(dest="command", metavar="CMD")
+    for command, (_, summary) in COMMANDS.items():
+        commands.add_parser(command, help=summary, parents=[command_parser(command)], add_help=False,
+                            description=summary, epilog=EXIT_CODES_HELP)
+    return parser
+
+
 @contextlib.contextmanager
 def _guarded_output(args, command):
     """For a command that writes --out: hold its lock (common/output_lock.py) and, when the command fails, remove
@@ -102,13 +125,11 @@ def main(argv=None) -> int:
               f"--help`)", file=sys.stderr)
         return EXIT_BAD_INPUT
     command = argv[0]
-    sub = OneLineArgumentParser(prog=f"{prog} {command}", description=COMMANDS[command][1], epilog=EXIT_CODES_HELP)
-    sub.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
     try:
         with interrupts_as_exceptions():
             with interrupts_deferred():
+                sub = command_parser(command, prog)
                 module = importlib.import_module(COMMANDS[command][0])
-                module.add_arguments(sub, command)
             args = sub.parse_args(argv[1:])
             with _guarded_output(args, command):
                 status = int(module.run(args, command) or 0)

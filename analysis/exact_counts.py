@@ -22,7 +22,7 @@ import re
 import numpy as np
 from qonnx.custom_op.registry import getCustomOp
 
-from psa_finn.analysis.resources.layer_resources import is_hw_node
+from psa_finn.custom_ops.domain import is_hw_node
 
 PARAM_BITS = re.compile(r"^param_(weight|table)_(\d+)b$")
 # Operations per element of a learnable/fixed activation in the paper's count: LERP-PSA's per-activation forward

@@ -146,8 +146,24 @@ def load_build_config(path):
     return cfg
 
 
-def _step_name(step) -> str:
+def step_name(step) -> str:
+    """The short name of a build step given by name, dotted path or function (`pkg.mod.step_x` -> `step_x`)."""
     return (step if isinstance(step, str) else step.__name__).rsplit(".", 1)[-1]
+
+
+def fpga_part_of(cfg) -> str:
+    """The FPGA part a config builds for: its fpga_part, else its board's part in finn-plus's part map."""
+    from finn.util.basic import part_map
+
+    return cfg.fpga_part if cfg.fpga_part is not None else part_map[cfg.board]
+
+
+def target_cycles_per_frame(cfg):
+    """Clock cycles per frame that the config's target_fps leaves at its synth_clk_period_ns (None without a
+    target), as finn-plus's folding computes it."""
+    if cfg.target_fps is None:
+        return None
+    return int(10**9 / cfg.synth_clk_period_ns / cfg.target_fps)
 
 
 def check_steps(cfg, path, stop_step=None, skipped=()) -> None:
@@ -161,13 +177,13 @@ def check_steps(cfg, path, stop_step=None, skipped=()) -> None:
         try:
             resolve_build_steps(cfg, partial=False, list_as_input=[step])
         except Exception as err:
-            names = [_step_name(s) for s in default_build_dataflow_steps]
-            hint = _suggestion(_step_name(step), names) if isinstance(step, str) else ""
+            names = [step_name(s) for s in default_build_dataflow_steps]
+            hint = _suggestion(step_name(step), names) if isinstance(step, str) else ""
             raise BadInput(f"--config {path}: step '{step}' cannot be resolved ({type(err).__name__}); "
                            f"{hint or 'use a finn-plus step name or an importable module.function'}") from err
     if stop_step is None:
         return
-    names = [_step_name(step) for step in steps]
+    names = [step_name(step) for step in steps]
     skipped_names = [entry["step"] for entry in skipped]
     if stop_step in skipped_names:
         raise BadInput(f"--stop-step {stop_step}: the step is skipped without Vivado; stop at one of "
@@ -182,7 +198,7 @@ def check_stop_step(cfg, path, stop_step) -> None:
 
     if stop_step is None:
         return
-    names = [_step_name(step) for step in (cfg.steps or default_build_dataflow_steps)]
+    names = [step_name(step) for step in (cfg.steps or default_build_dataflow_steps)]
     if stop_step not in names:
         hint = _suggestion(stop_step, names)
         raise BadInput(f"--stop-step {stop_step} is not a step of {path}; " + (f"{hint} " if hint else "")

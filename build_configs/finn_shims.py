@@ -16,6 +16,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from psa_finn.build_configs.config_check import step_name
+
 # Stock finn-plus steps that run Vivado, Vitis HLS or xsim, with the tool each needs. Everything before them
 # (streamlining, conversion, folding, estimate reports, step_hw_codegen) is pure Python.
 VIVADO_STEPS = {
@@ -87,8 +89,7 @@ def vivado_less_steps(steps):
         return list(steps), []
     kept, skipped = [], []
     for step in steps:
-        name = step if isinstance(step, str) else step.__name__
-        name = name.rsplit(".", 1)[-1]
+        name = step_name(step)
         if name in VIVADO_STEPS:
             skipped.append({"step": name, "reason": f"{NO_VIVADO_REASON}; {VIVADO_STEPS[name]}"})
         else:

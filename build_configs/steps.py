@@ -1,9 +1,12 @@
 """psa-finn's build steps, each a finn-plus step `(model, cfg) -> model` named by its job; any network.
 
-Name them in a build config as `psa_finn.build_configs.steps.<step>`, in our configs (unrolled.yaml, folded.yaml)
-or injected into finn-plus's default step list (`inject_steps_before` / `inject_steps_after`, README "Build your own
-network"). Every fix-point loop they run is capped (transforms.fixed_point): a rewrite that loops ends in an error
-naming it and the nodes it changed.
+Each is registered with finn-plus's `register_build_dataflow_step`, so a build config names it briefly
+(`step_lower_quantized_functions`) once this module is imported (`build.py build` imports it), or by dotted path
+(`psa_finn.build_configs.steps.step_lower_quantized_functions`) anywhere, in our configs (unrolled.yaml,
+folded.yaml) or injected into finn-plus's default step list (`inject_steps_before` / `inject_steps_after`, docs
+"Build configs and our steps"). `step_streamline_with_luts` honours `cfg.verify_steps` as stock step_streamline does
+(STREAMLINED_PYTHON). Every fix-point loop they run is capped (transforms.fixed_point): a rewrite that loops ends in
+an error naming it and the nodes it changed.
 
 - step_lower_quantized_functions: every quantized function of an exported model (LerpPSA, GELU, SiLU, ... between
   Quant nodes) -> MultiThreshold or PerChannelLUT (transforms.lower_quantized_functions); a lowered model passes
@@ -37,12 +40,15 @@ Import `build_configs.finn_shims` and call `boot_finn` before importing this mod
 
 import psa_finn.custom_ops  # noqa: F401  (registers LerpPSA and PerChannelLUT with qonnx)
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the PerChannelLUT HW layer with qonnx and finn-plus)
+from finn.builder.build_dataflow_config import DataflowBuildConfig, VerificationStepType
+from finn.builder.build_dataflow_steps import register_build_dataflow_step, verify_step
 from finn.transformation.streamline.absorb import AbsorbAddIntoMultiThreshold, AbsorbConsecutiveTransposes, \
     AbsorbMulIntoMultiThreshold, AbsorbTransposeIntoMultiThreshold
 from finn.transformation.streamline.collapse_repeated import CollapseRepeatedAdd, CollapseRepeatedMul
 from finn.transformation.streamline.reorder import MakeMaxPoolNHWC, MoveAddPastMul
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
 from finn.transformation.streamline.streamline_plus import StreamlinePlus
+from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.composed import ComposedTransformation
 from qonnx.transformation.general import GiveUniqueNodeNames
 from qonnx.transformation.infer_data_layouts import InferDataLayouts
@@ -50,12 +56,11 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
-from psa_finn.common.atomic_files import write_json_atomic
+from psa_finn.build_configs.config_check import fpga_part_of, target_cycles_per_frame
 from psa_finn.transforms.absorb_into_multithreshold import AbsorbAffineIntoMultiThreshold
 from psa_finn.transforms.absorb_into_per_channel_lut import AbsorbAffineIntoPerChannelLUT, \
     AbsorbTransposeIntoPerChannelLUT
 from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors
-from psa_finn.transforms.cli import lowering_document
 from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds
 from psa_finn.transforms.conv_bias_quant_shape import ConvBiasQuantScalarsAsVectors
 from psa_finn.transforms.convert_to_hw_integer_requant import InferIntegerRequantLayer
@@ -68,8 +73,8 @@ from psa_finn.transforms.fold_shuffles import FoldShuffles
 from psa_finn.transforms.host_output_dequant import MoveOutputDequantToHost
 from psa_finn.transforms.identity_requantizers import RemoveIdentityRequantizers
 from psa_finn.transforms.lean_composed import apply_lean
+from psa_finn.transforms.lower_and_report import lower_and_report
 from psa_finn.transforms.lower_kan_linear import LowerKANLinear
-from psa_finn.transforms.lower_quantized_functions import lower_quantized_functions
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
 from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds
 from psa_finn.transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool
@@ -89,16 +94,14 @@ def _transform(model, *transformations):
     return model
 
 
-def step_lower_quantized_functions(model, cfg):
+@register_build_dataflow_step()
+def step_lower_quantized_functions(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
     """Lower every KANLinear layer to integer edge tables (KANLUT) and every quantized function (LerpPSA, GELU, SiLU,
     ... between Quant nodes; mode auto: MultiThreshold when every channel rises, else PerChannelLUT) and write the
-    lowering report; a lowered model passes unchanged.
+    lowering report (report/lowering_report.json); a lowered model passes unchanged.
     Quantized Conv biases get the parameter shapes step_qonnx_to_finn can reshape."""
     model = _transform(model, InferShapes(), ConvBiasQuantScalarsAsVectors(), LowerKANLinear(), InferShapes())
-    model, report = lower_quantized_functions(model, mode="auto")
-    model = _transform(model, InferShapes(), InferDataTypes())
-    if report:
-        write_json_atomic(cfg.get_report_directory() / LOWERING_REPORT, lowering_document(report, "auto"))
+    model, _, _ = lower_and_report(model, "auto", cfg.get_report_directory() / LOWERING_REPORT)
     return model
 
 
@@ -142,10 +145,12 @@ def _lower_convolutions(model):
                       AbsorbTransposeIntoPerChannelLUT(), MakeMaxPoolNHWC(), AbsorbConsecutiveTransposes())
 
 
-def step_streamline_with_luts(model, cfg):
+@register_build_dataflow_step()
+def step_streamline_with_luts(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
     """Streamline to integer, channels-last layers, learnable functions (MultiThreshold or PerChannelLUT) included.
 
     Elementwise initializers first get the full rank (finn's MoveTransposePastEltwise fails on lower-rank ones).
+    With STREAMLINED_PYTHON in cfg.verify_steps the result is verified as after stock step_streamline.
     """
     model = _transform(model, ExpandInitializerRank())
     streamline = _with_luts(StreamlinePlus(), round_ties=True)
@@ -156,10 +161,13 @@ def step_streamline_with_luts(model, cfg):
     model = apply_lean(model, _pattern_rewrites(round_ties=False))
     model = _transform(model, InferDataLayouts(), SetMultiThresholdChannelsLast(), InferDataLayouts(),
                        GiveUniqueNodeNames())
+    if VerificationStepType.STREAMLINED_PYTHON in (cfg.verify_steps or []):
+        verify_step(model, cfg, "streamlined_python", need_parent=False)
     return model
 
 
-def step_convert_luts_to_hw(model, cfg):
+@register_build_dataflow_step()
+def step_convert_luts_to_hw(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
     """PerChannelLUT -> the PerChannelLUT HW layer (channels last), KANLUT -> the KANLinear HW layer; before stock
     step_convert_to_hw."""
     if _has_op(model, "PerChannelLUT"):
@@ -169,7 +177,8 @@ def step_convert_luts_to_hw(model, cfg):
     return model
 
 
-def step_convert_requantizers_to_hw(model, cfg):
+@register_build_dataflow_step()
+def step_convert_requantizers_to_hw(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
     """Exact uniform MultiThresholds (>= 3 output bits) -> the IntegerRequant HW layer; before stock
     step_convert_to_hw, which turns the remaining MultiThresholds into Thresholding layers."""
     if not _has_op(model, "MultiThreshold"):
@@ -177,37 +186,42 @@ def step_convert_requantizers_to_hw(model, cfg):
     return _transform(model, InferIntegerRequantLayer())
 
 
-def step_output_dequant_to_host(model, cfg):
+@register_build_dataflow_step()
+def step_output_dequant_to_host(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
     """After stock step_convert_to_hw: the trailing output dequantisation layers become host-side Mul/Add again."""
     return _transform(model, MoveOutputDequantToHost(), InferShapes(), InferDataTypes())
 
 
-def step_remove_identity_requantizers(model, cfg):
+@register_build_dataflow_step()
+def step_remove_identity_requantizers(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
     """After stock step_minimize_bit_width: bypass the requantizer layers that are the identity on their input type."""
     return _transform(model, RemoveIdentityRequantizers())
 
 
-def step_fold_lut_layers(model, cfg):
+@register_build_dataflow_step()
+def step_fold_lut_layers(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
     """PE of every PerChannelLUT and IntegerRequant layer: the smallest that meets the target cycles; SIMD x PE of
     every KANLinear layer: the least parallel pair that meets it (before SetFolding)."""
-    target = cfg._resolve_cycles_per_frame()
+    target = target_cycles_per_frame(cfg)
     if target is None:
         return model
     if any(is_channel_layer(n) for n in model.graph.node):
         model = _transform(model, FoldChannelLayers(target))
     if any(is_kan_linear_layer(n) for n in model.graph.node):
-        model = _transform(model, FoldKANLinear(target, cfg._resolve_fpga_part()))
+        model = _transform(model, FoldKANLinear(target, fpga_part_of(cfg)))
     return model
 
 
-def step_fold_shuffles(model, cfg):
+@register_build_dataflow_step()
+def step_fold_shuffles(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
     """SIMD of every generic Shuffle (token-mixer transpose): the smallest that meets the target cycles."""
-    target = cfg._resolve_cycles_per_frame()
+    target = target_cycles_per_frame(cfg)
     if target is None:
         return model
     return _transform(model, FoldShuffles(target))
 
 
-def step_clamp_folding(model, cfg):
+@register_build_dataflow_step()
+def step_clamp_folding(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
     """Lower each PE/SIMD to the largest value <= the configured one that divides the layer's dimensions."""
     return _transform(model, ClampFoldingToDivisors())

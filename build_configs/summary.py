@@ -17,6 +17,10 @@ from qonnx.custom_op.registry import getCustomOp
 
 from psa_finn.analysis.exact_counts import exact_counts
 from psa_finn.analysis.resources.layer_resources import BASIS_FINN, layer_resources
+from psa_finn.build_configs.build_files import REPORT_DIR, parent_model_path, saved_model_path, steps_run, \
+    time_per_step
+from psa_finn.build_configs.config_check import fpga_part_of
+from psa_finn.custom_ops.domain import is_hw_node
 from psa_finn.transforms.host_output_dequant import host_output_dequant_nodes
 
 SUMMARY_KEYS = ("model", "config", "config_name", "fpga_part", "clk_ns", "target_fps", "fps", "latency_ns",
@@ -30,10 +34,6 @@ FOLDING_ATTRS = ("PE", "SIMD", "ram_style", "ram_style_thresholds", "mem_mode", 
 
 def _describe(node):
     return f"{node.name} ({node.op_type})"
-
-
-def _is_hw(node):
-    return node.domain.startswith("finn.custom_op.fpgadataflow")
 
 
 def host_input_preprocess_nodes(model):
@@ -58,7 +58,7 @@ def partition_nodes(model):
     host = {n.name for n in host_output_dequant_nodes(model) + host_input_preprocess_nodes(model)}
     host_nodes, off_hw = [], []
     for node in model.graph.node:
-        if _is_hw(node) or node.op_type == "StreamingDataflowPartition":
+        if is_hw_node(node) or node.op_type == "StreamingDataflowPartition":
             continue
         (host_nodes if node.name in host else off_hw).append(_describe(node))
     return host_nodes, off_hw
@@ -78,7 +78,7 @@ def layer_table(model, resources, cycles, figures=None):
     """
     layers = []
     for node in model.graph.node:
-        if not _is_hw(node):
+        if not is_hw_node(node):
             continue
         res = resources.get(node.name, {})
         finn = {key: int(round(float(res.get(src, 0)))) for key, src in RESOURCE_KEYS.items()}
@@ -123,17 +123,16 @@ def zero_estimate_ops(by_type):
 def build_summary(out_dir, *, model_path, config_path, cfg, skipped_steps, build_time_s):
     """Collect the summary dict of a finished build in out_dir (see SUMMARY_KEYS)."""
     out_dir = Path(out_dir)
-    report = out_dir / "report"
-    models = out_dir / "intermediate_models"
-    time_per_step = _read_json(report / "time_per_step.json", {})
-    steps_run = [s for s in time_per_step if s != "total_build_time"]
-    final_model = ModelWrapper(str(models / f"{steps_run[-1]}.onnx"))
+    report = out_dir / REPORT_DIR
+    step_times = time_per_step(out_dir)
+    ran = steps_run(out_dir)
+    final_model = ModelWrapper(str(saved_model_path(out_dir, ran[-1])))
     resources = _read_json(report / "estimate_layer_resources.json", {})
     cycles = _read_json(report / "estimate_layer_cycles.json", {})
     perf = _read_json(report / "estimate_network_performance.json", {})
-    parent_path = models / "dataflow_parent.onnx"
+    parent_path = parent_model_path(out_dir)
     host_nodes, off_hw = partition_nodes(ModelWrapper(str(parent_path)) if parent_path.exists() else final_model)
-    fpga_part = cfg._resolve_fpga_part()
+    fpga_part = fpga_part_of(cfg)
     layers = layer_table(final_model, resources, cycles, layer_resources(final_model, fpga_part))
     by_type = resources_by_op_type(layers)
     total = {key: sum(layer[key] for layer in layers) for key in RESOURCE_KEYS}
@@ -161,8 +160,8 @@ def build_summary(out_dir, *, model_path, config_path, cfg, skipped_steps, build
         "zero_estimate_ops": zero_estimate_ops(by_type),
         "zero_lut_ops": sorted(t for t, agg in by_type.items() if agg["lut"] == 0),
         "skipped_steps": skipped_steps,
-        "steps_run": steps_run,
-        "time_per_step_s": time_per_step,
+        "steps_run": ran,
+        "time_per_step_s": step_times,
         "build_time_s": round(build_time_s, 1),
         "verification": None,
     }

@@ -25,7 +25,6 @@ can land on a tie the exact sum misses (or miss one it hits), while the integer 
 accumulator.
 """
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -37,22 +36,15 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.util.basic import gen_finn_dt_tensor
 
 import psa_finn.custom_ops  # noqa: F401  (LerpPSA / PerChannelLUT execution)
-from psa_finn.custom_ops.domain import KAN_LINEAR_OP, LERP_PSA_OP, is_op, is_quant_node
+from psa_finn.build_configs.build_files import parent_model_path, saved_model_path, steps_run
+from psa_finn.custom_ops.domain import KAN_LINEAR_OP, LERP_PSA_OP, is_hw_node, is_op, is_quant_node
 from psa_finn.transforms.host_output_dequant import host_output_dequant_nodes
 
 DEFAULT_SAMPLES = 32
 # A float output (no integer codes to compare: a host-side Softmax, a float tail finn-plus regrouped) agrees when it
 # is within this many float32 ulps of its largest magnitude: a hardware error moves an output code, far more.
 FLOAT_OUTPUT_ULPS = 64
-HW_DOMAIN_PREFIX = "finn.custom_op.fpgadataflow"
 INPUT_MODEL = "input model"
-PARENT_MODEL = "dataflow_parent.onnx"
-
-
-def steps_run(out_dir):
-    """The steps the build ran, in order (finn-plus's report/time_per_step.json)."""
-    times = json.loads((Path(out_dir) / "report" / "time_per_step.json").read_text())
-    return [step for step in times if step != "total_build_time"]
 
 
 def _is_lowered_qonnx(model):
@@ -63,13 +55,13 @@ def _is_lowered_qonnx(model):
 
 def _is_all_hw(model):
     nodes = model.graph.node
-    return len(nodes) > 0 and all(n.domain.startswith(HW_DOMAIN_PREFIX) for n in nodes)
+    return len(nodes) > 0 and all(is_hw_node(n) for n in nodes)
 
 
 def find_compared_models(out_dir, model_path):
     """(reference name, path), (HW step name, path): the lowered QONNX model and the last all-HW model."""
-    models = Path(out_dir) / "intermediate_models"
-    saved = [(step, models / f"{step}.onnx") for step in steps_run(out_dir) if (models / f"{step}.onnx").is_file()]
+    saved = [(step, saved_model_path(out_dir, step)) for step in steps_run(out_dir)
+             if saved_model_path(out_dir, step).is_file()]
     loaded = [(step, path, ModelWrapper(str(path))) for step, path in [(INPUT_MODEL, Path(model_path))] + saved]
     lowered = [(step, path) for step, path, model in loaded if _is_lowered_qonnx(model)]
     if not lowered:
@@ -79,7 +71,7 @@ def find_compared_models(out_dir, model_path):
                              f"save_intermediate_models on")
         lowered = [(INPUT_MODEL, Path(model_path))]
     hardware = [(step, path) for step, path, model in loaded if _is_all_hw(model)]
-    if not hardware or not (models / PARENT_MODEL).is_file():
+    if not hardware or not parent_model_path(out_dir).is_file():
         raise ValueError(f"{out_dir}: no hardware model to verify (the build stopped before "
                          f"step_create_dataflow_partition, or intermediate models were not saved)")
     return lowered[-1], hardware[-1]
@@ -100,7 +92,7 @@ def hw_model(out_dir, child_path, work_dir):
     """The dataflow parent with its one partition executing `child_path` in python mode (a copy in `work_dir`)."""
     import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (PerChannelLUT HW layer, when the model has one)
 
-    parent_path = Path(out_dir) / "intermediate_models" / PARENT_MODEL
+    parent_path = parent_model_path(out_dir)
     parent = ModelWrapper(str(parent_path))
     partitions = parent.get_nodes_by_op_type("StreamingDataflowPartition")
     if len(partitions) != 1:
@@ -124,6 +116,17 @@ def _input_quantizer(model):
     return None
 
 
+def seeded_dt_tensor(dtype, shape, seed):
+    """qonnx's gen_finn_dt_tensor(dtype, shape) drawn with numpy's global generator seeded by `seed`, which is left
+    as it was."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        return gen_finn_dt_tensor(dtype, shape).astype(np.float32)
+    finally:
+        np.random.set_state(state)
+
+
 def random_inputs(model, samples, seed=0):
     """`samples` inputs [samples, *input shape without batch] for the model's first input (seeded): integers over
     its datatype when it is an integer one; else values on the grid of the Quant reading it and halfway between
@@ -133,7 +136,7 @@ def random_inputs(model, samples, seed=0):
     dtype = model.get_tensor_datatype(name)
     rng = np.random.default_rng(seed)
     if dtype != DataType["FLOAT32"] and dtype.is_integer():
-        return gen_finn_dt_tensor(dtype, (samples, *shape)).astype(np.float32)
+        return seeded_dt_tensor(dtype, (samples, *shape), seed)
     quantizer = _input_quantizer(model)
     if quantizer is None:
         return rng.standard_normal((samples, *shape)).astype(np.float32)

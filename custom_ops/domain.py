@@ -1,4 +1,5 @@
-"""The ONNX contract of psa-finn's qonnx ops: their domain and names, and the one matcher of a quantized function.
+"""The ONNX contract of psa-finn's qonnx ops: their domain and names, and the one matcher of a quantized function;
+also the one home of the finn-plus hardware-layer domain (`HW_DOMAIN`, `is_hw_node`) and of qonnx's quantizer op types.
 
 qonnx resolves a node's domain by importing it as a Python module, so the domain is this package's module path,
 `psa_finn.custom_ops`: a file exported by psa-finn runs wherever psa-finn is installed. Files written before the
@@ -10,12 +11,17 @@ input quantizer gives the codes the function is tabulated on, the output quantiz
 Both ops apply table row c to index c along their channel axis: the optional int attribute `channel_axis`
 (default -1, channels last, so files written before it existed keep their meaning; negative values count from the
 end and are normalized against the input rank when the node executes, `normalize_channel_axis`).
+
+Hardware layers (ours and finn-plus's) carry finn-plus's domains `HW_DOMAIN` and, once specialised,
+`HLS_DOMAIN` / `RTL_DOMAIN`: SpecializeLayers and finn's analyses match those exact strings. `is_hw_node` is finn's
+`is_fpgadataflow_node` restricted to them.
 """
 
 import sys
 from dataclasses import dataclass
 
 from onnx import AttributeProto
+from qonnx.util.basic import get_by_name
 
 OPS_DOMAIN = "psa_finn.custom_ops"
 LEGACY_OPS_DOMAIN = "custom_ops"
@@ -24,7 +30,14 @@ LERP_PSA_OP = "LerpPSA"
 PER_CHANNEL_LUT_OP = "PerChannelLUT"
 KAN_LINEAR_OP = "KANLinear"
 KAN_LUT_OP = "KANLUT"
-QUANT_OP_TYPES = ("Quant", "IntQuant")
+# qonnx's quantizer ops (qonnx.custom_op.general): the integer ones carry a bit width as input 3
+INTEGER_QUANT_OP_TYPES = ("Quant", "IntQuant")
+BIPOLAR_QUANT_OP = "BipolarQuant"
+QUANTIZER_OP_TYPES = INTEGER_QUANT_OP_TYPES + (BIPOLAR_QUANT_OP, "FloatQuant", "Trunc")
+# finn-plus's hardware-layer domains
+HW_DOMAIN = "finn.custom_op.fpgadataflow"
+HLS_DOMAIN = HW_DOMAIN + ".hls"
+RTL_DOMAIN = HW_DOMAIN + ".rtl"
 CHANNEL_AXIS_ATTR = "channel_axis"
 DEFAULT_CHANNEL_AXIS = -1
 
@@ -35,8 +48,21 @@ def is_op(node, op_type: str) -> bool:
 
 
 def is_quant_node(node) -> bool:
-    """Whether `node` is a QONNX integer Quant node."""
-    return node is not None and node.op_type in QUANT_OP_TYPES
+    """Whether `node` is a QONNX integer Quant node (Quant or IntQuant)."""
+    return node is not None and node.op_type in INTEGER_QUANT_OP_TYPES
+
+
+def is_quantizer_node(node) -> bool:
+    """Whether `node` is any of qonnx's quantizer ops (integer, bipolar, float quantizers and Trunc)."""
+    return node is not None and node.op_type in QUANTIZER_OP_TYPES
+
+
+def is_hw_node(node) -> bool:
+    """Whether `node` is a finn-plus hardware layer (ours or finn's, generic or specialised hls/rtl): finn's
+    `is_fpgadataflow_node` (a registered custom op with backend "fpgadataflow") in the domain `HW_DOMAIN[.hls|.rtl]`."""
+    from finn.util.fpgadataflow import is_fpgadataflow_node
+
+    return node is not None and node.domain in (HW_DOMAIN, HLS_DOMAIN, RTL_DOMAIN) and is_fpgadataflow_node(node)
 
 
 def normalize_channel_axis(axis: int, rank: int) -> int:
@@ -56,13 +82,11 @@ def channel_axis_of(node, rank=None) -> int:
     ValueError naming the node when the attribute is not an int or (with `rank`) out of range.
     """
     where = f"{node.op_type} node '{node.name}'"
-    axis = DEFAULT_CHANNEL_AXIS
-    for attribute in node.attribute:
-        if attribute.name == CHANNEL_AXIS_ATTR:
-            if attribute.type != AttributeProto.INT:
-                raise ValueError(f"{where}: {CHANNEL_AXIS_ATTR} must be an int attribute (the index of the channel "
-                                 f"axis, e.g. 1 for NCHW, -1 for channels last)")
-            axis = attribute.i
+    attribute = get_by_name(node.attribute, CHANNEL_AXIS_ATTR)
+    if attribute is not None and attribute.type != AttributeProto.INT:
+        raise ValueError(f"{where}: {CHANNEL_AXIS_ATTR} must be an int attribute (the index of the channel "
+                         f"axis, e.g. 1 for NCHW, -1 for channels last)")
+    axis = DEFAULT_CHANNEL_AXIS if attribute is None else attribute.i
     if rank is None:
         return axis
     try:

@@ -13,17 +13,16 @@ from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 
 from psa_finn.custom_ops.kan_linear import shape_compatible_op
-from psa_finn.custom_ops.per_channel_lut import CODE_TOLERANCE
+from psa_finn.custom_ops.lut_tables import lut_codes
 
 
 def check_codes(x, idt, where):
-    """Integer codes of `idt` in x (float container) as int64; ValueError naming `where` otherwise."""
-    x = np.asarray(x)
-    codes = np.round(x)
-    if x.size and (np.any(np.abs(x - codes) > CODE_TOLERANCE) or codes.min() < idt.min() or codes.max() > idt.max()):
-        raise ValueError(f"{where}: input must be integer codes of {idt.name} in [{idt.min()}, {idt.max()}]; got "
-                         f"values in [{x.min()}, {x.max()}]")
-    return codes.astype(np.int64)
+    """Integer codes of `idt` in x (float container) as int64 (custom_ops.lut_tables.lut_codes); ValueError naming
+    `where` otherwise."""
+    try:
+        return lut_codes(x, idt)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from err
 
 
 def kan_lut_numpy(codes, tables, idt):

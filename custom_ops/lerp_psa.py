@@ -21,6 +21,38 @@ def _check_finite(name, value):
         raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or inf); re-export from a finite checkpoint")
 
 
+def check_grid_range(grid_range) -> None:
+    """ValueError unless the LerpPSA attribute grid_range is a finite number > 0."""
+    if not (np.isfinite(grid_range) and grid_range > 0):
+        raise ValueError(f"grid_range is {grid_range}; it must be a finite number > 0 (the grid spans "
+                         f"[-grid_range, grid_range])")
+
+
+def check_lerp_psa_inputs(input_shape, table_shape, channel_axis=DEFAULT_CHANNEL_AXIS, in_scale=None,
+                          in_bias=None, grid_range=None):
+    """The one check of a LerpPSA's table against its input: ValueError unless the table is [C, G >= 2] with C the
+    input's size on `channel_axis`, in_scale / in_bias are both absent or both hold C values, and `grid_range` (when
+    given) is finite and > 0. `input_shape` None checks the table alone. Returns the normalized channel axis (None
+    without `input_shape`)."""
+    if len(table_shape) != 2 or table_shape[1] < 2:
+        raise ValueError(f"table must have shape [C, G] with G >= 2, got {list(table_shape)}")
+    if grid_range is not None:
+        check_grid_range(grid_range)
+    if (in_scale is None) != (in_bias is None):
+        raise ValueError("in_scale and in_bias must be given together (or neither)")
+    channels = table_shape[0]
+    for name, value in (("in_scale", in_scale), ("in_bias", in_bias)):
+        if value is not None and np.size(value) != channels:
+            raise ValueError(f"{name} must have shape [{channels}], got {list(np.shape(value))}")
+    if input_shape is None:
+        return None
+    axis = normalize_channel_axis(channel_axis, len(input_shape))
+    if input_shape[axis] != channels:
+        raise ValueError(f"input has shape {list(input_shape)} but the table has {channels} channels (rows) for its "
+                         f"{input_shape[axis]} entries on {CHANNEL_AXIS_ATTR} {channel_axis}")
+    return axis
+
+
 def lerp_psa_numpy(x, table, grid_range, in_scale=None, in_bias=None, channel_axis=DEFAULT_CHANNEL_AXIS):
     """Evaluate the LerpPSA function: x with C channels on `channel_axis`, table [C, G] -> float32 of x's shape.
 
@@ -30,25 +62,14 @@ def lerp_psa_numpy(x, table, grid_range, in_scale=None, in_bias=None, channel_ax
     """
     table = np.asarray(table, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
-    if table.ndim != 2 or table.shape[1] < 2:
-        raise ValueError(f"table must have shape [C, G] with G >= 2, got {list(table.shape)}")
+    axis = check_lerp_psa_inputs(x.shape, table.shape, channel_axis, in_scale, in_bias, grid_range)
     channels, grid_size = table.shape
-    axis = normalize_channel_axis(channel_axis, x.ndim)
-    if x.shape[axis] != channels:
-        raise ValueError(f"input has shape {list(x.shape)} but the table has {channels} channels (rows) for its "
-                         f"{x.shape[axis]} entries on {CHANNEL_AXIS_ATTR} {channel_axis}")
     x = np.moveaxis(x, axis, -1)
-    if not (np.isfinite(grid_range) and grid_range > 0):
-        raise ValueError(f"grid_range must be a positive finite number, got {grid_range}")
     _check_finite("table", table)
-    if (in_scale is None) != (in_bias is None):
-        raise ValueError("in_scale and in_bias must be given together (or neither)")
     if in_scale is not None:
         in_scale = np.asarray(in_scale, dtype=np.float64).reshape(-1)
         in_bias = np.asarray(in_bias, dtype=np.float64).reshape(-1)
         for name, value in (("in_scale", in_scale), ("in_bias", in_bias)):
-            if value.shape != (channels,):
-                raise ValueError(f"{name} must have shape [{channels}], got {list(value.shape)}")
             _check_finite(name, value)
         x = x * in_scale + in_bias
     segment, fraction = segment_and_fraction(x, grid_size, float(grid_range))
@@ -95,10 +116,11 @@ class LerpPSA(CustomOp):
         except Exception:
             messages.append(f"LerpPSA node '{node.name}' lacks the required attribute grid_range")
         else:
-            if np.isfinite(grid_range) and grid_range > 0:
+            try:
+                check_grid_range(grid_range)
                 messages.append("All necessary attributes exist")
-            else:
-                messages.append(f"LerpPSA node '{node.name}' has grid_range {grid_range}; it must be positive")
+            except ValueError as err:
+                messages.append(f"LerpPSA node '{node.name}': {err}")
         try:
             channel_axis_of(node)
         except ValueError as err:

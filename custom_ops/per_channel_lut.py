@@ -15,10 +15,9 @@ from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 
 from psa_finn.custom_ops.domain import CHANNEL_AXIS_ATTR, DEFAULT_CHANNEL_AXIS, channel_axis_of
-from psa_finn.custom_ops.lut_tables import LUT_MODES, lut_lookup, table_entries
+from psa_finn.custom_ops.lut_tables import LUT_MODES, check_lut_table, lut_codes, lut_lookup, table_entries
 
 INTEGER_DATATYPE = re.compile(r"U?INT[1-9][0-9]*")
-CODE_TOLERANCE = 0.01  # float noise tolerated on integer codes: a Mul by 1/scale leaves < 1e-3 at 12 bits
 
 
 class PerChannelLUT(CustomOp):
@@ -53,25 +52,15 @@ class PerChannelLUT(CustomOp):
         idt, odt = self._datatypes()
         mode = self.get_nodeattr("mode")
         x = np.asarray(context[node.input[0]], dtype=np.float64)
-        table = np.asarray(context[node.input[1]], dtype=np.float64)
-        where = f"PerChannelLUT node '{node.name}'"
-        try:
-            entries = table_entries(mode, idt.bitwidth())
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from err
         axis = channel_axis_of(node, x.ndim)
-        if table.ndim != 2 or table.shape[1] != entries or table.shape[0] not in (1, x.shape[axis]):
-            raise ValueError(f"{where}: mode {mode} with {idt.name} input needs a table [C, {entries}] with one row "
-                             f"per channel on {CHANNEL_AXIS_ATTR} {channel_axis_of(node)} (or one shared row); got "
-                             f"table {list(table.shape)}, input {list(x.shape)}")
-        if not (np.all(table == np.round(table)) and odt.allowed(table.min()) and odt.allowed(table.max())):
-            raise ValueError(f"{where}: table entries must be integers of {odt.name}; got range "
-                             f"[{table.min()}, {table.max()}]")
-        codes = np.round(x)
-        if np.any(np.abs(x - codes) > CODE_TOLERANCE) or codes.min() < idt.min() or codes.max() > idt.max():
-            raise ValueError(f"{where}: input must be integer codes of {idt.name} in [{idt.min()}, {idt.max()}]; "
-                             f"got values in [{x.min()}, {x.max()}] (missing Mul by 1/scale or Add of zero point?)")
-        index = np.moveaxis((codes - idt.min()).astype(np.int64), axis, -1)
+        try:
+            table = check_lut_table(context[node.input[1]], mode, idt, odt, (1, x.shape[axis]),
+                                    f"one row per channel on {CHANNEL_AXIS_ATTR} {channel_axis_of(node)} (or one "
+                                    f"shared row; input {list(x.shape)})")
+            codes = lut_codes(x, idt)
+        except ValueError as err:
+            raise ValueError(f"PerChannelLUT node '{node.name}': {err}") from err
+        index = np.moveaxis(codes - int(idt.min()), axis, -1)
         context[node.output[0]] = np.moveaxis(lut_lookup(table, index, mode), -1, axis).astype(np.float32)
 
     def verify_node(self):

@@ -16,13 +16,14 @@ to the QAT model on a random image. Errors go to build.py: one line on stderr, e
 import onnx
 import torch
 
+from psa_finn.common.bit_widths import MAX_BITS, MIN_BITS
 from psa_finn.common.cli_args import DefaultsHelpFormatter, positive_float, positive_int
 from psa_finn.common.output_paths import check_output_file, require_input_file
 from psa_finn.export.checkpoints import load_model_file
 from psa_finn.export.qat import random_calibration_batches, to_qat_model
 from psa_finn.export.qonnx_export import export_qonnx
 from psa_finn.export.quant_resmlp import QuantResMLP
-from psa_finn.nn.quantizers import DEFAULT_BITS, MAX_BITS, MIN_BITS, check_bits
+from psa_finn.nn.quantizers import DEFAULT_BITS, check_bits
 from psa_finn.models import ResMLP
 from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, load_dataset
 from psa_finn.models.evaluation import dataset_of_config

@@ -27,14 +27,11 @@ from psa_finn.models.cli import torch_device
 from psa_finn.models.datasets import DATASET_GEOMETRY, DEFAULT_DATA_DIR, load_dataset
 from psa_finn.models.evaluation import dataset_of_config, evaluate, find_reference_models, format_accuracy_table
 from psa_finn.models.resmlp import VARIANTS, ResMLP
-from psa_finn.models.training import CHECKPOINT_NAME, TrainSettings, Trainer
+from psa_finn.models.training import CHECKPOINT_NAME, TrainSettings, Trainer, default_qat_lr
 
 ONNX_DEFAULT_DATASET = "digits"  # an ONNX file does not say its dataset; --dataset overrides
 # TrainSettings field -> command-line flag where the two names differ (the reference scripts' spelling).
 SETTING_FLAGS = {"kd_temperature": "kd-t", "kt_weight_decay": "kt-wd"}
-# QAT fine-tunes a trained model: the reference's QAT learning rate (REFERENCE_SPEC 6.9); 1e-3 wrecks it
-# (8-bit LERP-PSA on digits fell from 96% to 15% in 5 epochs).
-QAT_LR = 1e-4
 SETTING_HELP = {
     "epochs": "CE/KD epochs after any knowledge transfer (cosine schedule over them)",
     "lr": "AdamW learning rate of the CE/KD phase", "weight_decay": "AdamW weight decay of the CE/KD phase",
@@ -127,7 +124,8 @@ def _add_train_arguments(parser) -> None:
             parser.add_argument(flag, dest=field.name, action="store_true", help=SETTING_HELP[field.name])
         elif field.name == "lr":
             parser.add_argument(flag, dest="lr", type=positive_float, default=None,
-                                help=f"{SETTING_HELP['lr']} (default: {default}, or {QAT_LR} with --qat)")
+                                help=f"{SETTING_HELP['lr']} (default: {default}; with --qat "
+                                     f"{default_qat_lr(8)} from 6 bits up, {default_qat_lr(4)} below)")
         elif field.name in ("epochs", "batch_size"):
             parser.add_argument(flag, dest=field.name, type=SETTING_TYPES[field.name], default=None,
                                 help=f"{SETTING_HELP[field.name]} (default: {_dataset_default_help(field.name)})")
@@ -198,7 +196,7 @@ def _check_init_flags(args, config: dict) -> None:
 def _resolve_defaults(args) -> None:
     """Fill the flags left unset: --lr by --qat, the model flags and --epochs/--batch-size by --dataset."""
     if args.lr is None:
-        args.lr = QAT_LR if args.qat else TrainSettings.lr
+        args.lr = default_qat_lr(args.bits) if args.qat else TrainSettings.lr
     for name, value in DATASET_DEFAULTS[args.dataset].items():
         if getattr(args, name) is None and (args.init is None or name not in MODEL_FLAGS):
             setattr(args, name, value)

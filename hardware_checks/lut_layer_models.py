@@ -1,4 +1,4 @@
-"""One-layer PerChannelLUT models with random tables, for simulations, synthesis checks and their tests.
+"""One-layer PerChannelLUT models with random tables, for synthesis checks (synth-check) and the simulation tests.
 
 The model goes through the same path as a real build: a lowered `custom_ops.PerChannelLUT` node, then
 `InferPerChannelLUTLayer` (the HW layer), PE set, and optionally finn-plus's `SpecializeLayers` with the node's
@@ -45,12 +45,3 @@ def make_lut_layer_model(num_channels, pe, input_dt="INT8", output_dt="INT8", mo
         layer.set_nodeattr("preferred_impl_style", impl_style)
         model = model.transform(SpecializeLayers(fpgapart))
     return model
-
-
-def random_lut_input(model: ModelWrapper, seed=1) -> np.ndarray:
-    """Random integer codes over the whole input range of the model's first node (float32 container)."""
-    layer = getCustomOp(model.graph.node[0])
-    idt = layer.get_input_datatype(0)
-    rng = np.random.default_rng(seed)
-    shape = layer.get_normal_input_shape(0)
-    return rng.integers(idt.min(), idt.max() + 1, size=shape).astype(np.float32)

@@ -17,9 +17,11 @@ from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
+from psa_finn.build_configs.build_files import SUMMARY
 from psa_finn.common.atomic_files import write_json_atomic, write_text_atomic
 from psa_finn.common.cli_errors import BadInput, EnvironmentFailure
 from psa_finn.common.output_paths import check_output_folder, require_input_file
+from psa_finn.custom_ops.domain import RTL_DOMAIN
 from psa_finn.hardware_checks.yosys_synth import (
     CATEGORIES,
     synth_family_for_part,
@@ -28,10 +30,8 @@ from psa_finn.hardware_checks.yosys_synth import (
     yosys_version,
 )
 
-SUMMARY = "summary.json"
 YOSYS_MISSING = "yosys is not installed: install Debian's yosys (scripts/setup.sh does so as root)"
 DEFAULT_FPGA_PART = "xcu50-fsvh2104-2-e"
-RTL_DOMAIN = "finn.custom_op.fpgadataflow.rtl"
 ESTIMATE_KEYS = {"lut": "LUT", "bram18": "BRAM_18K", "uram": "URAM", "dsp": "DSP"}
 YOSYS_KEYS = {"LUT": "lut", "LUTRAM": "lutram", "FF": "ff", "BRAM": "bram18", "URAM": "uram", "DSP": "dsp",
               "CARRY": "carry"}
@@ -42,10 +42,11 @@ KAN_LAYER_ATTRIBUTES = ("MW", "MH", "SIMD", "PE", "inputDataType", "tableDataTyp
 
 def _layer_base(node):
     """"PerChannelLUT" or "KANLinear" for a HW node of one of psa-finn's layers, else None."""
+    from psa_finn.custom_ops.domain import is_hw_node
     from psa_finn.custom_ops.fpgadataflow.kan_linear import KANLinear
     from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
 
-    if not node.domain.startswith("finn.custom_op.fpgadataflow"):
+    if not is_hw_node(node):
         return None
     layer = getCustomOp(node)
     return "PerChannelLUT" if isinstance(layer, PerChannelLUT) else "KANLinear" if isinstance(layer, KANLinear) \

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-SUMMARY_FILE = "summary.json"
+from psa_finn.build_configs.build_files import SUMMARY as SUMMARY_FILE
 RESOURCE_KEYS = ("lut", "dsp", "bram18", "uram")
 REQUIRED_KEYS = ("fps", "latency_ns", *RESOURCE_KEYS, "all_nodes_on_hw", "layers", "zero_estimate_ops")
 LAYER_KEYS = ("name", "op_type", "cycles", *RESOURCE_KEYS)

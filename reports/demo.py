@@ -15,6 +15,7 @@ import psutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from psa_finn.build_configs.build_files import SUMMARY, saved_model_path
 from psa_finn.common.atomic_files import write_text_atomic
 from psa_finn.common.cli_args import positive_int
 from psa_finn.common.output_paths import check_output_folder, check_own_folder
@@ -27,7 +28,7 @@ from psa_finn.reports.tables import comparison_rows, markdown_table
 DEFAULT_OUT = "out/demo"
 ACCURACY_JSON = "accuracy_vs_hidden.json"
 STAGES_JSON = "demo_stages.json"
-SYNTH_CHECK_MODEL = "step_generate_estimate_reports.onnx"
+SYNTH_CHECK_STEP = "step_generate_estimate_reports"
 ONNX_ACCURACY_JSON = "onnx_accuracy.json"
 IDLE_CORES = 2  # the machine the README's times are for
 
@@ -51,7 +52,7 @@ class DemoSettings:
     epochs: int = 30
     batch_size: int = 64
     qat_epochs: int = 5
-    qat_lr: float = 1e-4
+    qat_lr: float = None  # None: `train --qat`'s default (models.training.default_qat_lr)
     build_configs: tuple = ("unrolled", "folded")
     # The demo compares estimates: its builds stop there (code generation would add 15-20 % to each build for files
     # the demo does not use; `build.py build` without --stop-step generates them).
@@ -97,7 +98,8 @@ def demo_stages(out_dir: Path, settings: DemoSettings) -> list:
                                               "--batch-size", str(settings.batch_size),
                                               "--out", str(p["float"].parent), "--force"), outputs=(p["float"],)))
         stages.append(Stage(f"qat_{name}", ("train", "--dataset", "digits", "--qat", "--init", str(p["float"]),
-                                            "--epochs", str(settings.qat_epochs), "--lr", str(settings.qat_lr),
+                                            "--epochs", str(settings.qat_epochs),
+                                            *(() if settings.qat_lr is None else ("--lr", str(settings.qat_lr))),
                                             "--batch-size", str(settings.batch_size),
                                             "--out", str(p["qat"].parent), "--force"),
                             inputs=(p["float"],), outputs=(p["qat"],), after=(f"train_{name}",)))
@@ -116,7 +118,7 @@ def demo_stages(out_dir: Path, settings: DemoSettings) -> list:
                 stages.append(Stage(f"build_{folder.name}_{config}",
                                     ("build", "--model", str(lowered), "--config", str(config_file),
                                      "--out", str(build_dir), *stop),
-                                    inputs=(lowered, *config_files), outputs=(build_dir / "summary.json",),
+                                    inputs=(lowered, *config_files), outputs=(build_dir / SUMMARY,),
                                     after=(f"lower_{folder.name}",)))
     return stages
 
@@ -139,7 +141,7 @@ def synth_check_stages(out_dir: Path, settings: DemoSettings) -> list:
             folder = lowering_folder(out_dir, model, lowering)
             for config in (c for c in settings.build_configs if c in settings.synth_check_configs):
                 build_dir = folder / config
-                summary, onnx = build_dir / "summary.json", build_dir / "intermediate_models" / SYNTH_CHECK_MODEL
+                summary, onnx = build_dir / SUMMARY, saved_model_path(build_dir, SYNTH_CHECK_STEP)
                 stages.append(Stage(f"synth_check_{folder.name}_{config}",
                                     ("synth-check", "--model", str(onnx), "--out", str(build_dir)),
                                     inputs=(onnx,), outputs=(build_dir / "synth_check",),
@@ -155,13 +157,14 @@ def build_directories(out_dir: Path, settings: DemoSettings) -> list:
 
 
 def _final_accuracy(checkpoint: Path):
-    """Test accuracy of the last epoch stored in a training checkpoint (float or QAT), or None when there is none."""
+    """Test accuracy of the last epoch stored in a training checkpoint (float or QAT); None when the stage has not
+    written it yet or it records no training history. A file that cannot be read is an error naming it."""
     from psa_finn.models.checkpoint import read_torch_file
 
-    try:
-        return read_torch_file(checkpoint)["training"]["history"][-1]["test_accuracy"]
-    except (FileNotFoundError, ValueError, KeyError, IndexError, TypeError):
+    if not Path(checkpoint).is_file():
         return None
+    history = (read_torch_file(checkpoint).get("training") or {}).get("history") or []
+    return history[-1]["test_accuracy"] if history else None
 
 
 def report_intro(out_dir: Path, settings: DemoSettings) -> str:
@@ -212,7 +215,7 @@ def add_arguments(parser, command):
 
 def _write_demo_report(out_dir: Path, settings: DemoSettings, results, stages_s: float, idle_s: float):
     """report.md, builds.csv and the plots over the builds that finished (None when none did); prints the tables."""
-    builds = [d for d in build_directories(out_dir, settings) if (d / "summary.json").is_file()]
+    builds = [d for d in build_directories(out_dir, settings) if (d / SUMMARY).is_file()]
     if not builds:
         return None
     intro = report_intro(out_dir, settings)

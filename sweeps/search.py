@@ -22,17 +22,15 @@ def objective_values(record: dict, objectives: dict):
 
 def records_of_space(space, records: dict) -> dict:
     """{trial id: record} of the records (ok or failed) whose stored point lies on the axes of `space` and gives the
-    same trial there (same fixed settings)."""
+    same trial there (same fixed settings). A point on the axes builds its spec as the grid does, so nothing is
+    caught here: a spec that cannot be built fails the grid too."""
     found = {}
     for tid, record in records.items():
         point = record.get("point")
         if isinstance(point, dict) and set(point) == set(space.axes) \
-                and all(value in space.axes[name] for name, value in point.items()):
-            try:
-                if trial_id(space.spec(point)) == tid:
-                    found[tid] = record
-            except (ValueError, KeyError, TypeError):
-                continue
+                and all(value in space.axes[name] for name, value in point.items()) \
+                and trial_id(space.spec(point)) == tid:
+            found[tid] = record
     return found
 
 

@@ -37,9 +37,10 @@ from pathlib import Path
 import yaml
 
 import psa_finn.build_configs
+from psa_finn.common.bit_widths import MAX_BITS, MIN_BITS
 from psa_finn.common.cli_errors import BadInput
-from psa_finn.nn.quantizers import MAX_BITS, MIN_BITS
 from psa_finn.models.datasets import DATASET_GEOMETRY
+from psa_finn.models.training import default_qat_lr
 from psa_finn.sweeps.families import FAMILIES, model_family
 from psa_finn.transforms.lower_quantized_functions import LOWERING_MODES
 
@@ -240,10 +241,6 @@ AXIS_DEFAULTS = {"variant": None, "hidden_factor": None, "bits": [8], "grid_size
 TRAINING_DEFAULTS = {"epochs": 20, "batch_size": 64, "lr": 5e-3, "qat_epochs": 5, "qat_lr": None}
 
 
-def default_qat_lr(bits: int) -> float:
-    """QAT learning rate by bit width: the reference's 1e-4 from 6 bits up, 1e-3 below (README: 4-bit QAT needs
-    about 1e-3; 1e-3 at 8 bits wrecks a trained model)."""
-    return 1e-4 if bits >= 6 else 1e-3
 TOP_KEYS = {"dataset", "model", "training", "teacher", "build", "axes", "search", "resources"}
 
 

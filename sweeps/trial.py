@@ -11,7 +11,6 @@ every stage (training lines, the finn-plus build log) is in the kept `trial.log`
 """
 
 import contextlib
-import json
 import os
 import socket
 import sys
@@ -20,7 +19,6 @@ import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
-
 
 from psa_finn.common.cli_errors import one_line
 from psa_finn.sweeps.families import model_family
@@ -124,10 +122,10 @@ def _trained_models(spec, work: Path, family, data, teacher, device, clock, metr
 
 def _pipeline(spec, work: Path, config_path, teacher, device, clock: StageClock, record: dict, trained) -> None:
     """The stages of one trial, filling `record` (its metrics as each stage ends, so a failure keeps them)."""
-    from psa_finn.build_configs.cli import run_build
+    from psa_finn.build_configs.dataflow_build import run_build
     from psa_finn.export.onnx_eval import evaluate_onnx
     from psa_finn.models.datasets import load_dataset
-    from psa_finn.transforms.cli import lower_model_file, lowering_document
+    from psa_finn.transforms.lower_and_report import lower_file_and_report
 
     family = model_family(spec.family)
     data = load_dataset(spec.dataset)
@@ -139,10 +137,8 @@ def _pipeline(spec, work: Path, config_path, teacher, device, clock: StageClock,
         family.export(qat.cpu().eval(), work / "model.onnx")
     mode = spec.lowering or "auto"
     with clock("lower"):
-        lowered, report = lower_model_file(work / "model.onnx", mode)
-        lowered.save(str(work / "lowered.onnx"))
-        document = lowering_document(report, mode, "model.onnx")
-        (work / "lowered.json").write_text(json.dumps(document, indent=2))
+        _, _, document = lower_file_and_report(work / "model.onnx", mode, work / "lowered.json", work / "lowered.onnx",
+                                               source="model.onnx")
         record["lowering_forms"] = document["forms"]
     with clock("evaluate"):
         metrics["accuracy_lowered"] = _accuracy(

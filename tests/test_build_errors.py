@@ -85,7 +85,7 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
 
 def test_failure_cause_is_the_exception_after_the_last_traceback_box(tmp_path):
-    from psa_finn.build_configs.cli import failure_cause
+    from psa_finn.build_configs.dataflow_build import failure_cause
 
     log = tmp_path / "build_dataflow.log"
     log.write_text("Running step: step_tidy_up [1/3]\n\u256d\u2500 Traceback \u2500\u256e\n\u2502 raise X \u2502\n"

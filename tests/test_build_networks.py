@@ -1,7 +1,8 @@
 """One build flow for any network: an MLP, a CNN (Conv2d + MaxPool, NCHW, its LERP-PSA bank on channel_axis 1),
 brevitas_examples' TFC with 2-bit activations and LERP-PSA (falling channels included) and a small ResMLP, each with
 learnable functions, built with the same unrolled.yaml and folded.yaml; finn-plus's default steps with ours inserted
-by dotted name (README), on the CNN whose bank runs channels-last between permutes and on the TFC."""
+by dotted name (docs/tutorials/build_configs.md), on the CNN whose bank runs channels-last between permutes and on the
+TFC."""
 
 import json
 import os
@@ -99,10 +100,10 @@ def test_kan_identity_requantizers_are_removed_exactly(models, tmp_path):
     assert [layer["op_type"] for layer in summary["layers"]].count("PerChannelLUT_rtl") == 2
 
 
-def _readme_config():
-    """The finn-plus default-steps config shown in README.md, "Build your own network"."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Build your own network"):]
+def _documented_config():
+    """The finn-plus default-steps config shown in the docs, "Build configs and our steps"."""
+    page = (ROOT / "docs" / "tutorials" / "build_configs.md").read_text()
+    section = page[page.index("## Keep finn-plus's default steps"):]
     return re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
 
 
@@ -110,7 +111,7 @@ def _readme_config():
 @pytest.mark.parametrize("network", ("cnn_permuted", "tfc"))
 def test_finn_default_steps_with_ours_by_dotted_name(models, tmp_path, network):
     config = tmp_path / "my_config.yaml"
-    config.write_text(_readme_config())
+    config.write_text(_documented_config())
     summary = _build(models[network], config, tmp_path / "build")
     assert "step_streamline" in summary["steps_run"] and "step_convert_to_hw" in summary["steps_run"]
     ours = {"step_lower_quantized_functions", "step_streamline_with_luts", "step_convert_luts_to_hw"}
@@ -149,7 +150,7 @@ def test_hardware_that_differs_from_qonnx_fails_the_build_with_exit_1(models, tm
 def test_a_target_fps_replaces_the_configs_own(models, tmp_path):
     import yaml
 
-    from psa_finn.build_configs.cli import run_build
+    from psa_finn.build_configs.dataflow_build import run_build
 
     config = ROOT / "build_configs" / "unrolled.yaml"
     own = yaml.safe_load(config.read_text())["target_fps"]

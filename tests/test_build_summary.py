@@ -16,11 +16,12 @@ from psa_finn.build_configs.summary import (  # noqa
     resources_by_op_type,
     zero_estimate_ops,
 )
+from psa_finn.custom_ops.domain import HW_DOMAIN  # noqa
 
 
 def _parent_model(extra_tail_op=None):
     """global_in -> StreamingDataflowPartition -> Mul(const) -> Add(const) [-> extra op] -> out."""
-    nodes = [helper.make_node("StreamingDataflowPartition", ["x"], ["acc"], domain="finn.custom_op.fpgadataflow",
+    nodes = [helper.make_node("StreamingDataflowPartition", ["x"], ["acc"], domain=HW_DOMAIN,
                               model="child.onnx", name="partition"),
              helper.make_node("Mul", ["acc", "s"], ["scaled"], name="dequant_scale"),
              helper.make_node("Add", ["scaled", "b"], ["logits"], name="dequant_bias")]
@@ -49,11 +50,11 @@ def test_ops_behind_an_unmapped_op_are_off_hw_too():
 
 
 def _hw_model():
-    nodes = [helper.make_node("Thresholding", ["x"], ["q"], domain="finn.custom_op.fpgadataflow",
+    nodes = [helper.make_node("Thresholding", ["x"], ["q"], domain=HW_DOMAIN,
                               backend="fpgadataflow", NumChannels=4, PE=2, inputDataType="INT16",
                               outputDataType="INT8", weightDataType="INT16", numSteps=255, numInputVectors=[1],
                               name="thr"),
-             helper.make_node("DuplicateStreams", ["q"], ["d0", "d1"], domain="finn.custom_op.fpgadataflow",
+             helper.make_node("DuplicateStreams", ["q"], ["d0", "d1"], domain=HW_DOMAIN,
                               backend="fpgadataflow", NumChannels=4, PE=1, NumOutputStreams=2, inputDataType="INT8",
                               numInputVectors=[1], name="dup")]
     graph = helper.make_graph(nodes, "hw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],

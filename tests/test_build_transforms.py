@@ -14,6 +14,7 @@ from psa_finn.build_configs import finn_shims
 
 finn_shims.boot_finn("/tmp/psa_finn_test_build_transforms")
 
+from psa_finn.custom_ops.domain import HW_DOMAIN  # noqa: E402
 from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors  # noqa: E402
 from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds  # noqa: E402
 from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank  # noqa: E402
@@ -150,7 +151,7 @@ def test_multithreshold_layout_rejects_thresholds_that_fit_no_channel_axis():
 
 
 def _shuffle_model(tokens=16, channels=96):
-    node = helper.make_node("Shuffle", ["x"], ["y"], domain="finn.custom_op.fpgadataflow", backend="fpgadataflow",
+    node = helper.make_node("Shuffle", ["x"], ["y"], domain=HW_DOMAIN, backend="fpgadataflow",
                             data_type="INT8", in_shape=[1, tokens, channels], out_shape=[1, channels, tokens],
                             transpose_in_shape=[1, tokens, channels], transpose_out_shape=[1, channels, tokens],
                             perm=[0, 2, 1], name="shuffle")

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from onnx import helper
 from qonnx.custom_op.registry import getCustomOp
 
+from psa_finn.custom_ops.domain import HW_DOMAIN
 from psa_finn.custom_ops.lut_tables import table_entries
 from psa_finn.transforms.lower_quantized_functions import lower_quantized_functions
 from quantized_graphs import LAYOUTS, chain_model, channel_shaped, every_code_input, quantizer, run
@@ -188,5 +189,5 @@ def test_the_hardware_conversion_takes_channels_last_tables_and_repeats_a_shared
         channels_first.transform(InferShapes()).transform(InferPerChannelLUTLayer())
     shared = op_model("PerChannelLUT", [1, 2, 3], [[5, 6, 7, 8]], channel_axis=1, **attributes)
     converted = shared.transform(InferShapes()).transform(InferPerChannelLUTLayer())
-    assert converted.graph.node[0].domain == "finn.custom_op.fpgadataflow"
+    assert converted.graph.node[0].domain == HW_DOMAIN
     np.testing.assert_array_equal(converted.get_initializer("table"), [[5, 6, 7, 8]] * 3)

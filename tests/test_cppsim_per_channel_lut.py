@@ -10,9 +10,9 @@ from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.registry import getCustomOp
 
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the layer and its backends)
-from psa_finn.hardware_checks import hls_cppsim
-from psa_finn.hardware_checks.hls_cppsim import cppsim_available, run_hls_cppsim
-from psa_finn.hardware_checks.lut_layer_models import make_lut_layer_model, random_lut_input
+import hls_cppsim
+from hls_cppsim import cppsim_available, random_lut_input, run_hls_cppsim
+from psa_finn.hardware_checks.lut_layer_models import make_lut_layer_model
 
 pytestmark = pytest.mark.skipif(not cppsim_available(),
                                 reason="C++ simulation needs g++ and the hls4ml==1.3.0 wheel's ap_types headers "

@@ -112,7 +112,7 @@ def test_progress_counts_over_all_stages_and_settles_stages_not_needed(tmp_path,
     results = {r.name: r for r in run_stages(stages, tmp_path, jobs=1)}
     assert {n: r.status for n, r in results.items()} == {"first": "done", "late": "done", "unneeded": "not needed"}
     assert results["unneeded"].detail == "nothing to do"
-    assert 0 < results["first"].cpu_s and results["first"].cpu_s <= results["first"].seconds * 2 + 1
+    assert results["first"].cpu_s > 0   # measured (a child process's CPU time), not bounded: no timing assert
     counts = re.findall(r"^\[(\d+)/(\d+)\]", capsys.readouterr().out, flags=re.M)
     assert counts == [("1", "3"), ("2", "3"), ("3", "3")]
     rerun = run_stages(stages, tmp_path, jobs=1)

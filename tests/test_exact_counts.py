@@ -13,9 +13,8 @@ finn_shims.boot_finn("/tmp/psa_finn_test_exact_counts")
 import finn.custom_op.fpgadataflow.rtl  # noqa: E402,F401  (registers finn-plus's HW layers)
 
 from psa_finn.analysis.exact_counts import exact_counts, paper_operation_count, qonnx_macs_per_frame  # noqa: E402
-from psa_finn.custom_ops.domain import OPS_DOMAIN  # noqa: E402
+from psa_finn.custom_ops.domain import OPS_DOMAIN, RTL_DOMAIN as RTL  # noqa: E402
 
-RTL = "finn.custom_op.fpgadataflow.rtl"
 
 
 def _vi(name, shape):

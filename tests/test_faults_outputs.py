@@ -88,7 +88,7 @@ def test_two_trains_on_one_out_at_once_one_wins_the_other_exits_2(tmp_path):
 
 def _fake_finn(monkeypatch, summary_update):
     """Replace the finn-plus run by one that writes a log and the summary by one updated with `summary_update`."""
-    from psa_finn.build_configs import cli as build_cli
+    from psa_finn.build_configs import dataflow_build as build_cli
     from psa_finn.build_configs import summary as summary_module
 
     def run_finn(model_path, config_path, cfg, staging, stop_step):
@@ -188,7 +188,7 @@ def test_no_command_writes_into_a_folder_that_is_not_its_own(tmp_path, capsys, c
 def test_ctrl_c_inside_finn_plus_exits_130_and_keeps_no_failed_build(tmp_path, capsys, files, monkeypatch):
     """finn-plus catches KeyboardInterrupt and returns a failed status ("KeyboardInterrupt detected"): that is an
     interrupt (exit 130), not a model finn-plus cannot build (exit 2); no DIR.failed, the previous build intact."""
-    from psa_finn.build_configs import cli as build_cli
+    from psa_finn.build_configs import dataflow_build as build_cli
 
     def run_finn(model_path, config_path, cfg, staging, stop_step):
         (staging / "build_dataflow.log").write_text("KeyboardInterrupt detected. Aborting...\n")

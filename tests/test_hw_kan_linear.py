@@ -10,13 +10,13 @@ from qonnx.custom_op.registry import getCustomOp
 
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the layer and its backends)
 from finn.util.data_packing import npy_to_rtlsim_input, rtlsim_output_to_npy
+from hls_cppsim import cppsim_available, random_lut_input, run_hls_cppsim
 
 from psa_finn.custom_ops.fpgadataflow.rtl.axis_stream_sim import simulate_axis_stream, simulator_available
 from psa_finn.custom_ops.fpgadataflow.rtl.kan_linear_verilog import PIPELINE_LATENCY
 from psa_finn.custom_ops.kan_lut import kan_lut_numpy
-from psa_finn.hardware_checks.hls_cppsim import cppsim_available, run_hls_cppsim
 from psa_finn.hardware_checks.kan_layer_models import make_kan_layer_model
-from psa_finn.hardware_checks.lut_layer_models import DEFAULT_FPGA_PART, random_lut_input
+from psa_finn.hardware_checks.lut_layer_models import DEFAULT_FPGA_PART
 from psa_finn.hardware_checks.synth_check import synth_check_layer
 from psa_finn.hardware_checks.yosys_synth import yosys_available
 from psa_finn.transforms.convert_to_hw_kan_linear import FoldKANLinear

@@ -17,6 +17,7 @@ from qonnx.util.basic import qonnx_make_model
 
 import psa_finn.custom_ops  # noqa: F401
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401
+from psa_finn.custom_ops.domain import HLS_DOMAIN, HW_DOMAIN
 from psa_finn.custom_ops.fpgadataflow.per_channel_lut import bram18_count, bram18_read_mux_luts, lutrom_luts
 from psa_finn.custom_ops.lut_tables import table_entries
 from psa_finn.transforms.convert_to_hw_per_channel_lut import InferPerChannelLUTLayer
@@ -45,7 +46,7 @@ def lowered_model(mode, channels=8, tokens=3, idt="INT8", odt="INT8", table=None
 
 def hw_layer(mode="lerp64", channels=96, pe=1, vectors=(1, 64), idt="INT8", odt="INT8", ram_style="auto"):
     """A PerChannelLUT hardware node instance (no graph needed for shapes and estimates)."""
-    node = helper.make_node("PerChannelLUT", ["x", "table"], ["y"], domain="finn.custom_op.fpgadataflow",
+    node = helper.make_node("PerChannelLUT", ["x", "table"], ["y"], domain=HW_DOMAIN,
                             backend="fpgadataflow", name="lut_hw", NumChannels=channels, PE=pe,
                             inputDataType=idt, outputDataType=odt, numInputVectors=list(vectors), mode=mode,
                             ram_style=ram_style)
@@ -180,7 +181,7 @@ def test_python_execution_equals_the_lowered_op_for_every_code_and_pe(mode, idt,
     expected = execute_onnx(lowered, {"x": x})["y"]
     model = lowered.transform(InferPerChannelLUTLayer())
     node = model.graph.node[0]
-    assert (node.domain, node.op_type) == ("finn.custom_op.fpgadataflow", "PerChannelLUT")
+    assert (node.domain, node.op_type) == (HW_DOMAIN, "PerChannelLUT")
     assert model.get_tensor_datatype("y") == DataType[odt]
     for pe in (1, 3, 12):
         getCustomOp(node).set_nodeattr("PE", pe)
@@ -223,14 +224,14 @@ def test_conversion_errors_name_the_node():
     with pytest.raises(ValueError, match="lut0: input x is annotated INT4 but the table was built for .*INT8"):
         mislabelled.transform(InferPerChannelLUTLayer())
     out_of_range = lowered_model("full", channels=1, odt="UINT2", table=np.full((1, 256), 4))
-    with pytest.raises(ValueError, match="within outputDataType=UINT2"):
+    with pytest.raises(ValueError, match="integers of UINT2"):
         out_of_range.transform(InferPerChannelLUTLayer())
 
 
 # ---- registration, specialisation, code generation ---------------------------------------------------------------
 
 def test_registration_in_a_fresh_process():
-    script = """
+    script = f"""
 import psa_finn.custom_ops.fpgadataflow
 from onnx import helper
 from qonnx.custom_op.registry import getCustomOp
@@ -239,8 +240,8 @@ from finn.custom_op.fpgadataflow.hls import custom_op as hls
 from finn.util.basic import getHWCustomOp
 assert hw["PerChannelLUT"].__module__ == "psa_finn.custom_ops.fpgadataflow.per_channel_lut"
 assert hls["PerChannelLUT_hls"].__module__ == "psa_finn.custom_ops.fpgadataflow.hls.per_channel_lut_hls"
-for domain, op in [("finn.custom_op.fpgadataflow", "PerChannelLUT"), ("finn.custom_op.fpgadataflow.hls",
-                   "PerChannelLUT_hls"), ("psa_finn.custom_ops.fpgadataflow", "PerChannelLUT"),
+for domain, op in [("{HW_DOMAIN}", "PerChannelLUT"), ("{HLS_DOMAIN}", "PerChannelLUT_hls"),
+                   ("psa_finn.custom_ops.fpgadataflow", "PerChannelLUT"),
                    ("psa_finn.custom_ops.fpgadataflow.hls", "PerChannelLUT_hls")]:
     node = helper.make_node(op, ["x", "t"], ["y"], domain=domain, NumChannels=4, PE=2, inputDataType="INT8",
                             outputDataType="INT8", numInputVectors=[1, 3], mode="lerp64")
@@ -252,8 +253,8 @@ for domain, op in [("finn.custom_op.fpgadataflow", "PerChannelLUT"), ("finn.cust
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith(("finn.", "psa_finn."))]
     assert lines == [
-        "finn.custom_op.fpgadataflow PerChannelLUT 6",
-        "finn.custom_op.fpgadataflow.hls PerChannelLUT_hls 6",
+        f"{HW_DOMAIN} PerChannelLUT 6",
+        f"{HLS_DOMAIN} PerChannelLUT_hls 6",
         "psa_finn.custom_ops.fpgadataflow PerChannelLUT 6",
         "psa_finn.custom_ops.fpgadataflow.hls PerChannelLUT_hls 6",
     ]
@@ -288,7 +289,7 @@ def test_specialize_layers_picks_the_hls_backend_and_analyses_see_it(finn_build_
 
     lowered, model = specialised_hls("lerp64")
     node = model.graph.node[0]
-    assert (node.domain, node.op_type) == ("finn.custom_op.fpgadataflow.hls", "PerChannelLUT_hls")
+    assert (node.domain, node.op_type) == (HLS_DOMAIN, "PerChannelLUT_hls")
     x = all_codes("INT8", 8, 4)
     assert np.array_equal(execute_onnx(model, {"x": x})["y"], execute_onnx(lowered, {"x": x})["y"])
     layer = getCustomOp(node)

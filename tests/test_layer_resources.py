@@ -19,12 +19,12 @@ import finn.custom_op.fpgadataflow.rtl  # noqa: E402,F401
 from finn.util.resource_models import _fifo_cost  # noqa: E402
 
 from psa_finn.analysis.resources import fifo_resources, layer_resources  # noqa: E402
+from psa_finn.custom_ops.domain import HLS_DOMAIN as HLS, RTL_DOMAIN as RTL  # noqa: E402
 from psa_finn.analysis.resources.mvau import mvu_geometry  # noqa: E402
 from psa_finn.analysis.resources.primitives import adder_tree_luts, memory_resources, mux_luts, sum_width  # noqa
 from psa_finn.hardware_checks.lut_layer_models import make_lut_layer_model  # noqa: E402
 
 U50 = "xcu50-fsvh2104-2-e"
-RTL, HLS = "finn.custom_op.fpgadataflow.rtl", "finn.custom_op.fpgadataflow.hls"
 
 
 def _model(nodes, inp, out, in_shape, out_shape, initializers=None, datatypes=None):

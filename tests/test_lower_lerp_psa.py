@@ -22,6 +22,7 @@ import psa_finn.custom_ops  # noqa: F401  (registers the custom_ops domain)
 from psa_finn.build import main
 from psa_finn.common.cli_errors import EXIT_BAD_INPUT
 from psa_finn.transforms import cli
+from psa_finn.transforms.lower_and_report import lower_model_file
 from psa_finn.transforms.lower_quantized_functions import LowerQuantizedFunctions, lower_quantized_functions
 
 TOKENS = 3
@@ -409,7 +410,7 @@ def test_exported_digits_resmlp_logits_are_unchanged_by_lowering(variant, bits, 
     export_qonnx(qat, torch.zeros(qat.input_shape), tmp_path / "model.onnx")
     expected = run_onnx(tmp_path / "model.onnx", x_test)
     for mode in ("auto", "full"):
-        lowered, report = cli.lower_model_file(tmp_path / "model.onnx", mode)
+        lowered, report = lower_model_file(tmp_path / "model.onnx", mode)
         lowered_chains = [entry for entry in report if entry.form not in ("left to FINN", "left in place")]
         assert len(lowered_chains) == {"relu": 0, "lerp_psa": 4, "bspline": 4}[variant]
         assert all(entry.form == "left to FINN" and "Relu" in entry.ops for entry in report

@@ -14,7 +14,7 @@ from psa_finn.export.qat import empty_qat_model, to_qat_model
 from psa_finn.export.qonnx_export import export_qonnx
 from psa_finn.models import ResMLP, build_model, patchify
 from psa_finn.models.datasets import DATASET_GEOMETRY, load_dataset, load_mnist1d_split
-from psa_finn.transforms.cli import lower_model_file
+from psa_finn.transforms.lower_and_report import lower_model_file
 
 MNIST1D = DATASET_GEOMETRY["mnist1d"]
 

@@ -14,6 +14,7 @@ from psa_finn.build_configs import finn_shims
 
 finn_shims.boot_finn("/tmp/psa_finn_test_round_half_even_thresholds")
 
+from finn.builder.build_dataflow_config import DataflowBuildConfig  # noqa: E402
 from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN  # noqa: E402
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds  # noqa: E402
 from finn.transformation.streamline.streamline_plus import StreamlinePlus  # noqa: E402
@@ -21,6 +22,9 @@ from finn.transformation.streamline.streamline_plus import StreamlinePlus  # noq
 from psa_finn.build_configs.steps import step_streamline_with_luts  # noqa: E402
 from psa_finn.transforms.lean_composed import apply_lean  # noqa: E402
 from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds, input_grid  # noqa: E402
+
+STREAMLINE_CFG = DataflowBuildConfig(output_dir="/tmp/psa_finn_test_round_half_even_thresholds",
+                                     synth_clk_period_ns=5.0, generate_outputs=[])
 
 INT8_INPUTS = np.arange(-128, 128, dtype=np.float32)
 INT16_INPUTS = np.arange(-520, 520, dtype=np.float32)
@@ -139,7 +143,7 @@ def test_streamlining_step_matches_the_qonnx_quant_bit_for_bit():
     finn_model = qonnx_model.transform(ConvertQONNXtoFINN())
     stock = apply_lean(finn_model, StreamlinePlus())
     assert not np.array_equal(_outputs(stock, INT8_INPUTS), expected)  # half up: x = 1 -> 1, not 0
-    streamlined = step_streamline_with_luts(finn_model, None)
+    streamlined = step_streamline_with_luts(finn_model, STREAMLINE_CFG)
     assert [n.op_type for n in streamlined.graph.node] == ["MultiThreshold", "Mul"]
     assert np.array_equal(_outputs(streamlined, INT8_INPUTS), expected)
 
@@ -175,7 +179,7 @@ def test_residual_join_of_two_power_of_two_grids_rounds_like_the_qonnx_quant():
     expected = run(qonnx_model)
     finn_model = qonnx_model.transform(ConvertQONNXtoFINN())
     assert not np.array_equal(run(apply_lean(finn_model, StreamlinePlus())), expected)  # ties rounded up
-    assert np.array_equal(run(step_streamline_with_luts(finn_model, None)), expected)
+    assert np.array_equal(run(step_streamline_with_luts(finn_model, STREAMLINE_CFG)), expected)
 
 
 def test_input_grid_of_scaled_integer_branches():

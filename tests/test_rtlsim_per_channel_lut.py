@@ -9,9 +9,11 @@ from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.registry import getCustomOp
 
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the layer and its backends)
+from psa_finn.custom_ops.domain import RTL_DOMAIN
 from psa_finn.custom_ops.fpgadataflow.rtl.per_channel_lut_verilog import PIPELINE_LATENCY, rom_file_name
 from psa_finn.custom_ops.fpgadataflow.rtl.axis_stream_sim import simulate_axis_stream, simulator_available
-from psa_finn.hardware_checks.lut_layer_models import DEFAULT_FPGA_PART, make_lut_layer_model, random_lut_input
+from hls_cppsim import random_lut_input
+from psa_finn.hardware_checks.lut_layer_models import DEFAULT_FPGA_PART, make_lut_layer_model
 from finn.util.data_packing import npy_to_rtlsim_input, rtlsim_output_to_npy
 
 HAS_ICARUS = simulator_available("iverilog")
@@ -38,7 +40,7 @@ def rtl_model(tmp_path, mode, pe, input_dt="INT8", output_dt="INT8", num_vectors
 def test_specialize_layers_picks_rtl_from_node_attribute_and_from_config(tmp_path):
     by_attribute = make_lut_layer_model(CHANNELS, 2, impl_style="rtl")
     node = by_attribute.graph.node[0]
-    assert (node.op_type, node.domain) == ("PerChannelLUT_rtl", "finn.custom_op.fpgadataflow.rtl")
+    assert (node.op_type, node.domain) == ("PerChannelLUT_rtl", RTL_DOMAIN)
 
     # what finn-plus's step_specialize_layers does with specialize_layers_config_file
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers

@@ -32,11 +32,25 @@ def stage_modules():
     return modules
 
 
-def imports_of(name: str, path: Path) -> set:
-    """Absolute names of every module `path` imports, anywhere in it (relative imports resolved against `name`)."""
+def _nodes(tree, on_import_only: bool):
+    """Every ast node of `tree`; with `on_import_only`, not those inside functions (they run when called)."""
+    if not on_import_only:
+        yield from ast.walk(tree)
+        return
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        yield node
+        pending.extend(child for child in ast.iter_child_nodes(node)
+                       if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+
+def imports_of(name: str, path: Path, on_import_only: bool = False) -> set:
+    """Absolute names of every module `path` imports, anywhere in it (relative imports resolved against `name`); with
+    `on_import_only`, only the imports that run when the module is imported (not those inside functions)."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _nodes(ast.parse(path.read_text(), str(path)), on_import_only):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -51,6 +65,7 @@ def imports_of(name: str, path: Path) -> set:
 
 MODULES = stage_modules()
 IMPORTS = {name: imports_of(name, path) for name, path in MODULES.items()}
+IMPORTS_ON_IMPORT = {name: imports_of(name, path, on_import_only=True) for name, path in MODULES.items()}
 
 
 def stage_of(module: str):
@@ -80,10 +95,10 @@ def test_ops_transforms_and_build_configs_import_no_torch_and_no_torch_stage(nam
 def uses_finn(name, seen=None) -> bool:
     """Whether importing module `name` imports finn-plus (directly or through other psa_finn modules)."""
     seen = set() if seen is None else seen
-    if name in seen or name not in IMPORTS:
+    if name in seen or name not in IMPORTS_ON_IMPORT:
         return False
     seen.add(name)
-    return any(module.split(".")[0] == "finn" or uses_finn(module, seen) for module in IMPORTS[name])
+    return any(module.split(".")[0] == "finn" or uses_finn(module, seen) for module in IMPORTS_ON_IMPORT[name])
 
 
 def test_custom_ops_and_transforms_load_without_torch():

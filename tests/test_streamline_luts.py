@@ -15,6 +15,7 @@ from psa_finn.build_configs import finn_shims
 
 finn_shims.boot_finn("/tmp/psa_finn_test_streamline_luts")
 
+from finn.builder.build_dataflow_config import DataflowBuildConfig  # noqa: E402
 from finn.transformation.streamline.absorb import AbsorbAddIntoMultiThreshold  # noqa: E402
 from finn.transformation.streamline.streamline_plus import StreamlinePlus  # noqa: E402
 
@@ -26,6 +27,9 @@ from psa_finn.transforms.absorb_into_per_channel_lut import AbsorbAffineIntoPerC
 from psa_finn.transforms.fixed_point import FixedPointNotReached, transform_to_fixed_point  # noqa: E402
 from psa_finn.transforms.lean_composed import apply_lean  # noqa: E402
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast  # noqa: E402
+
+STREAMLINE_CFG = DataflowBuildConfig(output_dir="/tmp/psa_finn_test_streamline_luts", synth_clk_period_ns=5.0,
+                                     generate_outputs=[])
 
 RNG = np.random.default_rng(3)
 
@@ -153,7 +157,8 @@ def _falling_channel_model():
 
 def test_rewrites_that_undo_each_other_end_in_an_error_naming_them():
     """FactorOutMulSignMagnitude splits the Mul, CollapseRepeatedMul joins it again: a hang before the caps."""
-    for streamline in (lambda m: apply_lean(m, StreamlinePlus()), lambda m: step_streamline_with_luts(m, None)):
+    for streamline in (lambda m: apply_lean(m, StreamlinePlus()),
+                       lambda m: step_streamline_with_luts(m, STREAMLINE_CFG)):
         with pytest.raises(FixedPointNotReached) as error:
             streamline(_falling_channel_model())
         message = str(error.value)

@@ -20,7 +20,7 @@ from psa_finn.sweeps.families import model_family
 from psa_finn.sweeps.plugin_networks import (ARCHITECTURES, VARIANTS, PluginNetwork, load_float_network,
                                              load_quant_network, save_network, to_quant_network)
 from psa_finn.sweeps.space import load_space, parse_space
-from psa_finn.transforms.cli import lower_model_file
+from psa_finn.transforms.lower_and_report import lower_model_file
 from psa_finn.transforms.lower_quantized_functions import KEPT_FORMS, LEFT_TO_FINN
 
 WIDTH, DEPTH = 8, 2

@@ -9,9 +9,10 @@ import pytest
 
 from psa_finn.build import main
 from psa_finn.common.cli_errors import EXIT_BAD_INPUT, BadInput
+from psa_finn.models.training import default_qat_lr
 from psa_finn.sweeps import store
 from psa_finn.sweeps.search import GridSearch, NSGA2Search, records_of_space
-from psa_finn.sweeps.space import default_qat_lr, load_space, parse_space, training_id, trial_id
+from psa_finn.sweeps.space import load_space, parse_space, training_id, trial_id
 
 TINY = {"dataset": "digits", "model": {"family": "resmlp", "embed_dim": 8, "depth": 1},
         "training": {"epochs": 1, "batch_size": 256, "qat_epochs": 0},

@@ -7,12 +7,15 @@ it is not constant, and a node absorbs it only along its own channel axis.
 """
 
 import numpy as np
+import qonnx.core.data_layout as DataLayout
 from qonnx.custom_op.registry import getCustomOp
 
-# data_layout of a channel axis in a tensor of a given rank (the layouts FINN's MultiThreshold understands)
-LAYOUT_OF_CHANNEL_AXIS = {(2, 1): "NC", (3, 1): "NCW", (3, 2): "NWC", (4, 1): "NCHW", (4, 3): "NHWC"}
+# data_layout of a channel axis in a tensor of a given rank (qonnx's layouts, which FINN's MultiThreshold understands)
+LAYOUT_OF_CHANNEL_AXIS = {(len(layout), layout.index("C")): "".join(layout)
+                          for layout in (DataLayout.NC, DataLayout.NCW, DataLayout.NWC, DataLayout.NCHW,
+                                         DataLayout.NHWC)}
 # FINN's default when a MultiThreshold has no data_layout (qonnx MultiThreshold.execute_node)
-DEFAULT_LAYOUT_OF_RANK = {2: "NC", 3: "NWC", 4: "NCHW"}
+DEFAULT_LAYOUT_OF_RANK = {2: "".join(DataLayout.NC), 3: "".join(DataLayout.NWC), 4: "".join(DataLayout.NCHW)}
 SCALAR = "scalar"
 
 

@@ -7,15 +7,18 @@ PE folds the output channels (and, for the elementwise layers, the input channel
 SIMD folds the input channels (and, for Shuffle-type layers, the output's innermost dimension too).
 """
 
+from finn.transformation.fpgadataflow.set_folding import common_divisors
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
+
+from psa_finn.custom_ops.domain import is_hw_node
 
 # Layers whose PE folds only the output (MH) and SIMD only the input (MW) dimension.
 MATRIX_LAYERS = ("MVAU", "VVAU", "KANLinear")
 
 
 def _largest_divisor_at_most(dims, limit):
-    return max(d for d in range(1, max(1, limit) + 1) if all(dim % d == 0 for dim in dims))
+    return int(max(d for d in common_divisors(dims) if d <= max(1, limit)))
 
 
 class ClampFoldingToDivisors(Transformation):
@@ -23,7 +26,7 @@ class ClampFoldingToDivisors(Transformation):
 
     def apply(self, model):
         for node in model.graph.node:
-            if not node.domain.startswith("finn.custom_op.fpgadataflow"):
+            if not is_hw_node(node):
                 continue
             op = getCustomOp(node)
             attrs = op.get_nodeattr_types()

@@ -21,7 +21,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 
 import numpy as np
 
-from psa_finn.custom_ops.fpgadataflow import HW_DOMAIN
+from psa_finn.custom_ops.domain import HW_DOMAIN
 from psa_finn.transforms.channel_axes import multithreshold_channel_axis
 from psa_finn.transforms.uniform_thresholds import fit_requantizer
 

@@ -6,6 +6,7 @@
 cycles-per-frame target and is meant to run BEFORE ``step_target_fps_parallelization`` (as FoldChannelLayers).
 """
 
+from finn.transformation.fpgadataflow.set_folding import divisors
 from onnx import helper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
@@ -13,15 +14,13 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the hardware layer)
-from psa_finn.custom_ops.domain import KAN_LUT_OP, is_op
-from psa_finn.custom_ops.fpgadataflow import HW_DOMAIN
+from psa_finn.custom_ops.domain import HW_DOMAIN, KAN_LUT_OP, is_hw_node, is_op
 from psa_finn.custom_ops.fpgadataflow.kan_linear import KANLinear
-from psa_finn.custom_ops.fpgadataflow.per_channel_lut import divisors
 
 
 def is_kan_linear_layer(node):
     """True for KANLinear hardware nodes, specialised or not."""
-    return node.domain.startswith(HW_DOMAIN) and isinstance(getCustomOp(node), KANLinear)
+    return is_hw_node(node) and isinstance(getCustomOp(node), KANLinear)
 
 
 class InferKANLinearLayer(Transformation):

@@ -13,8 +13,7 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the hardware layer)
-from psa_finn.custom_ops.domain import PER_CHANNEL_LUT_OP, channel_axis_of, is_op
-from psa_finn.custom_ops.fpgadataflow import HW_DOMAIN
+from psa_finn.custom_ops.domain import HW_DOMAIN, PER_CHANNEL_LUT_OP, channel_axis_of, is_op
 
 
 class InferPerChannelLUTLayer(Transformation):

@@ -10,6 +10,7 @@ whose inputs cannot be enumerated): per channel +1 (non-decreasing), -1 (non-inc
 
 import numpy as np
 from onnx import helper
+from qonnx.util.basic import get_by_name
 
 from psa_finn.custom_ops.domain import LERP_PSA_OP, OPS_DOMAIN
 
@@ -50,10 +51,8 @@ def is_affine(node) -> bool:
 
 
 def _attribute(node, name, default):
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return helper.get_attribute_value(attribute)
-    return default
+    attribute = get_by_name(node.attribute, name)
+    return default if attribute is None else helper.get_attribute_value(attribute)
 
 
 def _agree(directions):

@@ -5,25 +5,27 @@ to an unfolded layer, so ``FoldChannelLayers`` sets their PE first: run it BEFOR
 ``step_target_fps_parallelization``.
 """
 
+from finn.transformation.fpgadataflow.set_folding import divisors
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
-from psa_finn.custom_ops.fpgadataflow import HW_DOMAIN, IntegerRequant, PerChannelLUT
-from psa_finn.custom_ops.fpgadataflow.per_channel_lut import divisors
+from psa_finn.custom_ops.domain import is_hw_node
+from psa_finn.custom_ops.fpgadataflow import IntegerRequant, PerChannelLUT
 
 CHANNEL_LAYERS = (PerChannelLUT, IntegerRequant)
 
 
 def is_channel_layer(node):
     """True for psa-finn's channel-wise hardware nodes (PE folds NumChannels), specialised or not."""
-    return node.domain.startswith(HW_DOMAIN) and isinstance(getCustomOp(node), CHANNEL_LAYERS)
+    return is_hw_node(node) and isinstance(getCustomOp(node), CHANNEL_LAYERS)
 
 
 class FoldChannelLayers(Transformation):
     """Set PE of every PerChannelLUT and IntegerRequant node to the smallest divisor of NumChannels that meets the
     target.
 
-    ``target_cycles_per_frame`` is what ``DataflowBuildConfig._resolve_cycles_per_frame()`` returns. A layer that
+    ``target_cycles_per_frame`` is the clock cycles per frame the build targets (build_configs.config_check's
+    ``target_cycles_per_frame``). A layer that
     misses the target even at PE=NumChannels gets PE=NumChannels. Idempotent, so ``model.transform`` stops after
     one pass.
     """

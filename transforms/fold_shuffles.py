@@ -8,6 +8,7 @@ to the smallest value that divides the innermost input and output dimensions and
 `get_exp_cycles` already models the decomposed stages); the decomposition inherits the SIMD.
 """
 
+from finn.transformation.fpgadataflow.set_folding import common_divisors
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
@@ -16,7 +17,7 @@ def shuffle_simd_candidates(op):
     """SIMD values a Shuffle accepts, ascending: common divisors of its innermost input and output dimensions."""
     inner_in = int(op.get_nodeattr("in_shape")[-1])
     inner_out = int(op.get_nodeattr("out_shape")[-1])
-    return [d for d in range(1, min(inner_in, inner_out) + 1) if inner_in % d == 0 and inner_out % d == 0]
+    return [int(d) for d in common_divisors([inner_in, inner_out])]
 
 
 class FoldShuffles(Transformation):

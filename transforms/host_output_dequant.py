@@ -10,15 +10,16 @@ post-processing. `host_output_dequant_nodes` lists the tail (either form).
 from onnx import helper
 from qonnx.transformation.base import Transformation
 
+from psa_finn.custom_ops.domain import is_hw_node
+
 HW_ELEMENTWISE_OPS = {"ElementwiseMul": "Mul", "ElementwiseAdd": "Add"}
-HW_DOMAIN_PREFIX = "finn.custom_op.fpgadataflow"
 
 
 def _onnx_op_type(node):
     """"Mul" / "Add" for a Mul/Add node or its (unspecialised or specialised) hardware form, else None."""
     if node.op_type in ("Mul", "Add"):
         return node.op_type
-    if node.domain.startswith(HW_DOMAIN_PREFIX):
+    if is_hw_node(node):
         return HW_ELEMENTWISE_OPS.get(node.op_type.rsplit("_", 1)[0])
     return None
 

@@ -21,7 +21,8 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
-from psa_finn.custom_ops.fpgadataflow import HW_DOMAIN, IntegerRequant
+from psa_finn.custom_ops.domain import is_hw_node
+from psa_finn.custom_ops.fpgadataflow import IntegerRequant
 from psa_finn.custom_ops.integer_requant import step_positions
 from psa_finn.transforms.uniform_thresholds import threshold_positions
 
@@ -33,7 +34,7 @@ def _identity_positions(out_min, out_max, in_min, in_max):
 
 def is_identity_requantizer(model, node):
     """True for an IntegerRequant or Thresholding HW node that outputs its input on every code of its input type."""
-    if not node.domain.startswith(HW_DOMAIN):
+    if not is_hw_node(node):
         return False
     layer = getCustomOp(node)
     idt, odt = layer.get_input_datatype(0), layer.get_output_datatype()

@@ -32,8 +32,10 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import qonnx_make_model
 
+from psa_finn.common.bit_widths import MAX_LUT_INPUT_BITS, MAX_TABULATED_INPUT_BITS
 from psa_finn.custom_ops.domain import (CHANNEL_AXIS_ATTR, LERP_PSA_OP, OPS_DOMAIN, PER_CHANNEL_LUT_OP,
                                         channel_axis_of, is_op)
+from psa_finn.custom_ops.lerp_psa import check_lerp_psa_inputs
 from psa_finn.custom_ops.lut_tables import LERP64_MIN_INPUT_BITS, lerp64_decode, lerp64_table, table_entries
 from psa_finn.transforms.channel_geometry import ChannelGeometry
 from psa_finn.transforms.elementwise_ops import monotone_direction
@@ -42,8 +44,6 @@ from psa_finn.transforms.quantized_function_chains import GraphIndex, find_quant
     stray_function_nodes
 
 LOWERING_MODES = ("auto", "threshold", "full", "lerp64")
-MAX_LUT_INPUT_BITS = 12
-MAX_TABULATED_INPUT_BITS = 16
 LEFT_IN_PLACE = "left in place"
 LEFT_TO_FINN = "left to FINN"
 KEPT_FORMS = (LEFT_IN_PLACE, LEFT_TO_FINN)
@@ -100,12 +100,12 @@ def _geometry(model, index, chain, where):
     axes = {}
     for node in chain.nodes:
         if is_op(node, LERP_PSA_OP):
-            axis = channel_axis_of(node, len(shape))
-            rows = index.constant(node.input[1]).shape[0]
-            if rows not in (1, shape[axis]):
-                raise ValueError(f"LerpPSA node '{node.name}': its table has {rows} rows but its input has "
-                                 f"{shape[axis]} channels on {CHANNEL_AXIS_ATTR} {axis} (shape {list(shape)})")
-            if rows > 1:
+            table = index.constant(node.input[1])
+            try:
+                axis = check_lerp_psa_inputs(list(shape), table.shape, channel_axis_of(node))
+            except ValueError as err:
+                raise ValueError(f"LerpPSA node '{node.name}': {err}") from err
+            if table.shape[0] > 1:
                 axes.setdefault(axis, []).append(f"LerpPSA '{node.name}'")
             continue
         for tensor in node.input:

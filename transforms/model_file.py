@@ -12,11 +12,13 @@ import numpy as np
 from psa_finn.common.bit_widths import MAX_BITS, MIN_BITS
 from psa_finn.common.cli_errors import BadInput
 from psa_finn.common.output_paths import require_input_file
-from psa_finn.custom_ops.domain import channel_axis_of, is_op, upgrade_legacy_domain
+from psa_finn.custom_ops.domain import (BIPOLAR_QUANT_OP, INTEGER_QUANT_OP_TYPES, PER_CHANNEL_LUT_OP,
+                                        QUANTIZER_OP_TYPES, channel_axis_of, is_op, upgrade_legacy_domain)
+from psa_finn.custom_ops.lerp_psa import check_lerp_psa_inputs
 
 EXPORT_HINT = "export one with `build.py export`"
-# Ops that quantize: a graph without any of them is a float model.
-QUANTIZER_OPS = ("Quant", "BipolarQuant", "Trunc", "MultiThreshold", "PerChannelLUT", "QuantizeLinear")
+# Ops that quantize: a graph without any of them is a float model (qonnx's quantizers, the lowered forms, ONNX's).
+QUANTIZER_OPS = (*QUANTIZER_OP_TYPES, "MultiThreshold", PER_CHANNEL_LUT_OP, "QuantizeLinear")
 # The mark of a learnable 1-D function traced op by op (its segment index) rather than exported as one LerpPSA node.
 TRACED_FUNCTION_OP = "Floor"
 
@@ -79,7 +81,7 @@ def check_finite_initializers(model, source) -> None:
 
 def _bits_of(model, node):
     """The bit width of a quantizer node (None when it is not a constant)."""
-    if node.op_type == "BipolarQuant":
+    if node.op_type == BIPOLAR_QUANT_OP:
         return 1.0
     bits = model.get_initializer(node.input[3]) if len(node.input) > 3 else None
     return None if bits is None else float(np.asarray(bits).reshape(-1)[0])
@@ -90,7 +92,8 @@ def check_quant_bits(model, source) -> None:
     thresholds and psa-finn into tables) outside MIN_BITS..MAX_BITS. Quantizers of constants (weights, 32-bit
     biases) are finn-plus's to fold and are not checked here."""
     for node in model.graph.node:
-        if node.op_type not in ("Quant", "BipolarQuant") or model.get_initializer(node.input[0]) is not None:
+        if node.op_type not in (*INTEGER_QUANT_OP_TYPES, BIPOLAR_QUANT_OP) or \
+                model.get_initializer(node.input[0]) is not None:
             continue
         bits = _bits_of(model, node)
         if bits is not None and not MIN_BITS <= bits <= MAX_BITS:
@@ -118,30 +121,15 @@ def check_lerp_psa_tables(model, source) -> None:
             continue
         where = f"{source}: LerpPSA node '{node.name}'"
         table = model.get_initializer(node.input[1]) if len(node.input) > 1 else None
-        if table is None or table.ndim != 2 or table.shape[1] < 2:
-            shape = None if table is None else list(table.shape)
-            raise BadInput(f"{where}: its table must be a constant [channels, grid points >= 2], got {shape}; "
-                           f"re-export the model")
+        if table is None:
+            raise BadInput(f"{where}: its table must be a constant [channels, grid points >= 2]; re-export the model")
+        affine = [model.get_initializer(name) for name in node.input[2:4]] if len(node.input) == 4 else [None, None]
         grid_range = next((a.f for a in node.attribute if a.name == "grid_range"), None)
-        if grid_range is not None and not (np.isfinite(grid_range) and grid_range > 0):
-            raise BadInput(f"{where}: attribute grid_range is {grid_range}; it must be a finite number > 0 (the "
-                           f"grid spans [-grid_range, grid_range]): re-export the model")
-        shape = model.get_tensor_shape(node.input[0])
-        if not shape:
-            continue
         try:
-            axis = channel_axis_of(node, len(shape))
+            check_lerp_psa_inputs(model.get_tensor_shape(node.input[0]) or None, table.shape, channel_axis_of(node),
+                                  *affine, grid_range=grid_range)
         except ValueError as err:
-            raise BadInput(f"{source}: {err}") from err
-        channels = shape[axis]
-        if table.shape[0] != channels:
-            raise BadInput(f"{where}: its table has {table.shape[0]} rows but its input {shape} has {channels} "
-                           f"channels on axis {axis}; the table disagrees with the graph: re-export the model")
-        for name in node.input[2:4]:
-            values = model.get_initializer(name)
-            if values is not None and np.size(values) != channels:
-                raise BadInput(f"{where}: '{name}' has {np.size(values)} values for {channels} channels; "
-                               f"re-export the model")
+            raise BadInput(f"{where}: {err}; the table disagrees with the graph: re-export the model") from err
 
 
 def read_model_file(path, flag: str = "--model"):

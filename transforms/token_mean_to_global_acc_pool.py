@@ -22,6 +22,8 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import get_by_name
 
+from psa_finn.custom_ops.domain import HW_DOMAIN
+
 
 def _reduce_axes(model, node):
     """Reduction axes of a ReduceMean node (attribute before opset 18, second input after), or None."""
@@ -84,7 +86,7 @@ class ConvertTokenMeanToGlobalAccPool(Transformation):
             new_nodes = [
                 helper.make_node("Reshape", [source, pool_in_shape], [pool_in], name=f"{prefix}_to_nhwc"),
                 helper.make_node("GlobalAccPool", [pool_in], [pool_out], name=f"GlobalAccPool_{prefix}",
-                                 domain="finn.custom_op.fpgadataflow", backend="fpgadataflow",
+                                 domain=HW_DOMAIN, backend="fpgadataflow",
                                  NumChannels=channels, PE=1, inputDataType=idt.name,
                                  numInputVectors=[n, tokens, 1]),
                 helper.make_node("Reshape", [pool_out, pooled_shape], [pooled], name=f"{prefix}_from_nhwc"),

@@ -30,6 +30,7 @@ from psa_finn.analysis.resources.streams import (
 )
 from psa_finn.analysis.resources.thresholding import thresholding_hls_resources, thresholding_rtl_resources
 from psa_finn.analysis.resources.windows import fmpadding_rtl_resources, pool_resources
+from psa_finn.custom_ops.domain import is_hw_node
 
 RESOURCE_KEYS = ("lut", "dsp", "bram18", "uram")
 FINN_RESOURCE_KEYS = {"lut": "LUT", "dsp": "DSP", "bram18": "BRAM_18K", "uram": "URAM"}
@@ -37,7 +38,6 @@ BASIS_FINN = "finn-plus"
 BASIS_PSA_FINN = "psa-finn model"
 BASIS_YOSYS = "yosys"
 BASES = (BASIS_FINN, BASIS_PSA_FINN, BASIS_YOSYS)
-HW_DOMAIN = "finn.custom_op.fpgadataflow"
 
 # op type -> (model(op, model, fpgapart) -> {lut, dsp, bram18, uram}, basis)
 LAYER_MODELS = {
@@ -60,11 +60,6 @@ LAYER_MODELS = {
     **{f"{name}_{backend}": (elementwise_binary_resources, BASIS_PSA_FINN)
        for name in ELEMENTWISE_DATAPATH for backend in ("hls", "rtl")},
 }
-
-
-def is_hw_node(node) -> bool:
-    """A finn-plus HW layer node (any of the fpgadataflow domains, specialised or not)."""
-    return node.domain.startswith(HW_DOMAIN)
 
 
 def is_psa_finn_layer(op) -> bool:

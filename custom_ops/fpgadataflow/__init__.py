@@ -11,11 +11,11 @@ import finn.custom_op.fpgadataflow.hls as finn_hls
 import finn.custom_op.fpgadataflow.rtl as finn_rtl
 from qonnx.custom_op.registry import add_op_to_domain
 
+from psa_finn.custom_ops.domain import HW_DOMAIN
 from psa_finn.custom_ops.fpgadataflow.integer_requant import IntegerRequant
 from psa_finn.custom_ops.fpgadataflow.kan_linear import KANLinear
 from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
 
-HW_DOMAIN = "finn.custom_op.fpgadataflow"
 FINN_REGISTRIES = {"": finn_hw, "hls": finn_hls, "rtl": finn_rtl}
 
 

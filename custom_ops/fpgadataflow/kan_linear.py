@@ -19,10 +19,11 @@ from math import ceil, log2
 
 import numpy as np
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
+from finn.transformation.fpgadataflow.set_folding import divisors
 from qonnx.core.datatype import DataType
 
 from psa_finn.custom_ops.fpgadataflow.per_channel_lut import AUTO_LUTRAM_MAX_DEPTH, BRAM18_BITS, RAM_STYLES, \
-    URAM_DEPTH, URAM_WIDTH, bram18_count, bram18_read_mux_luts, divisors, lutrom_luts, uram_count
+    URAM_DEPTH, URAM_WIDTH, bram18_count, bram18_read_mux_luts, lutrom_luts, uram_count
 from psa_finn.custom_ops.kan_lut import check_codes
 
 # LUT6 per bit of a dual-port LUTRAM (RAM64X1D: one LUT6 for the write/read port, one for the second read port)
@@ -66,9 +67,9 @@ class KANLinear(HWCustomOp):
         node = self.onnx_node
         mw, mh, simd, pe = (self.get_nodeattr(a) for a in ("MW", "MH", "SIMD", "PE"))
         if simd < 1 or mw % simd != 0:
-            raise ValueError(f"{node.name}: SIMD={simd} does not divide MW={mw}; choose SIMD from {divisors(mw)}")
+            raise ValueError(f"{node.name}: SIMD={simd} does not divide MW={mw}; choose SIMD from {list(divisors(mw))}")
         if pe < 1 or mh % pe != 0:
-            raise ValueError(f"{node.name}: PE={pe} does not divide MH={mh}; choose PE from {divisors(mh)}")
+            raise ValueError(f"{node.name}: PE={pe} does not divide MH={mh}; choose PE from {list(divisors(mh))}")
         return mw // simd, mh // pe
 
     def calc_sf(self):

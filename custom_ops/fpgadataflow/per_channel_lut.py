@@ -22,9 +22,9 @@ from math import ceil, log2
 from qonnx.core.datatype import DataType
 
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
+from finn.transformation.fpgadataflow.set_folding import divisors
 
-from psa_finn.custom_ops.lut_tables import LUT_MODES, table_entries
-from psa_finn.custom_ops.per_channel_lut import CODE_TOLERANCE
+from psa_finn.custom_ops.lut_tables import LUT_MODES, check_lut_table, lut_codes, table_entries
 
 RAM_STYLES = ("auto", "block", "distributed", "ultra")
 
@@ -35,11 +35,6 @@ URAM_DEPTH, URAM_WIDTH = 4096, 72
 # "auto" keeps a ROM bank in LUTs while it is at most this deep (4 LUT6 per bit joined by the free MUXF7/MUXF8);
 # deeper banks go to block RAM, which is plentiful in these designs while LUTs are what the comparison counts
 AUTO_LUTRAM_MAX_DEPTH = 256
-
-
-def divisors(n: int) -> list:
-    """All divisors of n in increasing order (the legal PE values for n channels)."""
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def lutrom_luts(depth: int, width: int) -> int:
@@ -134,7 +129,7 @@ class PerChannelLUT(HWCustomOp):
         if channels < 1 or pe < 1 or channels % pe != 0:
             raise ValueError(
                 f"{self.onnx_node.name}: PE={pe} does not divide NumChannels={channels}; "
-                f"choose PE from {divisors(channels) if channels > 0 else '[]'}"
+                f"choose PE from {list(divisors(channels)) if channels > 0 else '[]'}"
             )
         return channels // pe
 
@@ -227,23 +222,15 @@ class PerChannelLUT(HWCustomOp):
         different banks and every bank is read once per cycle. Lane p, fold t holds channel t * PE + p.
         Returns a list of int64 arrays.
         """
-        node = self.onnx_node
-        channels = self.get_nodeattr("NumChannels")
-        entries = self.get_entries()
-        table = np.asarray(table)
-        if table.shape != (channels, entries):
-            raise ValueError(
-                f"{node.name}: table has shape {table.shape}, expected ({channels}, {entries}) for "
-                f"mode={self.get_nodeattr('mode')} and inputDataType={self.get_input_datatype(0).name}"
-            )
-        odt = self.get_output_datatype()
-        if not (np.all(table == np.round(table)) and np.all(table >= odt.min()) and np.all(table <= odt.max())):
-            raise ValueError(
-                f"{node.name}: table entries must be integers within outputDataType={odt.name} "
-                f"[{odt.min()}, {odt.max()}]; got range [{table.min()}, {table.max()}]"
-            )
+        try:
+            table = check_lut_table(table, self.get_nodeattr("mode"), self.get_input_datatype(0),
+                                    self.get_output_datatype(), (self.get_nodeattr("NumChannels"),),
+                                    "one row per channel (NumChannels)")
+        except ValueError as err:
+            raise ValueError(f"{self.onnx_node.name}: {err}") from err
+        entries = table.shape[1]
         pe = self.get_nodeattr("PE")
-        lanes = table.astype(np.int64).reshape(self.calc_tmem(), pe, entries).transpose(1, 0, 2)
+        lanes = table.reshape(self.calc_tmem(), pe, entries).transpose(1, 0, 2)
         if self.get_nodeattr("mode") == "full":
             return [np.ascontiguousarray(lanes)]
         return [np.ascontiguousarray(lanes[:, :, 0::2]), np.ascontiguousarray(lanes[:, :, 1::2])]
@@ -255,15 +242,13 @@ class PerChannelLUT(HWCustomOp):
         idt = self.get_input_datatype(0)
         if x.shape != self.get_normal_input_shape(0):
             raise ValueError(f"{node.name}: input shape {x.shape}, expected {self.get_normal_input_shape(0)}")
-        codes = np.round(x)
-        if np.any(np.abs(x - codes) > CODE_TOLERANCE) or codes.min() < idt.min() or codes.max() > idt.max():
-            raise ValueError(
-                f"{node.name}: input must be integer codes of {idt.name} in [{idt.min()}, {idt.max()}]; "
-                f"got values in [{x.min()}, {x.max()}]"
-            )
+        try:
+            codes = lut_codes(x, idt)
+        except ValueError as err:
+            raise ValueError(f"{node.name}: {err}") from err
         banks = self.get_lane_tables(context[node.input[1]])
         tmem, pe = self.get_folded_input_shape(0)[-2:]
-        k = (codes.astype(np.int64) - int(idt.min())).reshape(-1, tmem, pe)
+        k = (codes - int(idt.min())).reshape(-1, tmem, pe)
         lane = np.arange(pe)[None, None, :]
         fold = np.arange(tmem)[None, :, None]
         if self.get_nodeattr("mode") == "full":

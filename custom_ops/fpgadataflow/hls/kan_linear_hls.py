@@ -3,7 +3,7 @@
 As PerChannelLUT_hls: finn-plus's HLSBackend hooks write `top_<node>.cpp`; `generate_params` copies the kernel
 headers beside it and writes `kan_table.h` (the lane ROMs as a `static const` array [SIMD][NF * SF][2^b][PE]).
 Python execution (exec_mode "") runs the base layer's lane model; C++ simulation without Vitis is
-`hardware_checks.hls_cppsim.run_hls_cppsim`.
+`tests/hls_cppsim.py` `run_hls_cppsim`.
 """
 
 from pathlib import Path

@@ -16,6 +16,7 @@ is kept in a register and added. The whole pipeline stalls when its output is no
 from dataclasses import dataclass
 
 import numpy as np
+from qonnx.util.basic import roundup_to_integer_multiple
 
 from psa_finn.custom_ops.lut_tables import table_entries
 
@@ -60,20 +61,16 @@ class LutLayerGeometry:
     @property
     def in_stream_bits(self) -> int:
         """TDATA width of the input stream (byte aligned, as FINN pads it)."""
-        return _roundup8(self.pe * self.in_bits)
+        return roundup_to_integer_multiple(self.pe * self.in_bits, 8)
 
     @property
     def out_stream_bits(self) -> int:
         """TDATA width of the output stream (byte aligned)."""
-        return _roundup8(self.pe * self.out_bits)
+        return roundup_to_integer_multiple(self.pe * self.out_bits, 8)
 
     def bank_names(self) -> tuple:
         """Names of one lane's ROM banks, in the order of `PerChannelLUT.get_lane_tables`."""
         return ("table",) if self.mode == "full" else ("even", "odd")
-
-
-def _roundup8(bits: int) -> int:
-    return (bits + 7) // 8 * 8
 
 
 def _clog2(n: int) -> int:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 from finn.util.data_packing import npy_to_rtlsim_input, rtlsim_output_to_npy
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.util.basic import gen_finn_dt_tensor
 
 from psa_finn.build_configs.finn_shims import boot_finn
 
@@ -128,3 +130,11 @@ def run_hls_cppsim(node_inst, model, x, work_dir, fpgapart="xcu50-fsvh2104-2-e",
     odt = node_inst.get_output_datatype(0)
     y = rtlsim_output_to_npy(out_words, None, odt, folded_out, out_bits, odt.bitwidth())
     return np.asarray(y, dtype=np.float32).reshape(node_inst.get_normal_output_shape(0))
+
+
+def random_lut_input(model, seed=1) -> np.ndarray:
+    """Random integer codes over the whole input range of the model's first node (qonnx's gen_finn_dt_tensor,
+    seeded), float32."""
+    layer = getCustomOp(model.graph.node[0])
+    np.random.seed(seed)
+    return gen_finn_dt_tensor(layer.get_input_datatype(0), layer.get_normal_input_shape(0)).astype(np.float32)
