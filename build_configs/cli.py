@@ -118,9 +118,10 @@ def _run_finn(model_path, config_path, cfg, staging: Path, stop_step):
     from psa_finn.build_configs.config_check import check_steps
 
     cfg.output_dir = str(staging)
+    cfg.steps, skipped = finn_shims.vivado_less_steps(cfg.steps or default_build_dataflow_steps)
+    stop_step = finn_shims.vivado_less_stop_step(stop_step, skipped)
     if stop_step is not None:
         cfg.stop_step = stop_step
-    cfg.steps, skipped = finn_shims.vivado_less_steps(cfg.steps or default_build_dataflow_steps)
     check_steps(cfg, config_path, stop_step, skipped)
     for entry in skipped:
         _print(f"skipping {entry['step']}: {entry['reason']}")
@@ -206,10 +207,25 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
     _print(f"{summary['config_name']}: {summary['fps']:.0f} FPS, latency {summary['latency_ns'] / 1e3:.1f} us, "
            f"LUT {summary['lut']}, DSP {summary['dsp']}, BRAM18 {summary['bram18']}, URAM {summary['uram']} "
            f"(bottleneck {summary['max_cycles_node']}: {summary['max_cycles']} cycles)")
+    if summary["fifos"]:
+        fifo = {key: sum(f[key] for f in summary["fifos"]) for key in ("lut", "bram18", "uram")}
+        _print(f"FIFOs: {len(summary['fifos'])} (in the totals: LUT {fifo['lut']}, BRAM18 {fifo['bram18']}, URAM "
+               f"{fifo['uram']}; finn-plus estimates)" + _sizing_note(summary["fifo_sizing"]))
     if summary["zero_estimate_ops"]:
-        _print(f"note: stock estimates are zero for {', '.join(summary['zero_estimate_ops'])}; FIFOs are not "
-               f"counted: the totals undercount")
+        fifos = "" if summary["fifos"] else "; FIFOs are not counted"
+        _print(f"note: stock estimates are zero for {', '.join(summary['zero_estimate_ops'])}{fifos}: the totals "
+               f"undercount")
     _print(f"summary: {out_dir / SUMMARY} ({summary['build_time_s']} s)")
+
+
+def _sizing_note(sizing) -> str:
+    """`, sized by cycle simulation: N FPS simulated, deadlock-free (S s)` from summary["fifo_sizing"], or ""."""
+    if not sizing:
+        return ""
+    verdict = "deadlock-free" if sizing["deadlock_free"] else "DEADLOCK"
+    fps = "no" if sizing["simulated_fps"] is None else f"{sizing['simulated_fps']:.0f}"
+    return f", sized by {sizing['method']}: {fps} FPS simulated over {sizing['frames']} frames, {verdict} " \
+           f"({sizing['seconds']} s)"
 
 
 def run(args, command):

@@ -23,6 +23,11 @@ naming it and the nodes it changed.
 - step_fold_lut_layers, step_fold_shuffles: fold the layers SetFolding does not know, BEFORE
   step_target_fps_parallelization, so its two-pass relaxation does not slow everything to their unfolded rate.
 - step_clamp_folding: a fixed folding config (PE=SIMD=16) made legal for layers whose dimensions 16 does not divide.
+- step_size_fifos_by_simulation: in place of stock step_set_fifo_depths (which needs Vivado's xsim), after folding
+  and code generation: data width converters and StreamingFIFOs inserted (finn's InsertDWC / InsertFIFO), every
+  FIFO sized by a cycle simulation of the layers' stream behaviour (dataflow_sim.fifo_sizing), the result simulated
+  again to confirm it (report/fifo_sizing_by_simulation.json), then code generation for the new nodes (and IP
+  generation when Vivado is there). A layer without a stream model stops it with an error naming the layer.
 
 Import `build_configs.finn_shims` and call `boot_finn` before importing this module.
 """
@@ -42,7 +47,12 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
+from psa_finn.build_configs.finn_shims import vivado_available
 from psa_finn.common.atomic_files import write_json_atomic
+from psa_finn.common.cli_errors import BadInput
+from psa_finn.dataflow_sim.dataflow_graph import simulate
+from psa_finn.dataflow_sim.fifo_sizing import FIFO_SIZING_REPORT, DataflowDeadlock, size_fifo_depths
+from psa_finn.dataflow_sim.stream_models import NoStreamModel
 from psa_finn.transforms.absorb_into_multithreshold import AbsorbAffineIntoMultiThreshold
 from psa_finn.transforms.absorb_into_per_channel_lut import AbsorbAffineIntoPerChannelLUT, \
     AbsorbTransposeIntoPerChannelLUT
@@ -63,6 +73,7 @@ from psa_finn.transforms.token_mean_to_global_acc_pool import ConvertTokenMeanTo
 from psa_finn.transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold
 
 LOWERING_REPORT = "lowering_report.json"
+FIFO_SIZING_FRAMES = 4
 
 
 def _has_op(model, op_type):
@@ -176,3 +187,68 @@ def step_fold_shuffles(model, cfg):
 def step_clamp_folding(model, cfg):
     """Lower each PE/SIMD to the largest value <= the configured one that divides the layer's dimensions."""
     return _transform(model, ClampFoldingToDivisors())
+
+
+def _set_stream_depths(model, depths):
+    """Each layer's outFIFODepths / inFIFODepths entry of a sized stream (InsertFIFO takes the larger of the two)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    for node in model.graph.node:
+        op = getCustomOp(node) if node.domain.startswith("finn.custom_op.fpgadataflow") else None
+        if op is None or "outFIFODepths" not in op.get_nodeattr_types():
+            continue
+        outs = [int(depths.get(tensor, 2)) for tensor in node.output]
+        op.set_nodeattr("outFIFODepths", outs)
+        op.set_nodeattr("inFIFODepths", [int(depths.get(tensor, 2)) for tensor in node.input] or [2])
+    return model
+
+
+def step_size_fifos_by_simulation(model, cfg):
+    """FIFO depths by cycle simulation instead of xsim (see the module docstring and docs/fifo_sizing.md)."""
+    import time
+
+    from finn.builder.build_dataflow_config import LargeFIFOMemStyle
+    from finn.builder.build_dataflow_steps import step_hw_codegen, step_hw_ipgen
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from qonnx.custom_op.registry import getCustomOp
+
+    started = time.time()
+    fpgapart = cfg._resolve_fpga_part()
+    model = model.transform(InsertDWC())
+    model = model.transform(SpecializeLayers(fpgapart))
+    model = model.transform(GiveUniqueNodeNames())
+    try:
+        sizing = size_fifo_depths(model, FIFO_SIZING_FRAMES)
+    except (NoStreamModel, DataflowDeadlock) as err:
+        raise BadInput(f"step_size_fifos_by_simulation: {err}") from err
+    model = _set_stream_depths(model, sizing.depths)
+    model = model.transform(InsertFIFO(create_shallow_fifos=True))
+    model = model.transform(SpecializeLayers(fpgapart))
+    model = model.transform(GiveUniqueNodeNames())
+    if cfg.large_fifo_mem_style != LargeFIFOMemStyle.AUTO:
+        for node in model.get_nodes_by_op_type("StreamingFIFO_rtl"):
+            op = getCustomOp(node)
+            if op.get_nodeattr("ram_style") == "auto" and op.resolve_ram_style() in ("block", "ultra"):
+                op.set_nodeattr("ram_style", cfg.large_fifo_mem_style.value)
+    check = simulate(model, FIFO_SIZING_FRAMES)
+    clock_hz = 1e9 / cfg.synth_clk_period_ns
+    record = {
+        "method": "cycle simulation",
+        "frames": FIFO_SIZING_FRAMES,
+        "depth_rule": sizing.rule,
+        "unbounded_period_cycles": sizing.period_cycles,
+        "period_cycles": check.period_cycles,
+        "simulated_fps": None if check.period_cycles is None else clock_hz / check.period_cycles,
+        "deadlock_free": check.deadlock_free,
+        "seconds": round(time.time() - started, 2),
+    }
+    write_json_atomic(cfg.get_report_directory() / FIFO_SIZING_REPORT, record)
+    if not check.deadlock_free:
+        raise BadInput(f"step_size_fifos_by_simulation: the sized design deadlocks in simulation "
+                       f"({', '.join(check.schedule.deadlocked[:5])} wait); report/{FIFO_SIZING_REPORT}")
+    model = step_hw_codegen(model, cfg)
+    if vivado_available():
+        model = step_hw_ipgen(model, cfg)
+    return model

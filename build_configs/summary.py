@@ -2,7 +2,9 @@
 
 Everything here reads what the stock `step_generate_estimate_reports` wrote (report/estimate_layer_resources.json,
 estimate_layer_cycles.json, estimate_network_performance.json) and the intermediate models; nothing is estimated
-again. Key list: `SUMMARY_KEYS` (described in README.md, "CLI reference"); `verification` (build_configs.verify) is None
+again, except the StreamingFIFOs inserted after those reports (step_size_fifos_by_simulation or finn-plus's
+step_set_fifo_depths): `fifos` lists them with their node's own finn-plus estimates (dataflow_sim.fifo_table),
+which are in `layers` and the totals; `fifo_sizing` is the sizing record (report/fifo_sizing_by_simulation.json). Key list: `SUMMARY_KEYS` (described in README.md, "CLI reference"); `verification` (build_configs.verify) is None
 until the build command fills it in, and stays None for a build that stopped before the dataflow partition.
 """
 
@@ -12,12 +14,15 @@ from pathlib import Path
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
+from psa_finn.dataflow_sim.fifo_sizing import FIFO_SIZING_REPORT
+from psa_finn.dataflow_sim.fifo_table import fifo_table
 from psa_finn.transforms.host_output_dequant import host_output_dequant_nodes
 
 SUMMARY_KEYS = ("model", "config", "config_name", "fpga_part", "clk_ns", "target_fps", "fps", "latency_ns",
                 "max_cycles", "max_cycles_node", "lut", "dsp", "bram18", "uram", "luts_plus_dsp", "all_nodes_on_hw",
                 "off_hw_nodes", "host_nodes", "layers", "resources_by_op_type", "zero_estimate_ops", "zero_lut_ops",
-                "skipped_steps", "steps_run", "time_per_step_s", "build_time_s", "verification")
+                "fifos", "fifo_sizing", "skipped_steps", "steps_run", "time_per_step_s", "build_time_s",
+                "verification")
 RESOURCE_KEYS = {"lut": "LUT", "dsp": "DSP", "bram18": "BRAM_18K", "uram": "URAM"}
 FOLDING_ATTRS = ("PE", "SIMD", "ram_style", "ram_style_thresholds", "mem_mode", "resType", "mode")
 
@@ -103,7 +108,10 @@ def build_summary(out_dir, *, model_path, config_path, cfg, skipped_steps, build
     perf = _read_json(report / "estimate_network_performance.json", {})
     parent_path = models / "dataflow_parent.onnx"
     host_nodes, off_hw = partition_nodes(ModelWrapper(str(parent_path)) if parent_path.exists() else final_model)
-    layers = layer_table(final_model, resources, cycles)
+    fifos = fifo_table(final_model, cfg._resolve_fpga_part())
+    fifo_resources = {fifo["name"]: {RESOURCE_KEYS[key]: fifo[key] for key in ("lut", "bram18", "uram")}
+                      for fifo in fifos}
+    layers = layer_table(final_model, {**resources, **fifo_resources}, cycles)
     by_type = resources_by_op_type(layers)
     total = {key: sum(layer[key] for layer in layers) for key in RESOURCE_KEYS}
     summary = {
@@ -126,6 +134,8 @@ def build_summary(out_dir, *, model_path, config_path, cfg, skipped_steps, build
         "resources_by_op_type": by_type,
         "zero_estimate_ops": sorted(t for t, agg in by_type.items() if not any(agg[k] for k in RESOURCE_KEYS)),
         "zero_lut_ops": sorted(t for t, agg in by_type.items() if agg["lut"] == 0),
+        "fifos": fifos,
+        "fifo_sizing": _read_json(report / FIFO_SIZING_REPORT),
         "skipped_steps": skipped_steps,
         "steps_run": steps_run,
         "time_per_step_s": time_per_step,

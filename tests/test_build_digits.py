@@ -96,7 +96,18 @@ def test_relu_build_writes_reports_models_and_summary(builds):
     zero = {t for t in op_types if not any(l[k] for l in layers if l["op_type"] == t
                                            for k in ("lut", "dsp", "bram18", "uram"))}
     assert set(summary["zero_estimate_ops"]) == zero
-    assert summary["skipped_steps"] and summary["steps_run"][-1] == "step_hw_codegen"
+    assert summary["skipped_steps"] and summary["steps_run"][-1] == "step_size_fifos_by_simulation"
+    assert "replaced by psa_finn.build_configs.steps.step_size_fifos_by_simulation" in log
+    # FIFOs sized by cycle simulation: deadlock-free at the analytic rate, in the totals; each token mixer's bypass
+    # holds its branch's two transposes (a frame each) at the rate of the 6144-cycle MVAUs
+    sizing = summary["fifo_sizing"]
+    assert sizing["deadlock_free"] is True and sizing["simulated_fps"] >= 0.99 * summary["fps"]
+    fifos = summary["fifos"]
+    assert {layer["name"] for layer in layers if layer["op_type"] == "StreamingFIFO_rtl"} == {f["name"] for f in fifos}
+    bypasses = [f for f in fifos if f["producer"].startswith("DuplicateStreams")
+                and f["consumer"].startswith("ElementwiseAdd")]
+    assert len(bypasses) == 8 and max(f["depth"] for f in bypasses) >= 1536
+    assert "FIFOs are not counted" not in log
 
 
 @pytest.mark.slow
