@@ -22,13 +22,15 @@ LEGACY_OPS_DOMAIN = "custom_ops"
 OPS_DOMAIN_VERSION = 1
 LERP_PSA_OP = "LerpPSA"
 PER_CHANNEL_LUT_OP = "PerChannelLUT"
+KAN_LINEAR_OP = "KANLinear"
+KAN_LUT_OP = "KANLUT"
 QUANT_OP_TYPES = ("Quant", "IntQuant")
 CHANNEL_AXIS_ATTR = "channel_axis"
 DEFAULT_CHANNEL_AXIS = -1
 
 
 def is_op(node, op_type: str) -> bool:
-    """Whether `node` is psa-finn's qonnx op `op_type` (LERP_PSA_OP or PER_CHANNEL_LUT_OP)."""
+    """Whether `node` is psa-finn's qonnx op `op_type` (LERP_PSA_OP, PER_CHANNEL_LUT_OP, KAN_LINEAR_OP, KAN_LUT_OP)."""
     return node is not None and node.op_type == op_type and node.domain == OPS_DOMAIN
 
 

@@ -3,7 +3,8 @@
 Brevitas' TorchScript QONNX export (with psa-finn's op domain registered), qonnx clean-up (readable tensor names
 `global_in`, `global_out`, shapes inferred), then checks before the file appears (written atomically):
   - every `psa_finn.custom_ops::LerpPSA` node sits as `Quant -> LerpPSA -> Quant` (QuantLerpPSA / QuantBSpline with
-    both quantizers), whatever its channel axis;
+    both quantizers), whatever its channel axis, and every `KANLinear` as `Quant -> KANLinear -> Quant`
+    (QuantKANLinear);
   - the ONNX checker passes;
   - qonnx `execute_onnx` of the file on `example_input` equals the torch model in eval mode (every output, within
     `tolerance` times the output's largest magnitude; a model whose scales are powers of two and whose biases sit
@@ -25,8 +26,10 @@ from qonnx.util.cleanup import cleanup_model
 import psa_finn.custom_ops  # noqa: F401  (registers the LerpPSA op for shape and datatype inference)
 from psa_finn.common.atomic_files import atomic_path
 from psa_finn.common.cli_errors import EXIT_REJECTED, PsaFinnError
-from psa_finn.custom_ops.domain import LERP_PSA_OP, OPS_DOMAIN, OPS_DOMAIN_VERSION, is_op, match_quantized_function
+from psa_finn.custom_ops.domain import KAN_LINEAR_OP, LERP_PSA_OP, OPS_DOMAIN, OPS_DOMAIN_VERSION, is_op, \
+    match_quantized_function
 from psa_finn.models.finite_parameters import check_finite_parameters
+from psa_finn.nn.quant_kan_linear import QuantKANLinear
 from psa_finn.nn.quant_table_function import QuantTableFunction
 
 DEFAULT_TOLERANCE = 1e-5
@@ -63,7 +66,7 @@ class _TensorOutputs(torch.nn.Module):
 
 
 def export_qonnx(model: torch.nn.Module, example_input, path, tolerance: float = DEFAULT_TOLERANCE) -> Path:
-    """Export `model` (any nn.Module of Brevitas layers, QuantLerpPSA, QuantBSpline) traced on `example_input` (a
+    """Export `model` (any nn.Module of Brevitas layers, QuantLerpPSA, QuantBSpline, QuantKANLinear) traced on `example_input` (a
     tensor or a tuple of tensors) to the QONNX file `path`, checked as the module docstring says; returns the path.
 
     The model is exported in eval mode and left in the mode it was in; QuantTensor outputs become their values.
@@ -76,7 +79,7 @@ def export_qonnx(model: torch.nn.Module, example_input, path, tolerance: float =
         with torch.no_grad():
             expected = [_numpy(out) for out in _as_tuple(model(*inputs))]
         with atomic_path(path, suffix=".tmp.onnx") as tmp:
-            functions = any(isinstance(m, QuantTableFunction) for m in model.modules())
+            functions = any(isinstance(m, (QuantTableFunction, QuantKANLinear)) for m in model.modules())
             brevitas_export_qonnx(_TensorOutputs(model), args=example_input, export_path=tmp, dynamo=False,
                                   custom_opsets={OPS_DOMAIN: OPS_DOMAIN_VERSION} if functions else {})
             exported = cleanup_model(ModelWrapper(tmp))
@@ -89,9 +92,10 @@ def export_qonnx(model: torch.nn.Module, example_input, path, tolerance: float =
 
 
 def _check_graph(model: ModelWrapper):
-    """Every LerpPSA node between its Quants (ValueError naming the node otherwise), and the ONNX checker."""
+    """Every LerpPSA and KANLinear node between its Quants (ValueError naming the node otherwise), and the ONNX
+    checker."""
     for node in model.graph.node:
-        if is_op(node, LERP_PSA_OP):
+        if is_op(node, LERP_PSA_OP) or is_op(node, KAN_LINEAR_OP):
             match_quantized_function(model, node)
     onnx.checker.check_model(model.model)
 

@@ -134,3 +134,78 @@ def lerp_table(x, table, grid_range: float, save_memory: bool = False):
     if x.shape[-1] != table.shape[0]:
         raise ValueError(f"input has {x.shape[-1]} channels on its last axis, the table has {table.shape[0]}")
     return LerpFunction.apply(x, table, float(grid_range), bool(save_memory))
+
+
+class EdgeSumFunction(torch.autograd.Function):
+    """y[..., j] = sum_i q(lerp(tables[j, i], x[..., i])) for x[..., I], tables [J, I, G]: a KAN layer's edges.
+
+    Segment and fraction are computed once per input ([rows, I]); then, input by input in index order, two gathers
+    of that input's [G, J] slice (left sample, rise) give its J edge values, rounded onto the edge grid
+    q(v) = round_half_even(v / edge_scale) * edge_scale when `edge_scale` is given, and added to the running sum.
+    Nothing of size [rows, I, J] (let alone [rows, I, J, G]) is allocated: the largest temporaries are [rows, J].
+    The additions run in input order, so the float64 result equals `custom_ops.kan_linear.kan_linear_numpy` bit
+    for bit. The rounding passes the gradient straight through (STE); the backward is lerp_table's, per input.
+    """
+
+    @staticmethod
+    def forward(ctx, x, tables, grid_range, edge_scale):
+        num_outputs, num_inputs, grid_size = tables.shape
+        rows = _as_rows(x, num_inputs)
+        values = tables.to(torch.promote_types(tables.dtype, x.dtype))
+        lefts = values.permute(1, 2, 0).contiguous()              # [I, G, J]
+        rises = F.pad(lefts[:, 1:] - lefts[:, :-1], (0, 0, 0, 1))  # [I, G, J], last sample 0 (never indexed)
+        segments, fractions = segment_and_fraction(rows.to(values.dtype), grid_size, grid_range)
+        y = torch.zeros(rows.shape[0], num_outputs, dtype=values.dtype, device=x.device)
+        for i in range(num_inputs):
+            term = lefts[i].index_select(0, segments[:, i]) + fractions[:, i, None] * rises[i].index_select(
+                0, segments[:, i])
+            if edge_scale is not None:
+                term = torch.round(term / edge_scale) * edge_scale
+            y += term
+        ctx.grid_range = grid_range
+        ctx.save_for_backward(segments.to(_segment_dtype(grid_size)), fractions, tables)
+        ctx.x_shape = x.shape
+        return y.view(*x.shape[:-1], num_outputs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        segments, fractions, tables = ctx.saved_tensors
+        num_outputs, num_inputs, grid_size = tables.shape
+        grad_rows = grad_y.reshape(-1, num_outputs)
+        want_x, want_table = ctx.needs_input_grad[:2]
+        values = tables.to(torch.promote_types(tables.dtype, grad_y.dtype))
+        lefts = values.permute(1, 2, 0)
+        slopes = (lefts[:, 1:] - lefts[:, :-1]) * grid_step(grid_size, ctx.grid_range)  # [I, G-1, J]
+        grad_x = torch.empty(grad_rows.shape[0], num_inputs, dtype=values.dtype, device=grad_y.device) \
+            if want_x else None
+        grad_left = torch.zeros(num_inputs, grid_size, num_outputs, dtype=tables.dtype, device=tables.device) \
+            if want_table else None
+        grad_rise = torch.zeros_like(grad_left) if want_table else None
+        grad = grad_rows.to(tables.dtype)
+        for i in range(num_inputs):
+            segment = segments[:, i].long()
+            if want_x:
+                grad_x[:, i] = (slopes[i].index_select(0, segment) * grad_rows).sum(-1)
+            if want_table:
+                grad_left[i].index_add_(0, segment, grad)
+                grad_rise[i].index_add_(0, segment, fractions[:, i, None].to(tables.dtype) * grad)
+        grad_tables = None
+        if want_table:
+            grad_rise = grad_rise[:, :-1]
+            grad_left[:, :-1] -= grad_rise
+            grad_left[:, 1:] += grad_rise
+            grad_tables = grad_left.permute(2, 0, 1).contiguous()
+        if want_x:
+            grad_x = grad_x.view(*ctx.x_shape)
+        return grad_x, grad_tables, None, None
+
+
+def lerp_edge_sum(x, tables, grid_range: float, edge_scale=None):
+    """The KAN layer's sum of per-edge LERPs: y[..., j] = sum_i q(lerp(tables[j, i], x[..., i])) (EdgeSumFunction),
+    `tables` [J, I, G] sampled at grid_points(G, grid_range), q rounding to multiples of `edge_scale` (None: none)."""
+    if tables.dim() != 3 or tables.shape[2] < 2:
+        raise ValueError(f"tables must be [out, in, G] with G >= 2, got shape {tuple(tables.shape)}")
+    if x.shape[-1] != tables.shape[1]:
+        raise ValueError(f"input has {x.shape[-1]} features on its last axis, the tables have {tables.shape[1]} inputs")
+    return EdgeSumFunction.apply(x, tables, float(grid_range), None if edge_scale is None else float(edge_scale))

@@ -27,6 +27,10 @@ pip_install --no-deps -r requirements-finn.txt
 # psa-finn itself, editable: the checkout's stage folders import as the package psa_finn (pyproject.toml).
 pip_install --no-deps --no-build-isolation -e .
 "$py" -c "import torch, brevitas, qonnx, finn, onnxruntime, psa_finn" >/dev/null
+# The optional extra psa-finn[kan]: pykan for QuantKANLinear.from_pykan and its test. Without its pins (it pins old
+# numpy/torch versions); what it imports at import time (sympy, pandas, scikit-learn, pyyaml, matplotlib) is here.
+pip_install --no-deps pykan==0.2.8
+"$py" -c "import kan.KANLayer" >/dev/null
 # --- Hardware-verification tools (owner: C++/RTL simulation and synth-check) -------------------------------
 # The C++ simulation of the LUT layer's HLS code compiles against the ap_types headers shipped in the hls4ml wheel
 # (headers only, so no dependencies); RTL simulation and synthesis figures use Debian's verilator, iverilog and
