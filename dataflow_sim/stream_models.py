@@ -196,7 +196,8 @@ def sliding_window(op, model) -> LayerTiming:
     windows (per output pixel: kernel position major, channel folds inner; depthwise: channel folds major; parallel
     window: one word per pixel and fold), one word per cycle. A window word waits for the last input word it
     needs; an input word waits until the word it overwrites (buffer depth earlier) has been emitted for the last
-    time. Per frame: max(input, output words) plus stalls; finn-plus's get_exp_cycles adds the buffer fill."""
+    time; a frame's first input word waits for the previous frame's last window word (the RTL does not overlap
+    feature maps). Checked against the RTL's handshakes (tests/test_fifo_sizing_rtl.py)."""
     k_h, k_w = op.get_nodeattr("ConvKernelDim")
     in_h, in_w = op.get_nodeattr("IFMDim")
     out_h, out_w = op.get_nodeattr("OFMDim")
@@ -229,10 +230,15 @@ def sliding_window(op, model) -> LayerTiming:
     back = np.maximum(0, -overwritten + n_in - 1) // n_in  # frames back (0: this frame)
     used = last_use[overwritten + back * n_in]
     freed = np.where(used >= 0, used - back * n_out, NO_WAIT)
-    links = [InternalLink("write", "read", last_needed, delay=1), InternalLink("read", "write", freed, delay=1)]
+    # frames do not overlap (swg_template_default.sv): the next feature map's first read comes the cycle after the
+    # previous one's last window word leaves its output register
+    next_frame = np.full(n_in, NO_WAIT, dtype=np.int64)
+    next_frame[0] = earlier_frame(n_out - 1, n_out)
+    links = [InternalLink("write", "read", last_needed, delay=1), InternalLink("read", "write", freed, delay=1),
+             InternalLink("read", "write", next_frame, delay=2)]
     return LayerTiming({"read": np.ones(n_in, np.int64), "write": np.ones(n_out, np.int64)}, links,
                        [StreamPort("read", np.arange(n_in))], [StreamPort("write", np.arange(n_out))],
-                       basis="swg buffer of get_buffer_depth() words")
+                       basis="swg_template_default.sv: buffer of get_buffer_depth() words, frames in turn")
 
 
 def outer_shuffle(op, model) -> LayerTiming:
