@@ -17,7 +17,8 @@ naming it and the nodes it changed.
   rewrites (transpose past a shared threshold, token mean -> GlobalAccPool, consecutive thresholds composed). Quantizer
   thresholds round ties half-to-even like the QONNX Quant (transforms.round_half_even_thresholds): until then no
   threshold is rounded to an integer (RoundAndClipThresholds would erase which thresholds are ties) or composed.
-- step_convert_luts_to_hw: PerChannelLUT -> the PerChannelLUT HW layer. Before stock step_convert_to_hw.
+- step_convert_luts_to_hw: PerChannelLUT -> the PerChannelLUT HW layer, KANLUT -> KANLinear. Before stock
+  step_convert_to_hw.
 - step_output_dequant_to_host: after stock step_convert_to_hw, the trailing output dequantisation goes back to the
   host (float Mul/Add, not ElementwiseMul/Add layers).
 - step_fold_lut_layers, step_fold_shuffles: fold the layers SetFolding does not know, BEFORE
@@ -60,12 +61,14 @@ from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors
 from psa_finn.transforms.cli import lowering_document
 from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds
 from psa_finn.transforms.conv_bias_quant_shape import ConvBiasQuantScalarsAsVectors
+from psa_finn.transforms.convert_to_hw_kan_linear import FoldKANLinear, InferKANLinearLayer, is_kan_linear_layer
 from psa_finn.transforms.convert_to_hw_per_channel_lut import FoldPerChannelLUT, InferPerChannelLUTLayer
 from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank
 from psa_finn.transforms.fixed_point import transform_to_fixed_point
 from psa_finn.transforms.fold_shuffles import FoldShuffles
 from psa_finn.transforms.host_output_dequant import MoveOutputDequantToHost
 from psa_finn.transforms.lean_composed import apply_lean
+from psa_finn.transforms.lower_kan_linear import LowerKANLinear
 from psa_finn.transforms.lower_quantized_functions import lower_quantized_functions
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
 from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds
@@ -88,10 +91,11 @@ def _transform(model, *transformations):
 
 
 def step_lower_quantized_functions(model, cfg):
-    """Lower every quantized function (LerpPSA, GELU, SiLU, ... between Quant nodes; mode auto: MultiThreshold when
-    every channel rises, else PerChannelLUT) and write the lowering report; a lowered model passes unchanged.
+    """Lower every KANLinear layer to integer edge tables (KANLUT) and every quantized function (LerpPSA, GELU, SiLU,
+    ... between Quant nodes; mode auto: MultiThreshold when every channel rises, else PerChannelLUT) and write the
+    lowering report; a lowered model passes unchanged.
     Quantized Conv biases get the parameter shapes step_qonnx_to_finn can reshape."""
-    model = _transform(model, InferShapes(), ConvBiasQuantScalarsAsVectors())
+    model = _transform(model, InferShapes(), ConvBiasQuantScalarsAsVectors(), LowerKANLinear(), InferShapes())
     model, report = lower_quantized_functions(model, mode="auto")
     model = _transform(model, InferShapes(), InferDataTypes())
     if report:
@@ -157,10 +161,13 @@ def step_streamline_with_luts(model, cfg):
 
 
 def step_convert_luts_to_hw(model, cfg):
-    """PerChannelLUT -> the PerChannelLUT HW layer (channels last); before stock step_convert_to_hw."""
-    if not _has_op(model, "PerChannelLUT"):
-        return model
-    return _transform(model, InferPerChannelLUTLayer())
+    """PerChannelLUT -> the PerChannelLUT HW layer (channels last), KANLUT -> the KANLinear HW layer; before stock
+    step_convert_to_hw."""
+    if _has_op(model, "PerChannelLUT"):
+        model = _transform(model, InferPerChannelLUTLayer())
+    if _has_op(model, "KANLUT"):
+        model = _transform(model, InferKANLinearLayer())
+    return model
 
 
 def step_output_dequant_to_host(model, cfg):
@@ -169,11 +176,16 @@ def step_output_dequant_to_host(model, cfg):
 
 
 def step_fold_lut_layers(model, cfg):
-    """PE of every PerChannelLUT layer: the smallest that meets the target cycles (before SetFolding)."""
+    """PE of every PerChannelLUT layer: the smallest that meets the target cycles; SIMD x PE of every KANLinear
+    layer: the least parallel pair that meets it (before SetFolding)."""
     target = cfg._resolve_cycles_per_frame()
-    if target is None or not any(n.op_type.startswith("PerChannelLUT") for n in model.graph.node):
+    if target is None:
         return model
-    return _transform(model, FoldPerChannelLUT(target))
+    if any(n.op_type.startswith("PerChannelLUT") for n in model.graph.node):
+        model = _transform(model, FoldPerChannelLUT(target))
+    if any(is_kan_linear_layer(n) for n in model.graph.node):
+        model = _transform(model, FoldKANLinear(target, cfg._resolve_fpga_part()))
+    return model
 
 
 def step_fold_shuffles(model, cfg):

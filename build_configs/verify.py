@@ -3,8 +3,8 @@
 Which models to compare is read from what the build ran (report/time_per_step.json, intermediate_models/), never
 from step names:
 - the reference is the lowered QONNX model: the last model of the build that still holds QONNX quantizers and no
-  LerpPSA node (the output of whatever step lowered them), else the input model (already lowered, or no learnable
-  function at all);
+  LerpPSA or KANLinear node (the output of whatever step lowered them), else the input model (already lowered, or no
+  learnable function at all);
 - the hardware model is the last saved model whose nodes are all HW layers (the dataflow partition's content after
   step_create_dataflow_partition), executed inside finn-plus's dataflow_parent.onnx (host-side pre/post-processing
   around one StreamingDataflowPartition) in python mode: each hls/rtl layer runs as its generic HW layer, FINN's
@@ -33,7 +33,7 @@ from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.registry import getCustomOp
 
 import psa_finn.custom_ops  # noqa: F401  (LerpPSA / PerChannelLUT execution)
-from psa_finn.custom_ops.domain import LERP_PSA_OP, is_op, is_quant_node
+from psa_finn.custom_ops.domain import KAN_LINEAR_OP, LERP_PSA_OP, is_op, is_quant_node
 from psa_finn.transforms.host_output_dequant import host_output_dequant_nodes
 
 DEFAULT_SAMPLES = 4
@@ -50,7 +50,8 @@ def steps_run(out_dir):
 
 def _is_lowered_qonnx(model):
     nodes = model.graph.node
-    return any(is_quant_node(n) for n in nodes) and not any(is_op(n, LERP_PSA_OP) for n in nodes)
+    return any(is_quant_node(n) for n in nodes) and not any(is_op(n, LERP_PSA_OP) or is_op(n, KAN_LINEAR_OP)
+                                                             for n in nodes)
 
 
 def _is_all_hw(model):

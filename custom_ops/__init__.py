@@ -8,9 +8,10 @@ from qonnx.custom_op.registry import add_domain_alias
 
 from psa_finn.custom_ops.domain import LEGACY_OPS_DOMAIN, OPS_DOMAIN
 from psa_finn.custom_ops.kan_linear import KANLinear
+from psa_finn.custom_ops.kan_lut import KANLUT
 from psa_finn.custom_ops.lerp_psa import LerpPSA
 from psa_finn.custom_ops.per_channel_lut import PerChannelLUT
 
 add_domain_alias(LEGACY_OPS_DOMAIN, OPS_DOMAIN)
 
-__all__ = ["LerpPSA", "PerChannelLUT", "KANLinear"]
+__all__ = ["LerpPSA", "PerChannelLUT", "KANLinear", "KANLUT"]

@@ -11,6 +11,7 @@ that the KANLinear HW layer adds up. Exported by `psa_finn.nn.QuantKANLinear` as
 """
 
 import numpy as np
+from onnx import helper
 from qonnx.core.datatype import DataType
 from qonnx.custom_op.base import CustomOp
 
@@ -19,6 +20,17 @@ from psa_finn.custom_ops.lerp_psa import _check_finite
 
 GRID_RANGE_ATTR = "grid_range"
 EDGE_SCALE_ATTR = "edge_scale"
+
+
+def shape_compatible_op(op, model):
+    """A node with the shape of a KAN node's output [..., J] (both ops): a constant of that shape when the input
+    shape is known, else Einsum(x, tables) "...i,jik->...j" (ONNX opset 12 or later infers it)."""
+    node = op.onnx_node
+    shape = model.get_tensor_shape(node.input[0])
+    tables = model.get_initializer(node.input[1])
+    if shape is not None and tables is not None:
+        return op.make_const_shape_op(list(shape[:-1]) + [int(tables.shape[0])])
+    return helper.make_node("Einsum", [node.input[0], node.input[1]], [node.output[0]], equation="...i,jik->...j")
 
 
 def kan_linear_numpy(x, tables, grid_range, edge_scale=0.0, in_scale=None, in_bias=None):
@@ -47,16 +59,24 @@ def kan_linear_numpy(x, tables, grid_range, edge_scale=0.0, in_scale=None, in_bi
             _check_finite(name, value)
         x = x * in_scale + in_bias
     rows = x.reshape(-1, inputs)
-    segment, fraction = segment_and_fraction(rows, grid_size, float(grid_range))
     y = np.zeros((rows.shape[0], outputs))
     for i in range(inputs):
-        left = tables[:, i, segment[:, i]].T
-        right = tables[:, i, segment[:, i] + 1].T
-        term = left + fraction[:, i, None] * (right - left)
-        if edge_scale > 0:
-            term = np.round(term / edge_scale) * edge_scale
-        y = y + term
+        y = y + edge_values(rows[:, i], tables[:, i], grid_range, edge_scale)
     return y.astype(np.float32).reshape(*x.shape[:-1], outputs)
+
+
+def edge_values(u, tables_of_input, grid_range, edge_scale=0.0):
+    """The J edge values q(lerp(tables_of_input[j], u)) of one input at its (affine-mapped) values u [N], float64
+    [N, J]: the op's term for that input (the lowering tabulates the edges with it)."""
+    tables_of_input = np.asarray(tables_of_input, dtype=np.float64)
+    segment, fraction = segment_and_fraction(np.asarray(u, dtype=np.float64), tables_of_input.shape[1],
+                                             float(grid_range))
+    left = tables_of_input[:, segment].T
+    right = tables_of_input[:, segment + 1].T
+    term = left + fraction[:, None] * (right - left)
+    if edge_scale > 0:
+        term = np.round(term / edge_scale) * edge_scale
+    return term
 
 
 class KANLinear(CustomOp):
@@ -67,10 +87,8 @@ class KANLinear(CustomOp):
         return {GRID_RANGE_ATTR: ("f", True, 0.0), EDGE_SCALE_ATTR: ("f", False, 0.0)}
 
     def make_shape_compatible_op(self, model):
-        shape = list(model.get_tensor_shape(self.onnx_node.input[0]))
-        outputs = model.get_initializer(self.onnx_node.input[1])
-        outputs = outputs.shape[0] if outputs is not None else model.get_tensor_shape(self.onnx_node.input[1])[0]
-        return super().make_const_shape_op(shape[:-1] + [int(outputs)])
+        """A node of the output shape [..., J] for ONNX shape inference (shape_compatible_op)."""
+        return shape_compatible_op(self, model)
 
     def infer_node_datatype(self, model):
         model.set_tensor_datatype(self.onnx_node.output[0], DataType["FLOAT32"])

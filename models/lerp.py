@@ -139,12 +139,14 @@ def lerp_table(x, table, grid_range: float, save_memory: bool = False):
 class EdgeSumFunction(torch.autograd.Function):
     """y[..., j] = sum_i q(lerp(tables[j, i], x[..., i])) for x[..., I], tables [J, I, G]: a KAN layer's edges.
 
-    Segment and fraction are computed once per input ([rows, I]); then, input by input in index order, two gathers
-    of that input's [G, J] slice (left sample, rise) give its J edge values, rounded onto the edge grid
-    q(v) = round_half_even(v / edge_scale) * edge_scale when `edge_scale` is given, and added to the running sum.
-    Nothing of size [rows, I, J] (let alone [rows, I, J, G]) is allocated: the largest temporaries are [rows, J].
-    The additions run in input order, so the float64 result equals `custom_ops.kan_linear.kan_linear_numpy` bit
-    for bit. The rounding passes the gradient straight through (STE); the backward is lerp_table's, per input.
+    Rows run in cache-sized blocks (`models.blocking`, I x J elements per row): per block, the segment and fraction
+    of each input once ([B, I]), two gathers from the [I * G, J] left-sample and rise tables ([B, I, J]), the edge
+    values rounded onto the edge grid q(v) = round_half_even(v / edge_scale) * edge_scale when `edge_scale` is
+    given, and their sum over inputs. No [N, I, J] tensor exists (let alone [N, I, J, G]): a forward allocates its
+    result and the saved segments/fractions [N, I], each block one [B, I, J] temporary. With an edge grid every edge
+    value is an integer multiple of a power of two and the float64 sum is exact in any order, so the result equals
+    `custom_ops.kan_linear.kan_linear_numpy` bit for bit. The rounding passes the gradient straight through (STE);
+    the backward is lerp_table's, per edge.
     """
 
     @staticmethod
@@ -152,18 +154,26 @@ class EdgeSumFunction(torch.autograd.Function):
         num_outputs, num_inputs, grid_size = tables.shape
         rows = _as_rows(x, num_inputs)
         values = tables.to(torch.promote_types(tables.dtype, x.dtype))
-        lefts = values.permute(1, 2, 0).contiguous()              # [I, G, J]
-        rises = F.pad(lefts[:, 1:] - lefts[:, :-1], (0, 0, 0, 1))  # [I, G, J], last sample 0 (never indexed)
-        segments, fractions = segment_and_fraction(rows.to(values.dtype), grid_size, grid_range)
-        y = torch.zeros(rows.shape[0], num_outputs, dtype=values.dtype, device=x.device)
-        for i in range(num_inputs):
-            term = lefts[i].index_select(0, segments[:, i]) + fractions[:, i, None] * rises[i].index_select(
-                0, segments[:, i])
+        lefts = values.permute(1, 2, 0)                                                   # [I, G, J]
+        rises = F.pad(lefts[:, 1:] - lefts[:, :-1], (0, 0, 0, 1)).reshape(-1, num_outputs)
+        lefts = lefts.reshape(-1, num_outputs)                                            # [I * G, J]
+        offsets = _channel_offsets(num_inputs, grid_size, x.device)
+        y = torch.empty(rows.shape[0], num_outputs, dtype=values.dtype, device=x.device)
+        segments = torch.empty(rows.shape, dtype=_segment_dtype(grid_size), device=x.device)
+        fractions = torch.empty(rows.shape, dtype=values.dtype, device=x.device)
+        for block in row_blocks(rows.shape[0], num_inputs * num_outputs, x.device):
+            segment, fraction = segment_and_fraction(rows[block].to(values.dtype), grid_size, grid_range,
+                                                     index_dtype=torch.int32)
+            segments[block], fractions[block] = segment, fraction
+            index = _flat_index(segment, offsets)
+            shape = (fraction.shape[0], num_inputs, num_outputs)
+            edges = rises.index_select(0, index).view(shape).mul_(fraction[..., None])
+            edges += lefts.index_select(0, index).view(shape)
             if edge_scale is not None:
-                term = torch.round(term / edge_scale) * edge_scale
-            y += term
+                edges = edges.div_(edge_scale).round_().mul_(edge_scale)
+            torch.sum(edges, dim=1, out=y[block])
         ctx.grid_range = grid_range
-        ctx.save_for_backward(segments.to(_segment_dtype(grid_size)), fractions, tables)
+        ctx.save_for_backward(segments, fractions, tables)
         ctx.x_shape = x.shape
         return y.view(*x.shape[:-1], num_outputs)
 
@@ -174,31 +184,34 @@ class EdgeSumFunction(torch.autograd.Function):
         num_outputs, num_inputs, grid_size = tables.shape
         grad_rows = grad_y.reshape(-1, num_outputs)
         want_x, want_table = ctx.needs_input_grad[:2]
-        values = tables.to(torch.promote_types(tables.dtype, grad_y.dtype))
-        lefts = values.permute(1, 2, 0)
-        slopes = (lefts[:, 1:] - lefts[:, :-1]) * grid_step(grid_size, ctx.grid_range)  # [I, G-1, J]
-        grad_x = torch.empty(grad_rows.shape[0], num_inputs, dtype=values.dtype, device=grad_y.device) \
-            if want_x else None
-        grad_left = torch.zeros(num_inputs, grid_size, num_outputs, dtype=tables.dtype, device=tables.device) \
-            if want_table else None
-        grad_rise = torch.zeros_like(grad_left) if want_table else None
-        grad = grad_rows.to(tables.dtype)
-        for i in range(num_inputs):
-            segment = segments[:, i].long()
+        offsets = _channel_offsets(num_inputs, grid_size, grad_y.device)
+        if want_x:
+            values = tables.to(torch.promote_types(tables.dtype, grad_y.dtype)).permute(1, 2, 0)
+            slopes = F.pad(values[:, 1:] - values[:, :-1], (0, 0, 0, 1)).reshape(-1, num_outputs) * \
+                grid_step(grid_size, ctx.grid_range)
+            grad_x = torch.empty(grad_rows.shape[0], num_inputs, dtype=slopes.dtype, device=grad_y.device)
+        if want_table:
+            grad_left = torch.zeros(num_inputs * grid_size, num_outputs, dtype=tables.dtype, device=tables.device)
+            grad_rise = torch.zeros_like(grad_left)
+        for block in row_blocks(grad_rows.shape[0], num_inputs * num_outputs, grad_y.device):
+            index = _flat_index(segments[block], offsets)
+            grad = grad_rows[block]
+            shape = (grad.shape[0], num_inputs, num_outputs)
             if want_x:
-                grad_x[:, i] = (slopes[i].index_select(0, segment) * grad_rows).sum(-1)
+                grad_x[block] = (slopes.index_select(0, index).view(shape) * grad[:, None, :]).sum(-1)
             if want_table:
-                grad_left[i].index_add_(0, segment, grad)
-                grad_rise[i].index_add_(0, segment, fractions[:, i, None].to(tables.dtype) * grad)
+                spread = grad.to(tables.dtype)[:, None, :].expand(shape)
+                grad_left.index_add_(0, index, spread.reshape(-1, num_outputs))
+                grad_rise.index_add_(0, index, (spread * fractions[block].to(tables.dtype)[..., None]).reshape(
+                    -1, num_outputs))
         grad_tables = None
         if want_table:
-            grad_rise = grad_rise[:, :-1]
+            grad_left = grad_left.view(num_inputs, grid_size, num_outputs)
+            grad_rise = grad_rise.view(num_inputs, grid_size, num_outputs)[:, :-1]
             grad_left[:, :-1] -= grad_rise
             grad_left[:, 1:] += grad_rise
             grad_tables = grad_left.permute(2, 0, 1).contiguous()
-        if want_x:
-            grad_x = grad_x.view(*ctx.x_shape)
-        return grad_x, grad_tables, None, None
+        return (grad_x.view(*ctx.x_shape) if want_x else None), grad_tables, None, None
 
 
 def lerp_edge_sum(x, tables, grid_range: float, edge_scale=None):

@@ -1,9 +1,10 @@
 """The KANLinear function in torch: evaluated bit-identically to the qonnx op, exported as one `KANLinear` node.
 
 `kan_linear(x, tables, grid_range, edge_scale, in_scale, in_bias)` computes `sum_i q(lerp(tables[j, i], in_scale[i]
-* x_i + in_bias[i]))` for every output j (custom_ops.kan_linear) in float64 with the op's operation order
-(`models.lerp.lerp_edge_sum`: the inputs added in index order) and rounds once to the input dtype, so the QAT model
-and `execute_onnx` agree to the last bit. During ONNX export it becomes `psa_finn.custom_ops::KANLinear(x,
+* x_i + in_bias[i]))` for every output j (custom_ops.kan_linear) in float64 with the op's per-edge arithmetic
+(`models.lerp.lerp_edge_sum`) and rounds once to the input dtype. With an edge grid (edge_scale > 0, what
+QuantKANLinear always uses) the sum of edge-grid multiples is exact in any order, so the QAT model and `execute_onnx`
+agree to the last bit; without one they agree to float64 rounding. During ONNX export it becomes `psa_finn.custom_ops::KANLinear(x,
 tables[, in_scale, in_bias])` with the attributes `grid_range` and `edge_scale`, its output typed as the input with
 the last axis `out`.
 """

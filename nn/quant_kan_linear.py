@@ -126,6 +126,14 @@ class QuantKANLinear(QuantInputMixin, QuantOutputMixin, QuantLayerMixin, nn.Modu
         """The power-of-two step of the edge grid for the current tables (`edge_scale_for`)."""
         return edge_scale_for(self.tables() if tables is None else tables, self.edge_bit_width)
 
+    def set_input_affine(self, scale, shift):
+        """Set `in_scale`, `in_bias` [in_features] (the layer must have been built with `input_affine=True`)."""
+        if self.in_scale is None:
+            raise ValueError("QuantKANLinear was built without an input affine (input_affine=False)")
+        with torch.no_grad():
+            self.in_scale.copy_(torch.as_tensor(scale, dtype=self.in_scale.dtype))
+            self.in_bias.copy_(torch.as_tensor(shift, dtype=self.in_bias.dtype))
+
     def set_tables(self, tables):
         """Set every edge to `tables` [out, in, G] (function "bspline" only; the base weight, if any, is zeroed)."""
         if self.coefficients is None:

@@ -1,4 +1,4 @@
-"""The PerChannelLUT hardware layer for finn-plus, with its backends.
+"""The PerChannelLUT and KANLinear hardware layers for finn-plus, with their backends.
 
 Importing this package registers the layer and its backends with qonnx and with finn-plus's own registries
 (``finn.custom_op.fpgadataflow[.hls|.rtl].custom_op``), so that ``getCustomOp``, ``SpecializeLayers`` and finn's
@@ -11,6 +11,7 @@ import finn.custom_op.fpgadataflow.hls as finn_hls
 import finn.custom_op.fpgadataflow.rtl as finn_rtl
 from qonnx.custom_op.registry import add_op_to_domain
 
+from psa_finn.custom_ops.fpgadataflow.kan_linear import KANLinear
 from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
 
 HW_DOMAIN = "finn.custom_op.fpgadataflow"
@@ -25,9 +26,10 @@ def register_hw_layer(op_class, backend=""):
 
 
 register_hw_layer(PerChannelLUT)
+register_hw_layer(KANLinear)
 
 # the backend packages register their classes with register_hw_layer when imported
 import psa_finn.custom_ops.fpgadataflow.rtl  # noqa: E402,F401
-from psa_finn.custom_ops.fpgadataflow.hls import PerChannelLUT_hls  # noqa: E402
+from psa_finn.custom_ops.fpgadataflow.hls import KANLinear_hls, PerChannelLUT_hls  # noqa: E402
 
-__all__ = ["PerChannelLUT", "PerChannelLUT_hls", "register_hw_layer", "HW_DOMAIN"]
+__all__ = ["PerChannelLUT", "PerChannelLUT_hls", "KANLinear", "KANLinear_hls", "register_hw_layer", "HW_DOMAIN"]

@@ -1,0 +1,271 @@
+"""KANLinear hardware layer: the semantics shared by its HLS and RTL backends.
+
+A streaming Kolmogorov-Arnold layer on integer codes, `y_j = sum_i T[j, i, x_i - min(inputDataType)]` (the lowered
+op `KANLUT`), folded like finn's MVAU: SIMD inputs and PE outputs per cycle. An input vector of MW codes arrives as
+SF = MW / SIMD words of SIMD codes; for each of the NF = MH / PE output groups the layer walks the SF words (kept in
+an input buffer when NF > 1), looks up PE x SIMD edge tables per cycle, adds the SIMD values of each output in an
+adder tree and accumulates over the SF words; after the last word of a group it emits PE sums (one word of
+outputDataType, the accumulator). NF * SF cycles per vector.
+
+Table layout (`get_lane_tables`): input lane s owns one ROM of depth NF * SF * 2^b whose words hold PE entries: word
+(nf * SF + sf) * 2^b + k is [T[nf * PE + p, sf * SIMD + s, k] for p < PE]. The PE outputs of a cycle read the same
+input code, so they share the address: one ROM PE entries wide per input lane, the address {fold, code}.
+
+The node's ONNX domain is finn-plus's `finn.custom_op.fpgadataflow` (`.hls` / `.rtl` once specialised), as
+PerChannelLUT's. Code generation lives in the backends.
+"""
+
+from math import ceil, log2
+
+import numpy as np
+from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
+from qonnx.core.datatype import DataType
+
+from psa_finn.custom_ops.fpgadataflow.per_channel_lut import AUTO_LUTRAM_MAX_DEPTH, BRAM18_BITS, RAM_STYLES, \
+    URAM_DEPTH, URAM_WIDTH, bram18_count, bram18_read_mux_luts, divisors, lutrom_luts, uram_count
+from psa_finn.custom_ops.kan_lut import check_codes
+
+# LUT6 per bit of a dual-port LUTRAM (RAM64X1D: one LUT6 for the write/read port, one for the second read port)
+LUTRAM_DUAL_PORT_LUTS_PER_64 = 2
+
+
+class KANLinear(HWCustomOp):
+    """Folded KAN layer (finn-plus hardware layer, backend-independent); see the module docstring."""
+
+    def get_nodeattr_types(self):
+        """Attributes in FINN's MVAU style; the edge tables [MH, MW, 2^b] are the second input (an initializer)."""
+        my_attrs = {
+            "MW": ("i", True, 0),          # inputs per vector (KAN in_features)
+            "MH": ("i", True, 0),          # outputs per vector (KAN out_features)
+            "SIMD": ("i", True, 0),        # inputs per cycle
+            "PE": ("i", True, 0),          # outputs per cycle
+            "inputDataType": ("s", True, ""),
+            "tableDataType": ("s", True, ""),   # the entries' integer type
+            "outputDataType": ("s", True, ""),  # the accumulator: holds every sum
+            "numInputVectors": ("ints", False, [1]),
+            "ram_style": ("s", False, "auto", set(RAM_STYLES)),
+        }
+        my_attrs.update(super().get_nodeattr_types())
+        return my_attrs
+
+    # ---- datatypes, shapes, folding -------------------------------------------------------------------------
+
+    def get_input_datatype(self, ind=0):
+        """Input codes (ind 0) or table entries (ind 1)."""
+        return DataType[self.get_nodeattr("inputDataType" if ind == 0 else "tableDataType")]
+
+    def get_output_datatype(self, ind=0):
+        """The accumulator DataType."""
+        return DataType[self.get_nodeattr("outputDataType")]
+
+    def get_entries(self):
+        """Entries per edge table: 2^b for b-bit input codes."""
+        return 2 ** self.get_input_datatype(0).bitwidth()
+
+    def _folds(self):
+        node = self.onnx_node
+        mw, mh, simd, pe = (self.get_nodeattr(a) for a in ("MW", "MH", "SIMD", "PE"))
+        if simd < 1 or mw % simd != 0:
+            raise ValueError(f"{node.name}: SIMD={simd} does not divide MW={mw}; choose SIMD from {divisors(mw)}")
+        if pe < 1 or mh % pe != 0:
+            raise ValueError(f"{node.name}: PE={pe} does not divide MH={mh}; choose PE from {divisors(mh)}")
+        return mw // simd, mh // pe
+
+    def calc_sf(self):
+        """Input words per vector, MW / SIMD."""
+        return self._folds()[0]
+
+    def calc_nf(self):
+        """Output groups per vector, MH / PE."""
+        return self._folds()[1]
+
+    def _vectors(self):
+        return list(self.get_nodeattr("numInputVectors"))
+
+    def get_normal_input_shape(self, ind=0):
+        """numInputVectors + [MW] (data) or [MH, MW, 2^b] (tables)."""
+        if ind == 1:
+            return (self.get_nodeattr("MH"), self.get_nodeattr("MW"), self.get_entries())
+        return tuple(self._vectors() + [self.get_nodeattr("MW")])
+
+    def get_normal_output_shape(self, ind=0):
+        """numInputVectors + [MH]."""
+        return tuple(self._vectors() + [self.get_nodeattr("MH")])
+
+    def get_folded_input_shape(self, ind=0):
+        """numInputVectors + [SF, SIMD]."""
+        return tuple(self._vectors() + [self.calc_sf(), self.get_nodeattr("SIMD")])
+
+    def get_folded_output_shape(self, ind=0):
+        """numInputVectors + [NF, PE]."""
+        return tuple(self._vectors() + [self.calc_nf(), self.get_nodeattr("PE")])
+
+    def get_instream_width(self, ind=0):
+        """SIMD input codes per word (the tables have no stream)."""
+        return 0 if ind == 1 else self.get_input_datatype(0).bitwidth() * self.get_nodeattr("SIMD")
+
+    def get_outstream_width(self, ind=0):
+        """PE accumulator values per word."""
+        return self.get_output_datatype().bitwidth() * self.get_nodeattr("PE")
+
+    def get_number_output_values(self):
+        """Output words per inference: vectors x NF."""
+        return int(np.prod(self._vectors())) * self.calc_nf()
+
+    def get_exp_cycles(self):
+        """vectors x NF x SF: one SIMD x PE block of lookups per cycle (the input words are buffered for NF > 1)."""
+        sf, nf = self._folds()
+        return int(np.prod(self._vectors())) * sf * nf
+
+    def get_op_and_param_counts(self):
+        """Edge lookups and additions per inference; table entries by bit width."""
+        mw, mh = self.get_nodeattr("MW"), self.get_nodeattr("MH")
+        vectors = int(np.prod(self._vectors()))
+        return {
+            f"op_table_lookup_{self.get_input_datatype(0).bitwidth()}b": vectors * mw * mh,
+            f"op_add_{self.get_output_datatype().bitwidth()}b": vectors * (mw - 1) * mh,
+            f"param_table_{self.get_input_datatype(1).bitwidth()}b": mw * mh * self.get_entries(),
+        }
+
+    # ---- graph integration ----------------------------------------------------------------------------------
+
+    def infer_node_datatype(self, model):
+        """Check the input annotation against inputDataType; annotate tables and output."""
+        node = self.onnx_node
+        idt = self.get_input_datatype(0)
+        annotated = model.get_tensor_datatype(node.input[0])
+        if annotated.is_integer() and annotated != idt:
+            raise ValueError(f"{node.name}: input {node.input[0]} is annotated {annotated.name} but the tables were "
+                             f"built for inputDataType={idt.name}; re-run the lowering on the current graph")
+        model.set_tensor_datatype(node.input[1], self.get_input_datatype(1))
+        model.set_tensor_datatype(node.output[0], self.get_output_datatype())
+
+    def verify_node(self):
+        """Attributes, datatypes and folding; FINN-style messages."""
+        messages = []
+        for name in ("inputDataType", "tableDataType", "outputDataType"):
+            if not DataType[self.get_nodeattr(name)].is_integer():
+                messages.append(f"{name} must be an integer DataType")
+        try:
+            self._folds()
+        except ValueError as err:
+            messages.append(str(err))
+        if len(self.onnx_node.input) != 2:
+            messages.append("KANLinear needs two inputs: data and tables")
+        return messages or ["KANLinear attributes are consistent"]
+
+    # ---- the tables as the lanes hold them ------------------------------------------------------------------
+
+    def get_lane_tables(self, tables):
+        """Check the [MH, MW, 2^b] tables and return the lane ROMs [SIMD, NF * SF, 2^b, PE] (int64): lane s, fold
+        nf * SF + sf, code k, entry p = T[nf * PE + p, sf * SIMD + s, k]."""
+        node = self.onnx_node
+        tables = np.asarray(tables)
+        if tables.shape != self.get_normal_input_shape(1):
+            raise ValueError(f"{node.name}: tables have shape {tables.shape}, expected "
+                             f"{self.get_normal_input_shape(1)}")
+        tdt = self.get_input_datatype(1)
+        if not (np.all(tables == np.round(tables)) and tables.min() >= tdt.min() and tables.max() <= tdt.max()):
+            raise ValueError(f"{node.name}: table entries must be integers within tableDataType={tdt.name}; got "
+                             f"range [{tables.min()}, {tables.max()}]")
+        sf, nf = self._folds()
+        simd, pe, entries = self.get_nodeattr("SIMD"), self.get_nodeattr("PE"), self.get_entries()
+        lanes = tables.astype(np.int64).reshape(nf, pe, sf, simd, entries)  # [nf, p, sf, s, k]
+        return np.ascontiguousarray(lanes.transpose(3, 0, 2, 4, 1).reshape(simd, nf * sf, entries, pe))
+
+    def execute_node(self, context, graph):
+        """Python execution: walk the lane ROMs fold by fold as the hardware does (bit-exact to KANLUT)."""
+        node = self.onnx_node
+        x = context[node.input[0]]
+        if tuple(x.shape) != self.get_normal_input_shape(0):
+            raise ValueError(f"{node.name}: input shape {x.shape}, expected {self.get_normal_input_shape(0)}")
+        idt = self.get_input_datatype(0)
+        codes = check_codes(x, idt, node.name) - int(idt.min())
+        lanes = self.get_lane_tables(context[node.input[1]])
+        sf, nf = self._folds()
+        simd = self.get_nodeattr("SIMD")
+        words = codes.reshape(-1, sf, simd)
+        lane = np.arange(simd)[None, :]
+        y = np.zeros((words.shape[0], nf, self.get_nodeattr("PE")), dtype=np.int64)
+        for fold_out in range(nf):
+            for fold_in in range(sf):
+                y[:, fold_out] += lanes[lane, fold_out * sf + fold_in, words[:, fold_in]].sum(axis=1)
+        odt = self.get_output_datatype()
+        if y.size and (y.min() < odt.min() or y.max() > odt.max()):
+            raise ValueError(f"{node.name}: a sum leaves outputDataType={odt.name}; re-run the lowering")
+        context[node.output[0]] = y.reshape(self.get_normal_output_shape()).astype(np.float32)
+
+    # ---- resource model -------------------------------------------------------------------------------------
+
+    def get_lane_rom(self):
+        """(depth, width) of one input lane's ROM: NF * SF * 2^b words of PE table entries."""
+        sf, nf = self._folds()
+        return nf * sf * self.get_entries(), self.get_nodeattr("PE") * self.get_input_datatype(1).bitwidth()
+
+    def get_resolved_ram_style(self):
+        """ram_style with "auto" resolved as PerChannelLUT's: LUTs while a lane ROM is at most 256 deep (a LUT6
+        ROM, KANELE's choice, when fully unrolled: 2^b deep), block RAM beyond."""
+        style = self.get_nodeattr("ram_style")
+        if style != "auto":
+            return style
+        return "distributed" if self.get_lane_rom()[0] <= AUTO_LUTRAM_MAX_DEPTH else "block"
+
+    def bram_estimation(self, fpgapart):
+        """RAMB18 count: SIMD lane ROMs x the cheapest aspect ratio of depth x (PE x table bits) (block only)."""
+        if self.get_resolved_ram_style() != "block":
+            return 0
+        return self.get_nodeattr("SIMD") * bram18_count(*self.get_lane_rom())
+
+    def uram_estimation(self, fpgapart):
+        """URAM288 count: SIMD lane ROMs in 4K x 72 blocks (ultra only)."""
+        if self.get_resolved_ram_style() != "ultra":
+            return 0
+        return self.get_nodeattr("SIMD") * uram_count(*self.get_lane_rom())
+
+    def bram_efficiency_estimation(self, fpgapart):
+        """Table bits / capacity of the estimated RAMB18s."""
+        brams = self.bram_estimation(fpgapart)
+        depth, width = self.get_lane_rom()
+        return 1 if brams == 0 else self.get_nodeattr("SIMD") * depth * width / (brams * BRAM18_BITS)
+
+    def uram_efficiency_estimation(self, fpgapart):
+        """Table bits / capacity of the estimated URAMs."""
+        urams = self.uram_estimation(fpgapart)
+        depth, width = self.get_lane_rom()
+        return 1 if urams == 0 else self.get_nodeattr("SIMD") * depth * width / (urams * URAM_DEPTH * URAM_WIDTH)
+
+    def lut_estimation(self, fpgapart):
+        """LUT6 count, W = table bits, A = accumulator bits, b = input bits:
+        - tables: SIMD x lutrom_luts(depth, PE x W) (distributed), or SIMD x the read mux of stacked RAMB18s (block);
+        - adder trees: PE x sum over levels l = 1, 2, ... of floor(n_l / 2) adders of W + l bits, n_1 = SIMD and
+          n_(l+1) = n_l - floor(n_l / 2) operands (SIMD - 1 adders; one LUT6 per bit on the carry chain);
+        - accumulators (SF > 1): PE x A;
+        - input buffer (NF > 1): SF words of SIMD x b bits in dual-port LUTRAM, 2 LUT6 per bit per 64 words;
+        - fold counter and address: ceil(log2(NF x SF)) (the address is {fold, code}, 2^b a power of two).
+        """
+        sf, nf = self._folds()
+        simd, pe = self.get_nodeattr("SIMD"), self.get_nodeattr("PE")
+        width = self.get_input_datatype(1).bitwidth()
+        depth, rom_width = self.get_lane_rom()
+        style = self.get_resolved_ram_style()
+        luts = 0
+        if style == "distributed":
+            luts += simd * lutrom_luts(depth, rom_width)
+        elif style == "block":
+            luts += simd * bram18_read_mux_luts(depth, rom_width)
+        operands, level = simd, 0
+        while operands > 1:  # one adder tree per output lane
+            level += 1
+            luts += pe * (operands // 2) * (width + level)
+            operands -= operands // 2
+        if sf > 1:
+            luts += pe * self.get_output_datatype().bitwidth()
+        if nf > 1:
+            luts += LUTRAM_DUAL_PORT_LUTS_PER_64 * simd * self.get_input_datatype(0).bitwidth() * ceil(sf / 64)
+        if nf * sf > 1:
+            luts += ceil(log2(nf * sf))
+        return luts
+
+    def dsp_estimation(self, fpgapart):
+        """No DSPs: lookups and additions only."""
+        return 0
