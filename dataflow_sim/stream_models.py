@@ -282,6 +282,8 @@ def permuting_buffer(source, n_in, buffer_words, read_delay, basis) -> LayerTimi
 
 STREAM_MODELS = {
     "MVAU": matrix_vector_unit,
+    # psa-finn's KAN layer: MVAU-like folding (SF x NF steps per vector, input buffered for NF > 1)
+    "KANLinear": matrix_vector_unit,
     "Thresholding": elementwise_stream,
     "PerChannelLUT": elementwise_stream,
     "DuplicateStreams": elementwise_stream,
