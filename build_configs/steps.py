@@ -51,8 +51,8 @@ from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 from psa_finn.build_configs.finn_shims import vivado_available
 from psa_finn.common.atomic_files import write_json_atomic
 from psa_finn.common.cli_errors import BadInput
-from psa_finn.dataflow_sim.dataflow_graph import simulate
-from psa_finn.dataflow_sim.fifo_sizing import FIFO_SIZING_REPORT, DataflowDeadlock, size_fifo_depths
+from psa_finn.dataflow_sim.fifo_insertion import insert_sized_fifos
+from psa_finn.dataflow_sim.fifo_sizing import FIFO_SIZING_REPORT, DataflowDeadlock
 from psa_finn.dataflow_sim.stream_models import NoStreamModel
 from psa_finn.transforms.absorb_into_multithreshold import AbsorbAffineIntoMultiThreshold
 from psa_finn.transforms.absorb_into_per_channel_lut import AbsorbAffineIntoPerChannelLUT, \
@@ -201,65 +201,19 @@ def step_clamp_folding(model, cfg):
     return _transform(model, ClampFoldingToDivisors())
 
 
-def _set_stream_depths(model, depths):
-    """Each layer's outFIFODepths / inFIFODepths entry of a sized stream (InsertFIFO takes the larger of the two)."""
-    from qonnx.custom_op.registry import getCustomOp
-
-    for node in model.graph.node:
-        op = getCustomOp(node) if node.domain.startswith("finn.custom_op.fpgadataflow") else None
-        if op is None or "outFIFODepths" not in op.get_nodeattr_types():
-            continue
-        outs = [int(depths.get(tensor, 2)) for tensor in node.output]
-        op.set_nodeattr("outFIFODepths", outs)
-        op.set_nodeattr("inFIFODepths", [int(depths.get(tensor, 2)) for tensor in node.input] or [2])
-    return model
-
-
 def step_size_fifos_by_simulation(model, cfg):
     """FIFO depths by cycle simulation instead of xsim (see the module docstring and docs/fifo_sizing.md)."""
-    import time
-
-    from finn.builder.build_dataflow_config import LargeFIFOMemStyle
     from finn.builder.build_dataflow_steps import step_hw_codegen, step_hw_ipgen
-    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
-    from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
-    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
-    from qonnx.custom_op.registry import getCustomOp
 
-    started = time.time()
-    fpgapart = cfg._resolve_fpga_part()
-    model = model.transform(InsertDWC())
-    model = model.transform(SpecializeLayers(fpgapart))
-    model = model.transform(GiveUniqueNodeNames())
     try:
-        sizing = size_fifo_depths(model, FIFO_SIZING_FRAMES)
+        model, record = insert_sized_fifos(model, cfg._resolve_fpga_part(), cfg.synth_clk_period_ns,
+                                           FIFO_SIZING_FRAMES, cfg.large_fifo_mem_style.value)
     except (NoStreamModel, DataflowDeadlock) as err:
         raise BadInput(f"step_size_fifos_by_simulation: {err}") from err
-    model = _set_stream_depths(model, sizing.depths)
-    model = model.transform(InsertFIFO(create_shallow_fifos=True))
-    model = model.transform(SpecializeLayers(fpgapart))
-    model = model.transform(GiveUniqueNodeNames())
-    if cfg.large_fifo_mem_style != LargeFIFOMemStyle.AUTO:
-        for node in model.get_nodes_by_op_type("StreamingFIFO_rtl"):
-            op = getCustomOp(node)
-            if op.get_nodeattr("ram_style") == "auto" and op.resolve_ram_style() in ("block", "ultra"):
-                op.set_nodeattr("ram_style", cfg.large_fifo_mem_style.value)
-    check = simulate(model, FIFO_SIZING_FRAMES)
-    clock_hz = 1e9 / cfg.synth_clk_period_ns
-    record = {
-        "method": "cycle simulation",
-        "frames": FIFO_SIZING_FRAMES,
-        "depth_rule": sizing.rule,
-        "unbounded_period_cycles": sizing.period_cycles,
-        "period_cycles": check.period_cycles,
-        "simulated_fps": None if check.period_cycles is None else clock_hz / check.period_cycles,
-        "deadlock_free": check.deadlock_free,
-        "seconds": round(time.time() - started, 2),
-    }
     write_json_atomic(cfg.get_report_directory() / FIFO_SIZING_REPORT, record)
-    if not check.deadlock_free:
+    if not record["deadlock_free"]:
         raise BadInput(f"step_size_fifos_by_simulation: the sized design deadlocks in simulation "
-                       f"({', '.join(check.schedule.deadlocked[:5])} wait); report/{FIFO_SIZING_REPORT}")
+                       f"({', '.join(record['waiting'])} wait); report/{FIFO_SIZING_REPORT}")
     model = step_hw_codegen(model, cfg)
     if vivado_available():
         model = step_hw_ipgen(model, cfg)

@@ -3,7 +3,8 @@ by its streams; `simulate` runs it (dataflow_sim.event_engine) and reads through
 
 Streams: each edge producer output -> consumer input is a FIFO. Its depth is the depth of the StreamingFIFO
 node(s) on it (summed when several are chained), or the depth given in `depths` ({Stream.key: words}), or
-unbounded (no back-pressure) when neither. A write of word k waits for the read of word k - depth (one cycle
+`direct_depth` (a direct connection: 2 words, the output register and input skid of the layers), or unbounded
+(no back-pressure) when none is given. A write of word k waits for the read of word k - depth (one cycle
 later); a read of word k waits for its write (one cycle later), so depth 2 streams at one word per cycle.
 The graph input is always ready (a host or DMA that keeps up), the graph output always accepts.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from qonnx.custom_op.registry import getCustomOp
 
-from psa_finn.dataflow_sim.event_engine import NO_EVENT, Chain, Link, relax, solve
+from psa_finn.dataflow_sim.event_engine import NO_EVENT, Chain, Link, Schedule, relax, solve
 from psa_finn.dataflow_sim.stream_models import dynamic_inputs, layer_kind, stream_model_of
 
 FIFO_KIND = "StreamingFIFO"
@@ -107,13 +108,16 @@ def _streams(model):
     return streams
 
 
-def build_system(model, frames: int, depths: dict | None = None) -> DataflowSystem:
-    """The event chains of `model` (a dataflow partition: HW layers only) over `frames` frames."""
+def build_system(model, frames: int, depths: dict | None = None, timings: dict | None = None,
+                 direct_depth: int | None = None) -> DataflowSystem:
+    """The event chains of `model` (a dataflow partition: HW layers only) over `frames` frames (`timings`: the
+    layers' LayerTimings of an earlier build_system of the same model, to skip the stream models; `direct_depth`:
+    the depth of a stream without a StreamingFIFO node and without an entry in `depths`, None: unbounded)."""
     if frames < 2:
         raise ValueError(f"frames must be at least 2 to measure a period, got {frames}")
     depths = depths or {}
     layers = [n for n in model.graph.node if layer_kind(n.op_type) != FIFO_KIND]
-    timings = {node.name: stream_model_of(node, model) for node in layers}
+    timings = timings or {node.name: stream_model_of(node, model) for node in layers}
     chains, port_events = {}, {}
     for node in layers:
         timing = timings[node.name]
@@ -159,7 +163,7 @@ def build_system(model, frames: int, depths: dict | None = None) -> DataflowSyst
         waits = np.full(len(chains[consumer_chain].gaps), NO_EVENT, dtype=np.int64)
         waits[reads] = writes
         chains[consumer_chain].links.append(Link(producer_chain, waits, 1))
-        depth = stream.fifo_depth if stream.fifo_depth is not None else depths.get(stream.key)
+        depth = stream.fifo_depth if stream.fifo_depth is not None else depths.get(stream.key, direct_depth)
         if depth is not None:
             depth = int(depth)
             if depth < 1:
@@ -187,16 +191,22 @@ def output_period(system: DataflowSystem, schedule) -> float | None:
 RELAX_SWEEPS = 200
 
 
-def simulate(model, frames: int = 4, depths: dict | None = None) -> SimulationResult:
-    """Self-timed execution of `frames` frames of `model` with its FIFO depths (or `depths`, or unbounded).
+def simulate(model, frames: int = 4, depths: dict | None = None, unbounded=None,
+             direct_depth: int | None = None) -> SimulationResult:
+    """Self-timed execution of `frames` frames of `model` with its FIFO depths (or `depths`, or `direct_depth`
+    where a stream has neither, or unbounded).
 
-    The schedule without back-pressure (`solve`, fast: chains advance in long chunks) is raised by whole-chain
-    sweeps (`relax`) to the one with it; where that does not settle in RELAX_SWEEPS sweeps, `solve` of the bounded
-    system decides (exact, deadlocks included, slower where small FIFOs couple layers word by word).
+    The schedule without back-pressure (`solve`, fast: chains advance in long chunks; or `unbounded`, an earlier
+    SimulationResult of the same model and frames without depths) is raised by whole-chain sweeps (`relax`) to the
+    one with it; where that does not settle in RELAX_SWEEPS sweeps, `solve` of the bounded system decides (exact,
+    deadlocks included, slower where small FIFOs couple layers word by word).
     """
-    system = build_system(model, frames, depths)
-    free = build_system(model, frames)
-    schedule = solve(free.chains)
+    if unbounded is None:
+        free = build_system(model, frames)
+        unbounded = SimulationResult(free, solve(free.chains), None)
+    system = build_system(model, frames, depths, unbounded.system.timings, direct_depth)
+    schedule = Schedule({name: times.copy() for name, times in unbounded.schedule.times.items()},
+                        unbounded.schedule.deadlocked)
     if schedule.deadlock_free and relax(system.chains, schedule.times, RELAX_SWEEPS) is not None:
         return SimulationResult(system, schedule, output_period(system, schedule))
     schedule = solve(system.chains)

@@ -13,6 +13,9 @@ Method (docs/fifo_sizing.md):
    simulation with those depths still reaches the early schedule's period, deadlock-free; where it does not, the
    FIFOs that ran full get their late peak and the simulation runs again (REPAIR_ROUNDS times at most), and
    failing that every FIFO gets its late peak.
+4. The execution with those depths (every event as early as it can, back-pressure included) holds each FIFO at
+   most at its depth; its peaks are depths again that lose nothing (that execution keeps them), often smaller:
+   repeated until they stay (SHRINK_ROUNDS at most).
 build_configs.steps.step_size_fifos_by_simulation inserts the FIFOs and simulates the result again to confirm.
 """
 
@@ -20,12 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from psa_finn.dataflow_sim.dataflow_graph import build_system, output_period, simulate
+from psa_finn.dataflow_sim.dataflow_graph import SimulationResult, build_system, output_period, simulate
 from psa_finn.dataflow_sim.event_engine import reversed_chains, solve
 
 FIFO_SIZING_REPORT = "fifo_sizing_by_simulation.json"  # the sizing record in a build's report/ folder
 MIN_DEPTH = 2  # finn-plus's smallest StreamingFIFO (InsertFIFO create_shallow_fifos); streams a word per cycle
 REPAIR_ROUNDS = 8  # simulations that raise the FIFOs found full to their late peak, before all take it
+SHRINK_ROUNDS = 4  # simulations that lower each depth to its peak in the execution with the depths before
 
 
 class DataflowDeadlock(RuntimeError):
@@ -66,6 +70,7 @@ def size_fifo_depths(model, frames: int = 4) -> FifoSizing:
     """Depth of every stream between two layers of `model` (a dataflow partition); see the module docstring."""
     system = build_system(model, frames)
     earliest = solve(system.chains)
+    unbounded = SimulationResult(system, earliest, None)
     if not earliest.deadlock_free:
         raise DataflowDeadlock(f"the layers' own buffers deadlock even with unbounded FIFOs: "
                                f"{', '.join(earliest.deadlocked[:5])} wait")
@@ -81,16 +86,25 @@ def size_fifo_depths(model, frames: int = 4) -> FifoSizing:
     late = _peaks(system, {name: -times[::-1] for name, times in turned.times.items()})
     early = _peaks(system, earliest.times)
     depths = {key: min(depth, early[key]) for key, depth in late.items()}
+    rule = "late"
     for _ in range(REPAIR_ROUNDS):
-        trial = simulate(model, frames, depths)
+        trial = simulate(model, frames, depths, unbounded)
         if trial.deadlock_free and trial.period_cycles <= period:
-            return FifoSizing(depths, period, frames, system.streams, "min(early, late)")
-        full = _full_streams(trial, depths)
-        raised = {key: late[key] for key in full if depths[key] < late[key]}
+            rule = "min(early, late)"
+            break
+        raised = {key: late[key] for key in _full_streams(trial, depths) if depths[key] < late[key]}
         if not raised:
             break
         depths.update(raised)
-    return FifoSizing(late, period, frames, system.streams, "late")
+    if rule == "late":
+        depths, trial = dict(late), simulate(model, frames, late, unbounded)
+    # the real execution with these depths keeps every FIFO at or below its own peaks: those depths lose nothing
+    for _ in range(SHRINK_ROUNDS):
+        peaks = _peaks(trial.system, trial.schedule.times)
+        if peaks == depths:
+            break
+        depths, trial = peaks, simulate(model, frames, peaks, unbounded)
+    return FifoSizing(depths, period, frames, system.streams, rule)
 
 
 def _full_streams(trial, depths) -> list:

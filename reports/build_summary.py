@@ -53,6 +53,8 @@ class BuildSummary:
     skipped_steps: tuple = ()  # names of the steps not run (they need Vivado)
     synth_check: dict | None = None
     verification_max_abs_diff: float | None = None  # None: not verified (e.g. a build stopped early)
+    fifos: tuple = ()  # summary.json `fifos` records (StreamingFIFO nodes, finn-plus estimates)
+    fifo_sizing: dict | None = None  # summary.json `fifo_sizing` (None: the build sized no FIFOs)
 
     @property
     def luts_plus_dsp(self) -> float:
@@ -113,6 +115,8 @@ def load_build_summary(build_dir) -> BuildSummary:
                             for e in data.get("skipped_steps", ())),
         synth_check=synth_check,
         verification_max_abs_diff=verification.get("max_abs_diff"),
+        fifos=tuple(f for f in data.get("fifos") or () if isinstance(f, dict)),
+        fifo_sizing=data.get("fifo_sizing") if isinstance(data.get("fifo_sizing"), dict) else None,
     )
 
 

@@ -118,8 +118,9 @@ def test_residual_cnn_is_sized_deadlock_free_at_the_analytic_rate(tmp_path):
     assert sizing["simulated_fps"] >= 0.99 * summary["fps"]
     assert summary["steps_run"][-1] == "step_size_fifos_by_simulation"
     fifos = summary["fifos"]
-    bypass = [f for f in fifos if f["producer"].startswith("DuplicateStreams")]
-    assert len(bypass) == 2 and max(f["depth"] for f in bypass) > 2
+    # a stream of depth 2 stays a direct connection (InsertFIFO); the residual join's bypass holds rows of the map
+    assert fifos and all(f["depth"] > 2 for f in fifos)
+    assert any(f["producer"].startswith("DuplicateStreams") for f in fifos)
     for key in ("lut", "bram18", "uram"):
         assert summary[key] == sum(layer[key] for layer in summary["layers"])
     fifo_layers = [layer for layer in summary["layers"] if layer["op_type"] == "StreamingFIFO_rtl"]
