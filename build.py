@@ -9,6 +9,7 @@ Each module provides `add_arguments(parser, command)` and `run(args, command) ->
 """
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import sys
@@ -44,8 +45,12 @@ COMMANDS = {
              "accuracy and loss of a checkpoint (float, QAT, reference .bin) or any exported QONNX classifier"),
     "bench": ("psa_finn.models.cli",
               "benchmarks: 'accuracy' (accuracy vs hidden size) or 'kernels' (LERP-PSA speed/memory)"),
-    "export": ("psa_finn.export.cli", "export a (QAT) ResMLP to QONNX with LerpPSA custom nodes"),
-    "lower": ("psa_finn.transforms.cli", "lower LerpPSA nodes to MultiThreshold or PerChannelLUT"),
+    "export": ("psa_finn.export.cli",
+               "export a model file (float or QAT checkpoint, reference .bin) to QONNX, each learnable function one "
+               "node"),
+    "lower": ("psa_finn.transforms.cli",
+              "lower every quantized function (Quant -> LerpPSA, GELU, ... -> Quant) to MultiThreshold or "
+              "PerChannelLUT"),
     "build": ("psa_finn.build_configs.cli", "finn-plus dataflow build with resource and throughput reports"),
     "synth-check": ("psa_finn.hardware_checks.synth_check",
                     "yosys synthesis of the LUT layers' RTL beside the FINN estimates"),
@@ -55,10 +60,31 @@ COMMANDS = {
 }
 
 
+@contextlib.contextmanager
+def _guarded_output(args, command):
+    """For a command that writes --out: hold its lock (common/output_lock.py) and, when the command fails, remove
+    the --out folder it created if it is still empty (a failed run leaves nothing behind)."""
+    from psa_finn.common.output_lock import output_lock
+
+    out = getattr(args, "out", None)
+    if out is None or getattr(args, "list", False):
+        yield
+        return
+    out = Path(out)
+    existed = out.exists()
+    with output_lock(out, holder=command):
+        try:
+            yield
+        except BaseException:
+            if not existed and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+            raise
+
+
 def main(argv=None) -> int:
     """Run one subcommand; errors become one line on stderr and the exit code of `psa_finn.common.cli_errors`."""
-    from psa_finn.common.cli_errors import (EXIT_BAD_INPUT, EXIT_CODES_HELP, exit_code_of, one_line,
-                                            sigterm_as_interrupt)
+    from psa_finn.common.cli_errors import (EXIT_BAD_INPUT, EXIT_CODES_HELP, exit_code_of, interrupts_as_exceptions,
+                                            interrupts_deferred, one_line, raise_if_interrupted)
 
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
@@ -79,10 +105,15 @@ def main(argv=None) -> int:
     sub = OneLineArgumentParser(prog=f"{prog} {command}", description=COMMANDS[command][1], epilog=EXIT_CODES_HELP)
     sub.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
     try:
-        with sigterm_as_interrupt():
-            module = importlib.import_module(COMMANDS[command][0])
-            module.add_arguments(sub, command)
-            return int(module.run(sub.parse_args(argv[1:]), command) or 0)
+        with interrupts_as_exceptions():
+            with interrupts_deferred():
+                module = importlib.import_module(COMMANDS[command][0])
+                module.add_arguments(sub, command)
+            args = sub.parse_args(argv[1:])
+            with _guarded_output(args, command):
+                status = int(module.run(args, command) or 0)
+            raise_if_interrupted()
+            return status
     except (Exception, KeyboardInterrupt) as error:
         if debug:
             raise

@@ -14,11 +14,12 @@ pre/post-processing is on the hardware and computes what the QONNX model compute
 DIR cannot be written.
 """
 
+import shutil
 import time
 from pathlib import Path
 
 from psa_finn.build_configs import finn_shims
-from psa_finn.common.cli_errors import BadInput, NotOnHardware, PsaFinnError
+from psa_finn.common.cli_errors import BadInput, NotOnHardware, PsaFinnError, raise_if_interrupted
 from psa_finn.common.output_paths import commit_directory, discard_directory, staging_directory
 
 SUMMARY = "summary.json"
@@ -34,6 +35,9 @@ def add_arguments(parser, command):
                         help="output directory (new, empty, or an earlier build directory, which is replaced)")
     parser.add_argument("--stop-step", default=None,
                         help="last step to run, e.g. step_generate_estimate_reports to skip code generation")
+    parser.add_argument("--verify-data", type=Path, default=None, metavar="FILE.npy",
+                        help="verify the hardware model on these inputs (a numpy array [N, *input shape]) instead of "
+                             "random inputs on the input quantizer's grid")
 
 
 def _print(msg=""):
@@ -81,15 +85,27 @@ def check_replaceable(out_dir: Path) -> None:
                        f"choose a new or empty --out")
 
 
+def failed_build_target(out_dir: Path) -> Path:
+    """Where a failed or rejected build goes: DIR when it holds no finished build, else DIR.failed beside it."""
+    return out_dir if not is_finished_build(out_dir) else out_dir.with_name(out_dir.name + FAILED_SUFFIX)
+
+
 def _keep_failed(staging: Path, out_dir: Path) -> str:
     """Put the files of a failed build in DIR when it holds no finished build, else in DIR.failed beside it (not
     over a folder of other files); returns where its log is, and that the previous build is kept."""
-    target = out_dir if not is_finished_build(out_dir) else out_dir.with_name(out_dir.name + FAILED_SUFFIX)
+    target = failed_build_target(out_dir)
     previous = "" if target == out_dir else f"; the previous build in {out_dir} is kept"
     if target.exists() and any(target.iterdir()) and not (target / BUILD_LOG).is_file():
         discard_directory(staging)
         return f"its log is not kept: {target} holds other files{previous}"
     return f"log {commit_directory(staging, target) / BUILD_LOG}{previous}"
+
+
+def _remove_failed_sibling(out_dir: Path) -> None:
+    """After a build that replaced DIR: the DIR.failed of an earlier failed build is out of date."""
+    failed = out_dir.with_name(out_dir.name + FAILED_SUFFIX)
+    if failed.is_dir() and (failed / BUILD_LOG).is_file():
+        shutil.rmtree(failed, ignore_errors=True)
 
 
 def repoint_saved_models(staging: Path, out_dir: Path) -> None:
@@ -125,31 +141,39 @@ def _run_finn(model_path, config_path, cfg, staging: Path, stop_step):
     check_steps(cfg, config_path, stop_step, skipped)
     for entry in skipped:
         _print(f"skipping {entry['step']}: {entry['reason']}")
-    with finn_shims.contained_vivado_root():
+    with finn_shims.contained_vivado_root(), finn_shims.restored_console():
         return build_dataflow_cfg(str(model_path), cfg), skipped
 
 
-def run_build(model_path, config_path, out_dir, stop_step=None, target_fps=None) -> dict:
+def run_build(model_path, config_path, out_dir, stop_step=None, target_fps=None, verify_data=None) -> dict:
     """Check everything, build, and put the build in place of `out_dir`; returns the summary dict (which may
     record nodes left off the hardware or a verification mismatch: `check_summary` turns those into errors).
-    `target_fps` (when given) replaces the config's own.
+    `target_fps` (when given) replaces the config's own; `verify_data` (a .npy file) gives the verification inputs.
 
     Raises BadInput (bad model, config, --stop-step or --out; a build finn-plus cannot complete), NotOnHardware
     (a failed build that left nodes off the hardware) or EnvironmentFailure (--out cannot be written)."""
-    from psa_finn.build_configs.config_check import load_build_config
+    from psa_finn.build_configs.config_check import check_stop_step, load_build_config
     from psa_finn.transforms.model_file import check_single_sample_input, read_model_file
 
     model_path, config_path, out_dir = Path(model_path).resolve(), Path(config_path), Path(out_dir).resolve()
     check_single_sample_input(read_model_file(model_path), model_path)
     cfg = load_build_config(config_path)
+    verify_inputs = None
+    if verify_data is not None:
+        from psa_finn.build_configs.verify import read_verify_data
+        from psa_finn.common.output_paths import require_input_file
+
+        verify_inputs = read_verify_data(require_input_file(verify_data, "--verify-data", "numpy .npy"), model_path)
     if target_fps is not None:
         cfg.target_fps = int(target_fps)
+    check_stop_step(cfg, config_path, stop_step)
     check_replaceable(out_dir)
     staging = staging_directory(out_dir)
     started = time.time()
     try:
         status, skipped = _run_finn(model_path, config_path, cfg, staging, stop_step)
         if status != 0:
+            raise_if_interrupted()  # finn-plus turns Ctrl-C / SIGTERM into a failed status
             off_hw, cause = _report_failure(staging), failure_cause(staging / BUILD_LOG)
             kept = _keep_failed(staging, out_dir)
             if off_hw:
@@ -164,15 +188,21 @@ def run_build(model_path, config_path, out_dir, stop_step=None, target_fps=None)
                                 skipped_steps=skipped, build_time_s=time.time() - started)
         if summary["all_nodes_on_hw"] and (staging / "intermediate_models" / PARENT_MODEL).is_file():
             try:
-                summary["verification"] = verify_build(staging, model_path)
+                summary["verification"] = verify_build(staging, model_path, inputs=verify_inputs)
             except PsaFinnError:
                 raise
             except Exception as err:  # qonnx cannot run a saved model (it raises plain Exceptions)
                 raise NotOnHardware(f"the build finished but its verification could not run the models "
                                     f"({' '.join(str(err).split())[:200]}); {_keep_failed(staging, out_dir)}") from err
         write_json_atomic(staging / SUMMARY, summary)
-        repoint_saved_models(staging, out_dir)
+        rejected = rejection(summary)
+        target = failed_build_target(out_dir) if rejected else out_dir
+        repoint_saved_models(staging, target)
+        if target != out_dir:  # a rejected build never replaces a finished one
+            _print_summary(summary, target)
+            raise NotOnHardware(f"{rejected} ({_keep_failed(staging, out_dir)}; the rejected build is in {target})")
         commit_directory(staging, out_dir)
+        _remove_failed_sibling(out_dir)
     except BaseException:
         discard_directory(staging)
         raise
@@ -180,26 +210,33 @@ def run_build(model_path, config_path, out_dir, stop_step=None, target_fps=None)
     return summary
 
 
-def check_summary(summary: dict, out_dir: Path) -> None:
-    """NotOnHardware (exit 1) for a finished build that left nodes off the hardware or whose hardware model differs
-    from the lowered QONNX model (a build stopped before the estimates converted nothing: no error)."""
+def rejection(summary: dict):
+    """Why a finished build is rejected (exit 1), as one line without its location; None when it is not: nodes
+    left off the hardware, or a hardware model that differs from the lowered QONNX model (a build stopped before
+    the estimates converted nothing: no rejection)."""
     if summary["fps"] is not None and not summary["all_nodes_on_hw"]:
-        raise NotOnHardware(f"nodes left off the hardware: {', '.join(summary['off_hw_nodes'])} (the build is in "
-                            f"{out_dir})")
+        return f"nodes left off the hardware: {', '.join(summary['off_hw_nodes'])}"
     verification = summary["verification"]
-    if verification is not None and verification["max_abs_diff"] != 0:
-        raise NotOnHardware(f"the hardware model ({verification['hw_model']}) differs from the lowered QONNX model "
-                            f"by up to {verification['max_abs_diff']} output codes on random inputs; see "
-                            f"{out_dir / SUMMARY} and the build's intermediate models (a usual cause: an Add of a "
-                            f"float-scaled tensor whose sum lands on rounding ties; README \"Use psa-finn in your own "
-                            f"network\", residual adds)")
+    if verification is not None and verification.get("mismatch"):
+        return f"the hardware model ({verification['hw_model']}) differs from the lowered QONNX model: " \
+               f"{verification['mismatch']}"
+    return None
+
+
+def check_summary(summary: dict, out_dir: Path) -> None:
+    """NotOnHardware (exit 1) for a finished build that `rejection` rejects, naming where it is."""
+    rejected = rejection(summary)
+    if rejected:
+        raise NotOnHardware(f"{rejected} (the build is in {out_dir}; see {out_dir / SUMMARY})")
 
 
 def _print_summary(summary: dict, out_dir: Path) -> None:
     verification = summary["verification"]
     if verification is not None:
+        found = verification["mismatch"] or (f"{verification['compared']} agree" + (
+            f" (within {verification['tolerance']:.3g})" if verification["tolerance"] else " exactly"))
         _print(f"verification: {verification['hw_model']} vs {verification['reference_model']} on "
-               f"{verification['samples']} random inputs: max abs diff {verification['max_abs_diff']}")
+               f"{verification['samples']} inputs ({verification['inputs_kind']}): {found}")
     if summary["fps"] is None:
         _print(f"summary: {out_dir / SUMMARY} (no estimate reports: the build stopped before "
                f"step_generate_estimate_reports)")
@@ -211,6 +248,12 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
         fifo = {key: sum(f[key] for f in summary["fifos"]) for key in ("lut", "bram18", "uram")}
         _print(f"FIFOs: {len(summary['fifos'])} (in the totals: LUT {fifo['lut']}, BRAM18 {fifo['bram18']}, URAM "
                f"{fifo['uram']}; finn-plus estimates)" + _sizing_note(summary["fifo_sizing"]))
+    target = summary.get("target_fps")
+    if target and summary["fps"] < target:
+        _print(f"note: {summary['fps']:.0f} FPS misses the config's target_fps {target} (limited by "
+               f"{summary['max_cycles_node']}: {summary['max_cycles']} cycles per sample at the most parallel folding "
+               f"finn-plus's SetFolding reached; it stops at mvau_wwidth_max and at each layer's dimensions; raise "
+               f"mvau_wwidth_max or give a folding_config_file)")
     if summary["zero_estimate_ops"]:
         fifos = "" if summary["fifos"] else "; FIFOs are not counted"
         _print(f"note: stock estimates are zero for {', '.join(summary['zero_estimate_ops'])}{fifos}: the totals "
@@ -230,5 +273,6 @@ def _sizing_note(sizing) -> str:
 
 def run(args, command):
     """`build.py build`: errors go to build.py (one line, exit code by kind)."""
-    check_summary(run_build(args.model, args.config, args.out, args.stop_step), Path(args.out).resolve())
+    check_summary(run_build(args.model, args.config, args.out, args.stop_step, verify_data=args.verify_data),
+                  Path(args.out).resolve())
     return 0

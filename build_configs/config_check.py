@@ -2,11 +2,16 @@
 
 `load_build_config(path)` returns finn-plus's `DataflowBuildConfig` or raises BadInput with one line naming the file
 and the key: a missing file, invalid YAML, a file that is not a mapping, an unknown key (with the nearest known one,
-`target_fsp` -> `target_fps`), a value of the wrong type, an FPGA part or board that finn-plus does not know.
-`check_steps(cfg, path, stop_step)` (after finn-plus is booted) resolves every step name and --stop-step.
+`target_fsp` -> `target_fps`), a value of the wrong type, a number out of range (`target_fps: -5`, a NaN clock), an
+empty `steps` list, a key that the command line owns (`output_dir`: --out), an FPGA part or board that finn-plus
+does not know (device, package, speed grade and temperature suffix). `check_stop_step(cfg, path, stop_step)` checks
+--stop-step against the config's steps at once (with the nearest name); `check_steps(cfg, path, stop_step)` (after
+finn-plus is booted) resolves every step name.
 """
 
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import fields
@@ -18,6 +23,13 @@ from psa_finn.common.cli_errors import BadInput
 from psa_finn.common.output_paths import require_input_file
 
 CONFIG_HINT = "compare build_configs/unrolled.yaml"
+# Numeric keys that must be > 0 (finn-plus divides by them or sizes folding with them); every number must be finite.
+POSITIVE_KEYS = ("target_fps", "synth_clk_period_ns", "hls_clk_period_ns", "mvau_wwidth_max",
+                 "max_multithreshold_bit_width")
+# Keys the command line sets: a value in the config would be silently replaced.
+COMMAND_LINE_KEYS = {"output_dir": "--out"}
+# The part-name tail after device and package: speed grade (e.g. 2, 2L, 2LV, 2MP), temperature, optional -S.
+PART_SUFFIX = re.compile(r"[1-3](?:L|LV|H|HV|LP|MP|MHP)?-[ceiqm](?:-[sS])?")
 
 
 def _suggestion(word: str, choices) -> str:
@@ -28,6 +40,9 @@ def _suggestion(word: str, choices) -> str:
 def _read_mapping(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as err:
+        raise BadInput(f"--config {path}: not a text file (byte {err.start} is not UTF-8); pass a YAML or JSON build "
+                       f"config ({CONFIG_HINT})") from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -68,7 +83,10 @@ def check_fpga_part(cfg, path) -> None:
         return
     devices = {_device(part) for part in part_map.values()}
     if _device(cfg.fpga_part) not in devices:
-        hint = _suggestion(cfg.fpga_part, part_map.values()) or f"known devices: {', '.join(sorted(devices))}"
+        close = difflib.get_close_matches(_device(cfg.fpga_part), sorted(devices), n=1)
+        rest = cfg.fpga_part.split("-", 1)[1:]
+        hint = (f"did you mean '{'-'.join([close[0], *rest])}'?" if close
+                else f"known devices: {', '.join(sorted(devices))}")
         raise BadInput(f"--config {path}: fpga_part '{cfg.fpga_part}' is not a device finn-plus knows "
                        f"(finn.util.basic.part_map); {hint}")
     known = {_package(part): part for part in part_map.values() if _device(part) == _device(cfg.fpga_part)}
@@ -76,6 +94,28 @@ def check_fpga_part(cfg, path) -> None:
     if _package(cfg.fpga_part) not in known and typo:
         raise BadInput(f"--config {path}: fpga_part '{cfg.fpga_part}': package '{_package(cfg.fpga_part)}' is not "
                        f"one finn-plus knows for {_device(cfg.fpga_part)}; did you mean '{known[typo[0]]}'?")
+    pieces = cfg.fpga_part.split("-")
+    if len(pieces) >= 3 and not PART_SUFFIX.fullmatch("-".join(pieces[2:])):
+        raise BadInput(f"--config {path}: fpga_part '{cfg.fpga_part}': '{'-'.join(pieces[2:])}' is not a speed grade "
+                       f"and temperature (e.g. '2-e' in xcu50-fsvh2104-2-e, '2L-e'); fix the part name")
+
+
+def check_values(data: dict, path) -> None:
+    """BadInput naming the key for a non-finite number, a number <= 0 where finn-plus needs a positive one, an
+    empty step list, or a key that a command-line flag owns."""
+    for key, flag in COMMAND_LINE_KEYS.items():
+        if key in data:
+            raise BadInput(f"--config {path}: '{key}' is set by {flag} on the command line; remove the key")
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            raise BadInput(f"--config {path}: {key}: {value} is not a finite number; {CONFIG_HINT}")
+        if key in POSITIVE_KEYS and value <= 0:
+            raise BadInput(f"--config {path}: {key}: {value} must be > 0; {CONFIG_HINT}")
+    if "steps" in data and isinstance(data["steps"], list) and not data["steps"]:
+        raise BadInput(f"--config {path}: 'steps' is an empty list (nothing would be built); list the steps or "
+                       f"remove the key for finn-plus's default steps")
 
 
 def load_build_config(path):
@@ -86,6 +126,7 @@ def load_build_config(path):
 
     path = require_input_file(path, "--config", "build config")
     data = _read_mapping(path)
+    check_values(data, path)
     known = {field.name for field in fields(DataflowBuildConfig)}
     for key in data:
         if key not in known:
@@ -131,5 +172,18 @@ def check_steps(cfg, path, stop_step=None, skipped=()) -> None:
     if stop_step in skipped_names:
         raise BadInput(f"--stop-step {stop_step}: the step is skipped without Vivado; stop at one of "
                        f"{', '.join(n for n in names if n not in skipped_names)}")
+    check_stop_step(cfg, path, stop_step)
+
+
+def check_stop_step(cfg, path, stop_step) -> None:
+    """BadInput (before any build work) when --stop-step is not one of the config's steps (finn-plus's default list
+    when it has none), naming the nearest step."""
+    from finn.builder.build_dataflow_config import default_build_dataflow_steps
+
+    if stop_step is None:
+        return
+    names = [_step_name(step) for step in (cfg.steps or default_build_dataflow_steps)]
     if stop_step not in names:
-        raise BadInput(f"--stop-step {stop_step} is not a step of {path}; valid steps: {', '.join(names)}")
+        hint = _suggestion(stop_step, names)
+        raise BadInput(f"--stop-step {stop_step} is not a step of {path}; " + (f"{hint} " if hint else "")
+                       + f"valid steps: {', '.join(names)}")

@@ -133,3 +133,25 @@ def contained_vivado_root():
         yield
     finally:
         build_dataflow.get_vivado_root = stock
+
+
+@contextlib.contextmanager
+def restored_console():
+    """After the block, stdout, stderr and the root logger's handlers are what they were before it.
+
+    finn-plus's build replaces sys.stdout/sys.stderr by loggers and adds a timestamped console handler to the root
+    logger for the rest of the process; without this every later line of ours (the one error line included) would
+    come out twice, boxed and with a timestamp.
+    """
+    import logging
+    import sys
+
+    streams, root = (sys.stdout, sys.stderr), logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = streams
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)

@@ -1,14 +1,16 @@
 """Atomic file writes for every stage: write beside the target under a temporary name, then rename over it, so an
 interrupted or failing stage never leaves a half-written checkpoint, model, table or plot behind.
 
-Temporary names carry the writer's process id (`.<name>.<pid>.<random>.tmp`). A process killed outright (kill -9)
-cannot remove its temporary file; the next write beside it finds the file, sees that its process is gone, and
-removes it. A write that fails because the disk is full says so (torch, for one, reports it as "unexpected pos").
+Temporary names carry the writer's process id (`.<name>.<pid>.<random>.tmp[.ext]`; staged folders
+`.<name>.<pid>.partial` / `.old`, see common/output_paths.py). A process killed outright (kill -9) cannot remove its
+temporary file; the next write beside it finds the file, sees that its process is gone, and removes it. Only names of
+exactly these forms are ours: a user's `.<name>.<pid>.keep` beside the target is never touched. A write that fails because the disk is full says so (torch, for one, reports it as "unexpected pos").
 """
 
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import ExitStack, contextmanager
@@ -16,6 +18,9 @@ from pathlib import Path
 
 WRITTEN_FILE_MODE = 0o644
 TEMP_SUFFIX = ".tmp"
+# What follows `.<name>.<pid>.` in a name this package made: tempfile's random characters then `.tmp` (with an
+# optional extension the writer needs, e.g. `.tmp.png`) or `.probe`; or a staged folder's `partial` / `old`.
+OWN_TEMPORARY_TAIL = re.compile(r"(?:[a-z0-9_]+(?:\.tmp(?:\.[A-Za-z0-9]+)?|\.probe)|partial|old)")
 
 
 def process_alive(pid: int) -> bool:
@@ -30,11 +35,17 @@ def process_alive(pid: int) -> bool:
 
 
 def owner_pid(name: str, prefix: str):
-    """The process id in a temporary name `<prefix><pid>.<anything>` (None when the name has none)."""
+    """The process id in a temporary name of ours, `<prefix><pid>.<tail>` (`OWN_TEMPORARY_TAIL`); None for any
+    other name (a user's file that merely starts alike)."""
     if not name.startswith(prefix):
         return None
-    pid = name[len(prefix):].split(".", 1)[0]
-    return int(pid) if pid.isdigit() else None
+    pid, _, tail = name[len(prefix):].partition(".")
+    return int(pid) if pid.isdigit() and OWN_TEMPORARY_TAIL.fullmatch(tail) else None
+
+
+def is_own_temporary(name: str) -> bool:
+    """Whether `name` has the form of a temporary file or folder of this package (`.<name>.<pid>.<tail>`)."""
+    return re.fullmatch(rf"\..+\.\d+\.{OWN_TEMPORARY_TAIL.pattern}", name) is not None
 
 
 def remove_stale_temporaries(folder, name: str) -> list:
@@ -70,8 +81,9 @@ def disk_full(folder) -> bool:
 
 
 @contextmanager
-def atomic_path(path, suffix: str = TEMP_SUFFIX):
-    """Yield a temporary path beside `path` (parent folders created) to write to.
+def atomic_path(path, suffix: str = ""):
+    """Yield a temporary path beside `path` (parent folders created) to write to; `suffix` is an extension the
+    writer needs on it (e.g. ".png"), after `.tmp`.
 
     On success the temporary file is renamed over `path`; on any error (Ctrl-C and SIGTERM included) it is removed
     and the error propagates, as an OSError ENOSPC when the disk is full whatever the writer made of it.
@@ -79,7 +91,7 @@ def atomic_path(path, suffix: str = TEMP_SUFFIX):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent, path.name)
-    handle, temp = tempfile.mkstemp(prefix=temporary_name(path), suffix=suffix, dir=path.parent)
+    handle, temp = tempfile.mkstemp(prefix=temporary_name(path), suffix=TEMP_SUFFIX + suffix, dir=path.parent)
     os.close(handle)
     try:
         yield temp
@@ -94,7 +106,7 @@ def atomic_path(path, suffix: str = TEMP_SUFFIX):
 
 
 @contextmanager
-def atomic_paths(*paths, suffix: str = TEMP_SUFFIX):
+def atomic_paths(*paths, suffix: str = ""):
     """`atomic_path` for files that belong together (a model and its report): yields one temporary path per target;
     only when every one is written are they all renamed into place (renames in one folder need no space), so
     either all targets are new or all are as they were."""

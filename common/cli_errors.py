@@ -73,30 +73,71 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an exception so that temporary files are removed on the way out (exit 130)."""
 
 
+class _Interrupts:
+    """What `interrupts_as_exceptions` saw: the signal received (None: none yet) and whether delivery is deferred."""
+
+    received = None
+    deferring = False
+
+
+def _interrupt_error(signum) -> KeyboardInterrupt:
+    return Terminated("interrupted (SIGTERM)") if signum == signal.SIGTERM else KeyboardInterrupt("interrupted")
+
+
+def _on_signal(signum, frame):
+    _Interrupts.received = signum
+    if not _Interrupts.deferring:
+        raise _interrupt_error(signum)
+
+
 @contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Within the block SIGTERM raises `Terminated` in the main thread instead of killing the process outright, so
-    `atomic_files` removes its temporary files and finished outputs stay as they were."""
-
-    def handler(signum, frame):
-        raise Terminated("interrupted (SIGTERM)")
-
+def interrupts_as_exceptions():
+    """Within the block Ctrl-C (SIGINT) and SIGTERM raise KeyboardInterrupt (`Terminated`) in the main thread, also
+    where the parent process had SIGINT ignored, so `atomic_files` removes its temporary files and finished outputs
+    stay as they were; `interrupted()` tells afterwards whether one came, even where a library swallowed the
+    exception or turned it into another error (finn-plus's "KeyboardInterrupt detected")."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, handler)
+    _Interrupts.received = None
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold back an interrupt until the block ends (imports: a KeyboardInterrupt inside a library's import leaves
+    it half-initialised, or is swallowed by its `except:`), then raise it."""
+    _Interrupts.deferring = True
+    try:
+        yield
+    finally:
+        _Interrupts.deferring = False
+    if _Interrupts.received is not None:
+        raise _interrupt_error(_Interrupts.received)
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C or SIGTERM came during the current `interrupts_as_exceptions` block."""
+    return _Interrupts.received is not None
+
+
+def raise_if_interrupted() -> None:
+    """KeyboardInterrupt when an interrupt came that something below swallowed (a failed finn-plus build)."""
+    if _Interrupts.received is not None:
+        raise _interrupt_error(_Interrupts.received)
 
 
 def exit_code_of(error: BaseException) -> int:
-    """The exit code for an error escaping a subcommand."""
+    """The exit code for an error escaping a subcommand (130 for any error once an interrupt came)."""
+    if isinstance(error, KeyboardInterrupt) or interrupted():
+        return EXIT_INTERRUPTED
     if isinstance(error, PsaFinnError):
         return error.exit_code
-    if isinstance(error, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
     if isinstance(error, OSError):
         if error.errno in ENVIRONMENT_ERRNOS:
             return EXIT_ENVIRONMENT
@@ -110,8 +151,8 @@ def exit_code_of(error: BaseException) -> int:
 
 def one_line(error: BaseException) -> str:
     """The error as one line: its message (an OSError's file, strerror and what to do), never a traceback."""
-    if isinstance(error, KeyboardInterrupt):
-        return str(error) or "interrupted"
+    if isinstance(error, KeyboardInterrupt) or interrupted():
+        return str(error) if isinstance(error, KeyboardInterrupt) and str(error) else "interrupted"
     if isinstance(error, OSError) and not isinstance(error, PsaFinnError) and error.strerror:
         where = f"{error.filename}: " if error.filename else ""
         advice = ENVIRONMENT_ERRNOS.get(error.errno)

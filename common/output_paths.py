@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from psa_finn.common.atomic_files import owner_pid, process_alive, remove_stale_temporaries, temporary_name
+from psa_finn.common.atomic_files import is_own_temporary, owner_pid, process_alive, remove_stale_temporaries, temporary_name
 from psa_finn.common.cli_errors import ENVIRONMENT_ERRNOS, BadInput, EnvironmentFailure
 
 STAGING_SUFFIX = "partial"
@@ -75,6 +75,21 @@ def check_output_folder(path, flag: str = "--out") -> Path:
         raise BadInput(f"{flag} {path} is a file; pass a folder")
     _check_ancestors(path, flag)
     _probe_writable(path, flag, path)
+    return path
+
+
+def check_own_folder(path, markers, what: str, flag: str = "--out") -> Path:
+    """BadInput unless the folder `path` is new, empty (but for temporaries of ours), or holds one of `markers`
+    (names of files or folders that the command writing `what` leaves there), so that no command writes into a
+    folder of the user's files or of another command; returns the Path."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    entries = [entry.name for entry in path.iterdir() if not is_own_temporary(entry.name)]
+    if entries and not any((path / marker).exists() for marker in markers):
+        shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
+        raise BadInput(f"{flag} {path} holds other files ({shown}) and no {what} (no {' or '.join(markers)}); "
+                       f"choose a new or empty {flag}")
     return path
 
 

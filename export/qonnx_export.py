@@ -78,7 +78,7 @@ def export_qonnx(model: torch.nn.Module, example_input, path, tolerance: float =
     try:
         with torch.no_grad():
             expected = [_numpy(out) for out in _as_tuple(model(*inputs))]
-        with atomic_path(path, suffix=".tmp.onnx") as tmp:
+        with atomic_path(path, suffix=".onnx") as tmp:
             functions = any(isinstance(m, (QuantTableFunction, QuantKANLinear)) for m in model.modules())
             brevitas_export_qonnx(_TensorOutputs(model), args=example_input, export_path=tmp, dynamo=False,
                                   custom_opsets={OPS_DOMAIN: OPS_DOMAIN_VERSION} if functions else {})

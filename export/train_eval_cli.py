@@ -66,6 +66,7 @@ TRAIN_EXAMPLE = ("Small run on digits (built in; 30 epochs in about 15 s of CPU,
                  "--variant lerp_psa --hidden-factor 1 --out out/lerp_psa. Then: train --qat --init "
                  "out/lerp_psa/model.pt --epochs 5 --out out/lerp_psa_qat; export; lower; build (see README).")
 MODEL_DEFAULTS = {"variant": "lerp_psa", "hidden_factor": 1.0}
+MAX_HIDDEN_WIDTH = 1 << 16  # a hidden layer wider than this does not fit any FPGA build (nor most memories)
 MODEL_FLAGS = ("variant", "hidden_factor", "embed_dim", "depth", "grid_size")
 
 
@@ -169,6 +170,17 @@ def _load_float_model(path, dataset: str, option: str):
     return model
 
 
+def _check_geometry(config: dict, dataset: str, path) -> None:
+    """BadInput naming --checkpoint and --dataset when the model's input geometry does not fit the dataset's."""
+    geometry = DATASET_GEOMETRY[dataset].model_kwargs()
+    mismatch = {k: (config.get(k), v) for k, v in geometry.items() if config.get(k) != v}
+    if mismatch:
+        fits = [name for name, g in DATASET_GEOMETRY.items()
+                if all(config.get(k) == v for k, v in g.model_kwargs().items())]
+        raise BadInput(f"--checkpoint {path} takes other inputs than --dataset {dataset} ({mismatch}, model vs "
+                       f"dataset); " + (f"use --dataset {fits[0]}" if fits else "pass a checkpoint of that dataset"))
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -194,7 +206,11 @@ def _resolve_defaults(args) -> None:
         for name, value in MODEL_DEFAULTS.items():
             if getattr(args, name) is None:
                 setattr(args, name, value)
-        if int(args.embed_dim * args.hidden_factor) < 1:
+        width = args.embed_dim * args.hidden_factor
+        if not width <= MAX_HIDDEN_WIDTH:
+            raise BadInput(f"--hidden-factor {args.hidden_factor:g} with --embed-dim {args.embed_dim} gives a hidden "
+                           f"width of {width:g}, more than {MAX_HIDDEN_WIDTH}; pass a factor like 0.5 to 8")
+        if int(width) < 1:
             raise BadInput(f"--hidden-factor {args.hidden_factor:g} with --embed-dim {args.embed_dim} gives a hidden "
                            f"width of int({args.embed_dim} * {args.hidden_factor:g}) = 0; raise either")
     if args.epochs + args.kt_epochs == 0:
@@ -264,6 +280,7 @@ def run_eval(args) -> int:
     else:
         model, extra = load_model_file(path)
         name = args.dataset or extra.get("dataset") or dataset_of_config(model.config)
+        _check_geometry(model.config, name, path)
         result = evaluate(model.to(device), load_dataset(name, args.data_dir, args.download), args.batch_size,
                           device)
     print(f"{path} on {name} test ({result['samples']} samples): accuracy {result['accuracy']:.2f}%, "

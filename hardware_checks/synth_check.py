@@ -12,12 +12,13 @@ import json
 import time
 from pathlib import Path
 
+import onnx
 from onnx import helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from psa_finn.common.atomic_files import write_json_atomic, write_text_atomic
-from psa_finn.common.cli_errors import EnvironmentFailure
+from psa_finn.common.cli_errors import BadInput, EnvironmentFailure
 from psa_finn.common.output_paths import check_output_folder, require_input_file
 from psa_finn.hardware_checks.yosys_synth import (
     CATEGORIES,
@@ -162,6 +163,15 @@ def sweep_table_markdown(entries) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_onnx_file(path) -> None:
+    """BadInput naming `--model` when the file does not parse as ONNX (truncated, or another kind of file)."""
+    try:
+        onnx.load(str(path), load_external_data=False)
+    except Exception as err:
+        raise BadInput(f"--model {path} is not an ONNX model or is truncated ({type(err).__name__}); pass the "
+                       f"lowered.onnx of `build.py lower` or a build's HW model") from err
+
+
 def add_arguments(parser, command):
     """Options of `build.py synth-check`."""
     source = parser.add_mutually_exclusive_group(required=True)
@@ -179,7 +189,7 @@ def run(args, command) -> int:
     """Run the check and print one line per layer; errors go to build.py (one line, exit 2 for a bad model, 3 when
     yosys is missing, fails, or --out cannot be written)."""
     if args.model is not None:
-        require_input_file(args.model, "--model", "ONNX model")
+        check_onnx_file(require_input_file(args.model, "--model", "ONNX model"))
     check_output_folder(args.out)
     if args.sweep:
         if not yosys_available():

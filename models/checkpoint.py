@@ -34,9 +34,10 @@ def read_torch_file(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable torch checkpoint (truncated download or a different kind of "
-                         f"file?): {type(err).__name__}: {err}") from err
+    except Exception as err:  # torch's own text advises weights_only=False: unsafe on an unknown file, never ours
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: a truncated download or "
+                         f"another kind of file); pass a .pt written by `build.py train` or a reference "
+                         f"*_model.bin") from err
 
 
 def is_bare_state_dict(payload) -> bool:
@@ -54,7 +55,12 @@ def model_from_payload(payload, source="checkpoint"):
     for key in ("config", "state_dict"):
         if key not in payload:
             raise ValueError(f"{source}: psa-finn checkpoint without its '{key}' entry")
-    model = build_model(payload["config"])
+    try:
+        model = build_model(payload["config"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as err:
+        raise ValueError(f"{source}: its config {payload['config']!r:.160} does not build a model "
+                         f"({' '.join(str(err).split())[:120]}); the file is damaged or was not written by "
+                         f"psa-finn") from err
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, ValueError) as err:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from psa_finn.common.cli_errors import BadInput, ResultRejected
-from psa_finn.common.output_paths import check_output_folder
+from psa_finn.common.output_paths import check_output_folder, check_own_folder
 from psa_finn.models import load_checkpoint, save_checkpoint
 from psa_finn.models.evaluation import evaluate
 
@@ -296,6 +296,7 @@ class Trainer:
     def check_out_dir(self, resume: bool = False, overwrite: bool = False) -> None:
         """Before any epoch: <out> must be a writable folder, and a checkpoint already there is continued
         (`resume`) or replaced (`overwrite`, at the first saved epoch), never silently overwritten."""
+        check_own_folder(self.out_dir, (CHECKPOINT_NAME,), "training run")
         check_output_folder(self.out_dir)
         if self.checkpoint_path.is_file() and not (resume or overwrite):
             try:

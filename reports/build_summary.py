@@ -5,6 +5,7 @@ Bad input raises `BuildSummaryError` naming the directory or file and what to do
 """
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ class BuildSummary:
     verification_max_abs_diff: float | None = None  # None: not verified (e.g. a build stopped early)
     fifos: tuple = ()  # summary.json `fifos` records (StreamingFIFO nodes, finn-plus estimates)
     fifo_sizing: dict | None = None  # summary.json `fifo_sizing` (None: the build sized no FIFOs)
+    verification_mismatch: str | None = None  # build_configs.verify: how the outputs differ; None when they agree
 
     @property
     def luts_plus_dsp(self) -> float:
@@ -64,6 +66,9 @@ class BuildSummary:
 def _number(value, what: str, where: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BuildSummaryError(f"{where}: '{what}' must be a number, got {value!r}; rebuild with `build.py build`")
+    if not math.isfinite(value) or value < 0:
+        raise BuildSummaryError(f"{where}: '{what}' is {value!r}, not a finite count or rate; rebuild with "
+                                f"`build.py build`")
     return value
 
 
@@ -117,6 +122,7 @@ def load_build_summary(build_dir) -> BuildSummary:
         verification_max_abs_diff=verification.get("max_abs_diff"),
         fifos=tuple(f for f in data.get("fifos") or () if isinstance(f, dict)),
         fifo_sizing=data.get("fifo_sizing") if isinstance(data.get("fifo_sizing"), dict) else None,
+        verification_mismatch=verification.get("mismatch"),
     )
 
 

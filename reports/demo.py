@@ -17,7 +17,7 @@ from pathlib import Path
 
 from psa_finn.common.atomic_files import write_text_atomic
 from psa_finn.common.cli_args import positive_int
-from psa_finn.common.output_paths import check_output_folder
+from psa_finn.common.output_paths import check_output_folder, check_own_folder
 from psa_finn.reports.build_report import write_report
 from psa_finn.reports.build_summary import build_labels, load_build_summary
 from psa_finn.reports.onnx_accuracy import onnx_accuracies
@@ -261,7 +261,7 @@ def _run_counts(results) -> str:
 
 def run(args, command) -> int:
     """Run the demo; exit status 0 when every stage finished (or was already done), 1 otherwise."""
-    out_dir = check_output_folder(Path(args.out).resolve())
+    out_dir = check_output_folder(check_own_folder(Path(args.out).resolve(), (STAGES_JSON, LOG_DIR), "demo"))
     settings = DemoSettings.quick() if args.quick else DemoSettings()
     start = time.monotonic()
     print(f"psa-finn demo -> {out_dir} ({'quick' if args.quick else 'full'} run; "

@@ -106,7 +106,10 @@ def _warning_reasons(summary) -> list:
     if not summary.all_nodes_on_hw:
         nodes = ", ".join(summary.off_hw_nodes) or "see summary.json"
         reasons.append(f"not every node is on hardware ({nodes}); totals cover the hardware partition only")
-    if summary.verification_max_abs_diff:
+    if summary.verification_mismatch:
+        reasons.append(f"the hardware model differs from the lowered QONNX model: {summary.verification_mismatch} "
+                       f"(summary.json verification)")
+    elif summary.verification_max_abs_diff:
         reasons.append(f"the hardware model differs from the lowered QONNX model by up to "
                        f"{summary.verification_max_abs_diff:g} output codes (summary.json verification)")
     return reasons

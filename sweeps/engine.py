@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from psa_finn.common.cli_errors import BadInput, EnvironmentFailure, one_line, sigterm_as_interrupt
+from psa_finn.common.cli_errors import BadInput, EnvironmentFailure, interrupts_as_exceptions, one_line
+from psa_finn.common.output_paths import check_own_folder
 from psa_finn.sweeps import store
 from psa_finn.sweeps.search import make_search, records_of_space
 from psa_finn.sweeps.space import PACKAGED_BUILD_CONFIGS, training_id, trial_id
@@ -43,6 +44,24 @@ class SweepOutcome:
     rows: list
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """EnvironmentFailure naming --address unless something listens at its host:port (Ray's own connection
+    attempt retries for minutes and prints a page); "auto" and ray:// addresses are left to Ray."""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except (OSError, ValueError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else type(err).__name__
+        raise EnvironmentFailure(f"--address {address}: no Ray cluster answers there ({reason}); start one with "
+                                 f"`ray start --head` and pass its address, or leave --address out for a local "
+                                 f"instance") from err
+
+
 @contextmanager
 def ray_cluster(address=None, cpus=None):
     """Ray for the block: connect to `address` (or RAY_ADDRESS), else start a local instance on `cpus` cores (all by
@@ -59,6 +78,7 @@ def ray_cluster(address=None, cpus=None):
     if address and cpus:
         raise BadInput("--cpus sizes a local Ray instance; with --address (or RAY_ADDRESS) the cluster has its own")
     if address:
+        check_reachable(address)
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:
         ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
@@ -257,7 +277,7 @@ def write_outputs(space, out_dir: Path, summary: dict) -> list:
 
 def run_sweep(space, out_dir, address=None, cpus=None, progress=True) -> SweepOutcome:
     """Run (or continue) the sweep of `space` into `out_dir`; see the module docstring."""
-    out_dir = Path(out_dir)
+    out_dir = check_own_folder(Path(out_dir), (store.TRIALS, store.LOCK, store.MODELS, store.TEACHER), "sweep")
     start = time.perf_counter()
     with store.sweep_lock(out_dir):
         for folder in (store.TRIALS, store.TEACHER, store.MODELS):
@@ -265,11 +285,13 @@ def run_sweep(space, out_dir, address=None, cpus=None, progress=True) -> SweepOu
         search = make_search(space, store.records(out_dir / store.TRIALS))
         counts = {"ran": 0, "failed": 0}
         cluster = "no trial to run"
+        connected = search.finished()  # outputs are written once Ray ran (not for a cluster that never answered)
         try:
             if not search.finished():
-                with ray_cluster(address, cpus) as cluster, sigterm_as_interrupt():
+                with ray_cluster(address, cpus) as cluster, interrupts_as_exceptions():
                     import ray
 
+                    connected = True
                     print(f"sweep {space.source}: {search.total} trial(s), {search.reused} already done; {cluster}",
                           flush=True)
                     resources = _resources(space)
@@ -279,10 +301,11 @@ def run_sweep(space, out_dir, address=None, cpus=None, progress=True) -> SweepOu
                     _schedule(space, out_dir, search, teacher_ref, resources, counts, progress)
         finally:
             wall_s = time.perf_counter() - start
-            summary = {"space": str(space.source), "dataset": space.dataset, "family": space.family,
-                       "embed_dim": space.embed_dim, "depth": space.depth, "method": space.method,
-                       "objectives": space.objectives, **counts, "skipped": search.reused,
-                       "wall_s": round(wall_s, 1), "cluster": cluster,
-                       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            rows = write_outputs(space, out_dir, summary)
+            if connected:
+                summary = {"space": str(space.source), "dataset": space.dataset, "family": space.family,
+                           "embed_dim": space.embed_dim, "depth": space.depth, "method": space.method,
+                           "objectives": space.objectives, **counts, "skipped": search.reused,
+                           "wall_s": round(wall_s, 1), "cluster": cluster,
+                           "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                rows = write_outputs(space, out_dir, summary)
     return SweepOutcome(ran=counts["ran"], failed=counts["failed"], reused=search.reused, wall_s=wall_s, rows=rows)

@@ -29,6 +29,7 @@ from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from qonnx.core.modelwrapper import ModelWrapper
 from torch import nn
 
+from psa_finn.build_configs.verify import DEFAULT_SAMPLES
 from psa_finn.export import export_qonnx
 from psa_finn.export.checkpoints import load_model_file
 from psa_finn.export.onnx_eval import run_onnx
@@ -173,7 +174,7 @@ def test_trained_activation_network_builds_on_hardware_bit_exactly(trained, tmp_
     summary = json.loads((tmp_path / "build" / "summary.json").read_text())
     assert summary["all_nodes_on_hw"] and summary["off_hw_nodes"] == []
     assert all(node.endswith(("(Mul)", "(Add)", "(Transpose)")) for node in summary["host_nodes"])
-    assert summary["verification"]["max_abs_diff"] == 0.0 and summary["verification"]["samples"] == 4
+    assert summary["verification"]["max_abs_diff"] == 0.0 and summary["verification"]["samples"] == DEFAULT_SAMPLES
     report = json.loads((tmp_path / "build" / "report" / "lowering_report.json").read_text())
     activation, residual_joins = NETWORKS[network]
     lowered = [node for node in report["nodes"] if activation in node["ops"]]

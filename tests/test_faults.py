@@ -477,7 +477,7 @@ def test_sigterm_mid_save_removes_the_temporary_file(tmp_path):
     assert hit, "the run ended before its first checkpoint save"
     assert process.returncode == 130
     assert "interrupted" in error_line(err, "train")
-    assert leftovers(out) == []
+    assert not out.exists() or leftovers(out) == []  # the folder it made is removed once empty
 
 
 @pytest.mark.slow

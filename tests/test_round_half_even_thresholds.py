@@ -94,7 +94,7 @@ def test_signed_int8_quantizer_with_rounding_equals_np_round():
 def test_non_ties_and_non_quantizer_thresholds_are_left_alone():
     cases = [
         _threshold_model([-2.5, 0.5, 3.5]),  # halfway between integer inputs (lowered tables): never a tie
-        _threshold_model([1.0, 3.0], input_dtype="FLOAT32"),  # input not an integer
+        _threshold_model([1.0, 2.5, 3.0], input_dtype="FLOAT32"),  # float input, not a quantizer's even spacing
         _threshold_model([1.0, 3.0], out_scale=2.0),  # not a quantizer's code count
         _threshold_model([3.0, 1.0]),  # not ascending
         _threshold_model([1.0, 3.0], out_bias=0.5),  # codes not integers
@@ -103,6 +103,20 @@ def test_non_ties_and_non_quantizer_thresholds_are_left_alone():
         before = _thresholds(model)
         model, modified = RoundHalfEvenThresholds().apply(model)
         assert not modified and _thresholds(model) == before
+
+
+def test_float_input_quantizer_ties_round_half_even():
+    """The network's input quantizer reads float values: each of its thresholds (k + 0.5) * scale is a tie; the one
+    below an even code moves up one ulp (found by the build's verification on tie inputs: 42 codes off before)."""
+    # Quant(x / 0.25), signed 3 bits: codes -4..3, ties at -3.5 .. 2.5 (times 0.25)
+    thresholds = (np.arange(7) - 3.5) * 0.25
+    model = _threshold_model(thresholds, out_bias=-4.0, input_dtype="FLOAT32", width=64)
+    x = (np.arange(64) - 32) * 0.0625  # every quarter and eighth of the scale: ties and non-ties
+    expected = np.clip(np.round(x / 0.25), -4, 3)
+    assert not np.array_equal(_outputs(model, x), expected)  # the stock thresholds round ties up
+    fixed, modified = RoundHalfEvenThresholds().apply(model)
+    assert modified and np.array_equal(_outputs(fixed, x), expected)
+    assert not RoundHalfEvenThresholds().apply(fixed)[1]  # idempotent
 
 
 def test_idempotent():

@@ -83,6 +83,11 @@ def lower_model_file(path, mode):
     model = read_model_file(path)
     if not any(node.op_type in QONNX_QUANTIZER_OPS for node in model.graph.node):
         raise BadInput(f"{path} is not a QONNX model (it has no Quant nodes); export it with `build.py export`")
+    lowered_before = [node.name for node in model.graph.node if node.op_type in ("MultiThreshold", "PerChannelLUT")]
     model, report = lower_quantized_functions(model, mode)  # read_model_file inferred the shapes
+    if not report and lowered_before:
+        raise BadInput(f"{path} is already lowered (no quantized function left; {len(lowered_before)} "
+                       f"MultiThreshold/PerChannelLUT node(s) such as {lowered_before[0]}); build it as it is, or "
+                       f"lower the exported model")
     model = model.transform(InferShapes()).transform(InferDataTypes())
     return model, report

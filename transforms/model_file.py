@@ -3,7 +3,9 @@
 `read_model_file(path)` returns the ModelWrapper or raises BadInput (exit 2) with one line naming the file, the node
 and what to do, for: a missing file or a folder, a file that is not ONNX (a .pt checkpoint, a truncated download),
 an initializer holding NaN or inf, an activation Quant outside the 2..8 bits psa-finn builds (common/bit_widths.py),
-a LerpPSA whose table does not fit its input, and a graph whose shapes do not infer.
+a LerpPSA whose table does not fit its input, a graph whose shapes do not infer, a float model (no quantizer at
+all: FINN would build nothing from it) and a learnable function traced into plain ONNX ops (Brevitas' own
+`export_qonnx` instead of `psa_finn.export.export_qonnx`: a Floor node).
 """
 
 import numpy as np
@@ -13,6 +15,24 @@ from psa_finn.common.output_paths import require_input_file
 from psa_finn.custom_ops.domain import channel_axis_of, is_op, upgrade_legacy_domain
 
 EXPORT_HINT = "export one with `build.py export`"
+# Ops that quantize: a graph without any of them is a float model.
+QUANTIZER_OPS = ("Quant", "BipolarQuant", "Trunc", "MultiThreshold", "PerChannelLUT", "QuantizeLinear")
+# The mark of a learnable 1-D function traced op by op (its segment index) rather than exported as one LerpPSA node.
+TRACED_FUNCTION_OP = "Floor"
+
+
+def check_quantized(model, source) -> None:
+    """BadInput for a float model (no quantizer) and for a learnable function traced into plain ops (a Floor)."""
+    ops = {node.op_type for node in model.graph.node}
+    if not ops & set(QUANTIZER_OPS):
+        raise BadInput(f"{source}: not a QONNX model but a float one (no Quant node: ops "
+                       f"{', '.join(sorted(ops)[:6])}); FINN builds quantized networks: quantize it with Brevitas layers (psa_finn.nn for learnable functions) "
+                       f"and export it with psa_finn.export.export_qonnx ({EXPORT_HINT} for a ResMLP)")
+    traced = next((node for node in model.graph.node if node.op_type == TRACED_FUNCTION_OP), None)
+    if traced is not None:
+        raise BadInput(f"{source}: node '{traced.name}' ({TRACED_FUNCTION_OP}) is a learnable function traced into "
+                       f"plain ONNX ops, as Brevitas' own export_qonnx writes it; export with "
+                       f"psa_finn.export.export_qonnx, which writes it as one LerpPSA node that lowering tabulates")
 
 
 def _consumer(model, tensor: str) -> str:
@@ -64,7 +84,8 @@ def check_single_sample_input(model, source) -> None:
 
 
 def check_lerp_psa_tables(model, source) -> None:
-    """BadInput naming the first LerpPSA whose table [C, G] (or in_scale/in_bias [C]) does not fit its input."""
+    """BadInput naming the first LerpPSA whose table [C, G] (or in_scale/in_bias [C]) does not fit its input, or
+    whose grid_range is not a finite positive number."""
     for node in model.graph.node:
         if not is_op(node, "LerpPSA"):
             continue
@@ -74,6 +95,10 @@ def check_lerp_psa_tables(model, source) -> None:
             shape = None if table is None else list(table.shape)
             raise BadInput(f"{where}: its table must be a constant [channels, grid points >= 2], got {shape}; "
                            f"re-export the model")
+        grid_range = next((a.f for a in node.attribute if a.name == "grid_range"), None)
+        if grid_range is not None and not (np.isfinite(grid_range) and grid_range > 0):
+            raise BadInput(f"{where}: attribute grid_range is {grid_range}; it must be a finite number > 0 (the "
+                           f"grid spans [-grid_range, grid_range]): re-export the model")
         shape = model.get_tensor_shape(node.input[0])
         if not shape:
             continue
@@ -108,6 +133,7 @@ def read_model_file(path, flag: str = "--model"):
         raise BadInput(f"{flag} {path}: the ONNX graph has no nodes; {EXPORT_HINT}")
     upgrade_legacy_domain(model, path)
     check_finite_initializers(model, path)
+    check_quantized(model, path)
     check_quant_bits(model, path)
     try:
         model = model.transform(InferShapes())

@@ -21,6 +21,12 @@ unsorted thresholds or a non-integer first code are not quantizer thresholds and
 The same holds on any grid g the input is known to lie on (`input_grid`): the sum of two integer tensors scaled by
 power-of-two constants (a residual Add of branches with different quantizer scales, before streamlining makes it
 integer) lies on the finer of the two grids, so its ties are the thresholds on that grid and move by +-g/2.
+
+A float input (the network's own input, read by its input quantizer's MultiThreshold) is on no grid, but then every
+threshold of the quantizer is a tie (k + 0.5) * scale: where the thresholds of a channel are evenly spaced by a power
+of two (an input quantizer's, not yet composed), the one below an even code moves up by one float32 ulp, so that
+`x >= t` fails exactly at the tie (`float_input_half_even_thresholds`); elsewhere nothing changes. The moved
+thresholds are no longer evenly spaced, so this too is idempotent.
 """
 
 import numpy as np
@@ -93,9 +99,28 @@ def half_even_thresholds(thresholds, code, grid: float = 1.0):
     return np.where(ties, thresholds + shift, thresholds).astype(np.float32)
 
 
+def _evenly_spaced_power_of_two(thresholds) -> bool:
+    """Whether every channel's thresholds step by one and the same power of two (a quantizer's, uncomposed)."""
+    if thresholds.shape[-1] < 2:
+        return False
+    steps = np.diff(thresholds.astype(np.float64), axis=-1)
+    if not np.all(steps == steps[..., :1]) or not np.all(steps > 0):
+        return False
+    exponents = np.log2(steps[..., 0])
+    return bool(np.all(exponents == np.round(exponents)))
+
+
+def float_input_half_even_thresholds(thresholds, code):
+    """Thresholds [C, N] of a quantizer reading float values (every threshold a tie): the one below an even code
+    one float32 ulp up, so the tie rounds to the even code."""
+    values = thresholds.astype(np.float32)
+    lower_code = code + np.arange(thresholds.shape[-1])
+    return np.where(lower_code % 2 == 0, np.nextafter(values, np.float32(np.inf)), values).astype(np.float32)
+
+
 class RoundHalfEvenThresholds(Transformation):
     """Move every tie threshold of a quantizer's MultiThreshold on a known input grid (integers, or see
-    `input_grid`) by half a step to round it half-to-even."""
+    `input_grid`) by half a step, or on a float input by one ulp, to round it half-to-even."""
 
     def apply(self, model):
         graph_modified = False
@@ -103,13 +128,17 @@ class RoundHalfEvenThresholds(Transformation):
             if node.op_type != "MultiThreshold":
                 continue
             thresholds = model.get_initializer(node.input[1])
-            grid = None if thresholds is None else input_grid(model, node.input[0])
-            if grid is None:
+            if thresholds is None:
+                continue
+            grid = input_grid(model, node.input[0])
+            float_input = grid is None and model.get_tensor_datatype(node.input[0]) == DataType["FLOAT32"]
+            if grid is None and not (float_input and _evenly_spaced_power_of_two(thresholds)):
                 continue
             code = first_code(model, node)
             if code is None or not np.all(np.diff(thresholds, axis=-1) > 0):
                 continue
-            fixed = half_even_thresholds(thresholds, code, grid)
+            fixed = (float_input_half_even_thresholds(thresholds, code) if grid is None
+                     else half_even_thresholds(thresholds, code, grid))
             if not np.array_equal(fixed, thresholds):
                 model.set_initializer(node.input[1], fixed)
                 model.set_tensor_datatype(node.input[1], DataType["FLOAT32"])
