@@ -4,7 +4,8 @@ Everything here reads what the stock `step_generate_estimate_reports` wrote (rep
 estimate_layer_cycles.json, estimate_network_performance.json) and the intermediate models; nothing is estimated
 again, except the StreamingFIFOs inserted after those reports (step_size_fifos_by_simulation or finn-plus's
 step_set_fifo_depths): `fifos` lists them with their node's own finn-plus estimates (dataflow_sim.fifo_table),
-which are in `layers` and the totals; `fifo_sizing` is the sizing record (report/fifo_sizing_by_simulation.json). Key list: `SUMMARY_KEYS` (described in README.md, "CLI reference"); `verification` (build_configs.verify) is None
+which are in `layers` and the totals; `fifo_sizing` is the sizing record (report/fifo_sizing_by_simulation.json).
+Key list: `SUMMARY_KEYS` (described in README.md, "CLI reference"); `verification` (build_configs.verify) is None
 until the build command fills it in, and stays None for a build that stopped before the dataflow partition.
 """
 
