@@ -174,8 +174,8 @@ DEEPEST_FIFOS = 8
 
 
 def fifo_markdown(summary, rows: int = DEEPEST_FIFOS) -> str:
-    """The FIFOs of one build: totals, how they were sized, and the `rows` largest (depth x width) as a table."""
-    fifos = sorted(summary.fifos, key=lambda f: (-f["depth"] * f["width_bits"], f["name"]))
+    """The FIFOs of one build: totals, how they were sized, and the `rows` deepest as a table."""
+    fifos = sorted(summary.fifos, key=lambda f: (-f["depth"], -f["width_bits"], f["name"]))
     totals = {key: sum(f[key] for f in fifos) for key in ("lut", "bram18", "uram")}
     sizing = summary.fifo_sizing
     how = ""
@@ -186,7 +186,7 @@ def fifo_markdown(summary, rows: int = DEEPEST_FIFOS) -> str:
                f"in {sizing.get('seconds')} s.")
     lines = [f"{len(fifos)} StreamingFIFOs, in the totals above: LUT {_count(totals['lut'])}, BRAM18 "
              f"{_count(totals['bram18'])}, URAM {_count(totals['uram'])} (finn-plus estimates of fifo.sv).{how} "
-             f"The largest:\n",
+             f"The deepest:\n",
              "| FIFO | from | to | depth | width (bits) | kbit | style | LUT | BRAM18 | URAM |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for f in fifos[:rows]:

@@ -341,6 +341,5 @@ def test_report_lists_the_deepest_fifos_with_their_memory(tmp_path):
     assert "4 frames at 32,552 FPS simulated, deadlock-free" in section
     rows = [line for line in section.splitlines() if line.startswith("| ") and "FIFO |" not in line]
     assert len(rows) == 8
-    # by memory (depth x width): the wide one (28.8 kbit) before the deeper bypass (24.6 kbit)
-    assert rows[0].startswith("| wide | wide_from | wide_to | 600 | 48 | 28.8 |")
-    assert rows[1].startswith("| bypass | bypass_from | bypass_to | 3,072 | 8 | 24.6 |")
+    assert rows[0].startswith("| bypass | bypass_from | bypass_to | 3,072 | 8 | 24.6 | srl | 86 | 0 | 1 |")
+    assert rows[1].startswith("| wide | wide_from | wide_to | 600 | 48 | 28.8 |")
