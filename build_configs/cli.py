@@ -244,10 +244,11 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
     _print(f"{summary['config_name']}: {summary['fps']:.0f} FPS, latency {summary['latency_ns'] / 1e3:.1f} us, "
            f"LUT {summary['lut']}, DSP {summary['dsp']}, BRAM18 {summary['bram18']}, URAM {summary['uram']} "
            f"(bottleneck {summary['max_cycles_node']}: {summary['max_cycles']} cycles)")
-    if summary["fifos"]:
-        fifo = {key: sum(f[key] for f in summary["fifos"]) for key in ("lut", "bram18", "uram")}
-        _print(f"FIFOs: {len(summary['fifos'])} (in the totals: LUT {fifo['lut']}, BRAM18 {fifo['bram18']}, URAM "
-               f"{fifo['uram']}; finn-plus estimates)" + _sizing_note(summary["fifo_sizing"]))
+    fifos = summary.get("fifos") or []
+    if fifos:
+        fifo = {key: sum(f[key] for f in fifos) for key in ("lut", "bram18", "uram")}
+        _print(f"FIFOs: {len(fifos)} (in the totals: LUT {fifo['lut']}, BRAM18 {fifo['bram18']}, URAM "
+               f"{fifo['uram']}; finn-plus estimates)" + _sizing_note(summary.get("fifo_sizing")))
     target = summary.get("target_fps")
     if target and summary["fps"] < target:
         _print(f"note: {summary['fps']:.0f} FPS misses the config's target_fps {target} (limited by "
@@ -255,8 +256,8 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
                f"finn-plus's SetFolding reached; it stops at mvau_wwidth_max and at each layer's dimensions; raise "
                f"mvau_wwidth_max or give a folding_config_file)")
     if summary["zero_estimate_ops"]:
-        fifos = "" if summary["fifos"] else "; FIFOs are not counted"
-        _print(f"note: stock estimates are zero for {', '.join(summary['zero_estimate_ops'])}{fifos}: the totals "
+        uncounted = "" if fifos else "; FIFOs are not counted"
+        _print(f"note: stock estimates are zero for {', '.join(summary['zero_estimate_ops'])}{uncounted}: the totals "
                f"undercount")
     _print(f"summary: {out_dir / SUMMARY} ({summary['build_time_s']} s)")
 
