@@ -241,8 +241,11 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
         _print(f"summary: {out_dir / SUMMARY} (no estimate reports: the build stopped before "
                f"step_generate_estimate_reports)")
         return
-    _print(f"{summary['config_name']}: {summary['fps']:.0f} FPS, latency {summary['latency_ns'] / 1e3:.1f} us, "
-           f"LUT {summary['lut']}, DSP {summary['dsp']}, BRAM18 {summary['bram18']}, URAM {summary['uram']} "
+    finn = summary["finn_totals"]
+    _print(f"{summary['config_name']}: {summary['fps']:.0f} FPS (finn-plus estimate), latency "
+           f"{summary['latency_ns'] / 1e3:.1f} us, estimates (psa-finn model, docs/hardware_numbers.md): "
+           f"LUT {summary['lut']}, DSP {summary['dsp']}, BRAM18 {summary['bram18']}, URAM {summary['uram']}; "
+           f"finn-plus's own: LUT {finn['lut']}, DSP {finn['dsp']}, BRAM18 {finn['bram18']}, URAM {finn['uram']} "
            f"(bottleneck {summary['max_cycles_node']}: {summary['max_cycles']} cycles)")
     fifos = summary.get("fifos") or []
     if fifos:
@@ -256,9 +259,8 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
                f"finn-plus's SetFolding reached; it stops at mvau_wwidth_max and at each layer's dimensions; raise "
                f"mvau_wwidth_max or give a folding_config_file)")
     if summary["zero_estimate_ops"]:
-        uncounted = "" if fifos else "; FIFOs are not counted"
-        _print(f"note: stock estimates are zero for {', '.join(summary['zero_estimate_ops'])}{uncounted}: the totals "
-               f"undercount")
+        _print(f"note: no resource model for {', '.join(summary['zero_estimate_ops'])} (finn-plus reports 0): "
+               f"the totals undercount")
     _print(f"summary: {out_dir / SUMMARY} ({summary['build_time_s']} s)")
 
 

@@ -1,14 +1,15 @@
-"""The StreamingFIFO nodes of a model as records, with FINN's own resource estimates (an estimate, basis finn-plus).
+"""The StreamingFIFO nodes of a model as records, with their resource estimates (basis finn-plus).
 
 `fifo_table(model, fpgapart)` -> [{name, depth, width_bits (padded stream width), lut, bram18, uram, ram_style,
-impl_style, producer, consumer}] in graph order. lut / bram18 / uram are the node's own `lut_estimation` / `bram_estimation` /
-`uram_estimation` (finn-plus StreamingFIFO: its fitted cost model of finn-rtllib fifo.sv for the storage style the
-RTL picks at that depth and width, `resolve_ram_style`). producer / consumer: the layers on either side
-("global_in" / "global_out" at the graph's edges).
+impl_style, producer, consumer}] in graph order. lut / bram18 / uram / ram_style come from
+`analysis.resources.fifo.fifo_resources`, the one FIFO resource model (finn-plus's fitted cost model of finn-rtllib
+fifo.sv for the storage style the RTL picks at that depth and width), as in the summary's `layers`. producer /
+consumer: the layers on either side ("global_in" / "global_out" at the graph's edges).
 """
 
 from qonnx.custom_op.registry import getCustomOp
 
+from psa_finn.analysis.resources.fifo import fifo_resources
 from psa_finn.dataflow_sim.stream_models import layer_kind
 
 FIFO_KIND = "StreamingFIFO"
@@ -32,16 +33,15 @@ def fifo_table(model, fpgapart: str) -> list:
         if layer_kind(node.op_type) != FIFO_KIND:
             continue
         op = getCustomOp(node)
-        attrs = op.get_nodeattr_types()
+        impl_style = op.get_nodeattr("impl_style") if "impl_style" in op.get_nodeattr_types() else "rtl"
+        depth, width = int(op.get_nodeattr("depth")), int(op.get_instream_width_padded())
+        figures = fifo_resources(depth, width, impl_style, op.get_nodeattr("ram_style"), fpgapart)
         records.append({
             "name": node.name,
-            "depth": int(op.get_nodeattr("depth")),
-            "width_bits": int(op.get_instream_width_padded()),
-            "lut": int(round(float(op.lut_estimation(fpgapart)))),
-            "bram18": int(round(float(op.bram_estimation(fpgapart)))),
-            "uram": int(round(float(op.uram_estimation(fpgapart)))),
-            "ram_style": op.resolve_ram_style(),
-            "impl_style": op.get_nodeattr("impl_style") if "impl_style" in attrs else "rtl",
+            "depth": depth,
+            "width_bits": width,
+            **{key: figures[key] for key in ("lut", "bram18", "uram", "ram_style")},
+            "impl_style": impl_style,
             "producer": _neighbour(model, node.input[0], upstream=True),
             "consumer": _neighbour(model, node.output[0], upstream=False),
         })

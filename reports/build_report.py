@@ -56,9 +56,11 @@ def report_markdown(summaries, labels, warnings, plot_names, title: str, intro: 
     parts = [f"# {title}\n"]
     if intro:
         parts.append(intro.rstrip() + "\n")
-    parts.append("Estimates from finn-plus (no Vivado synthesis). Builds compare within their config: the first build "
-                 "of each config is its baseline (in the demo: ReLU), so a folded build is never set against an "
-                 "unrolled one.\n")
+    parts.append("Estimates, no Vivado synthesis (docs/hardware_numbers.md): FPS and latency are finn-plus cycle "
+                 "estimates; LUT, DSP, BRAM18 and URAM come from psa-finn's resource model of every layer (each "
+                 "layer's basis: `psa-finn model` or `finn-plus`), finn-plus's own figures beside them. Builds "
+                 "compare within their config: the first build of each config is its baseline (in the demo: ReLU), "
+                 "so a folded build is never set against an unrolled one.\n")
     parts.append(markdown_table(comparison_rows(summaries, labels)))
     if has_comparison(summaries, labels):
         parts.append("Each build against the first build of the same config (for the demo: LERP-PSA over ReLU):\n")

@@ -1,6 +1,8 @@
 """Loader of a build directory: its `summary.json` (written by `build.py build`) as a typed `BuildSummary`.
 
-The keys are those of build_configs/summary.py; `synth_check` (yosys figures of the LUT layers) is optional.
+The keys are those of build_configs/summary.py; `synth_check` (yosys figures of the LUT layers) is optional, and so
+are `finn_totals`, `exact` and the layers' `estimate_basis` / `finn_estimate` (summaries written before psa-finn's
+resource model had only finn-plus's figures: their basis reads "finn-plus").
 Bad input raises `BuildSummaryError` naming the directory or file and what to do about it.
 """
 
@@ -22,7 +24,7 @@ class BuildSummaryError(ValueError):
 
 @dataclass(frozen=True)
 class LayerEstimate:
-    """Estimated resources and cycles of one hardware layer."""
+    """Estimated resources (and their basis) and cycles of one hardware layer; finn-plus's own figures beside."""
 
     name: str
     op_type: str
@@ -31,6 +33,8 @@ class LayerEstimate:
     dsp: float
     bram18: float
     uram: float
+    estimate_basis: str = "finn-plus"
+    finn_estimate: dict | None = None  # {lut, dsp, bram18, uram} of finn-plus; None: the figures above are finn-plus's
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,18 @@ class BuildSummary:
     verification_max_abs_diff: float | None = None  # None: not verified (e.g. a build stopped early)
     fifos: tuple = ()  # summary.json `fifos` records (StreamingFIFO nodes, finn-plus estimates)
     fifo_sizing: dict | None = None  # summary.json `fifo_sizing` (None: the build sized no FIFOs)
+    finn_totals: dict | None = None  # finn-plus's own totals {lut, dsp, bram18, uram}; None: the totals are finn's
+    exact: dict | None = None  # summary.json `exact` (counts), None in older summaries
     verification_mismatch: str | None = None  # build_configs.verify: how the outputs differ; None when they agree
 
     @property
     def luts_plus_dsp(self) -> float:
         return self.lut + self.dsp
+
+    @property
+    def finn(self) -> dict:
+        """finn-plus's own totals {lut, dsp, bram18, uram} (the totals themselves in older summaries)."""
+        return self.finn_totals or {k: getattr(self, k) for k in RESOURCE_KEYS}
 
 
 def _number(value, what: str, where: Path) -> float:
@@ -77,7 +88,14 @@ def _layer(entry, index: int, where: Path) -> LayerEstimate:
         raise BuildSummaryError(f"{where}: layers[{index}] must be an object with keys {', '.join(LAYER_KEYS)}; "
                                 f"got {entry!r}")
     values = {k: _number(entry[k], f"layers[{index}].{k}", where) for k in ("cycles", *RESOURCE_KEYS)}
-    return LayerEstimate(name=str(entry["name"]), op_type=str(entry["op_type"]), **values)
+    finn = entry.get("finn_estimate")
+    if finn is not None:
+        if not isinstance(finn, dict) or any(k not in finn for k in RESOURCE_KEYS):
+            raise BuildSummaryError(f"{where}: layers[{index}].finn_estimate must be an object with keys "
+                                    f"{', '.join(RESOURCE_KEYS)}; got {finn!r}")
+        finn = {k: _number(finn[k], f"layers[{index}].finn_estimate.{k}", where) for k in RESOURCE_KEYS}
+    return LayerEstimate(name=str(entry["name"]), op_type=str(entry["op_type"]), **values,
+                         estimate_basis=str(entry.get("estimate_basis", "finn-plus")), finn_estimate=finn)
 
 
 def load_build_summary(build_dir) -> BuildSummary:
@@ -122,8 +140,18 @@ def load_build_summary(build_dir) -> BuildSummary:
         verification_max_abs_diff=verification.get("max_abs_diff"),
         fifos=tuple(f for f in data.get("fifos") or () if isinstance(f, dict)),
         fifo_sizing=data.get("fifo_sizing") if isinstance(data.get("fifo_sizing"), dict) else None,
+        finn_totals=_finn_totals(data.get("finn_totals"), path),
+        exact=data.get("exact") if isinstance(data.get("exact"), dict) else None,
         verification_mismatch=verification.get("mismatch"),
     )
+
+
+def _finn_totals(totals, where: Path):
+    if totals is None:
+        return None
+    if not isinstance(totals, dict) or any(k not in totals for k in RESOURCE_KEYS):
+        raise BuildSummaryError(f"{where}: 'finn_totals' must be an object with keys {', '.join(RESOURCE_KEYS)}")
+    return {k: _number(totals[k], f"finn_totals.{k}", where) for k in RESOURCE_KEYS}
 
 
 def build_labels(summaries) -> list:

@@ -4,7 +4,8 @@ must see beside the numbers (totals that undercount, nodes left off hardware).
 Builds compare within their config: the first build of each config (same `config_name`) is that config's baseline,
 and `luts_plus_dsp_rel_baseline` is a build's LUT+DSP over its baseline's (in the demo: LERP-PSA over ReLU at the
 same folding; a folded build is never compared with an unrolled one). `relative_to_config_baseline` gives the same
-ratios for FPS and each resource.
+ratios for FPS and each resource. Resources are estimates: psa-finn's resource model (each layer's basis in
+summary.json), with finn-plus's own figures beside them (`finn_*` columns).
 """
 
 import csv
@@ -12,8 +13,10 @@ import io
 import math
 
 CSV_COLUMNS = ("build", "config_name", "baseline", "fps", "latency_ns", "lut", "dsp", "bram18", "uram",
-               "luts_plus_dsp", "luts_plus_dsp_rel_baseline", "all_nodes_on_hw", "path")
-CSV_CELL_FORMATS = {"luts_plus_dsp_rel_baseline": "{:.4f}"}  # relative LUT+DSP rounded to 4 decimals
+               "luts_plus_dsp", "luts_plus_dsp_rel_baseline", "finn_lut", "finn_dsp", "finn_bram18", "finn_uram",
+               "finn_luts_plus_dsp", "finn_luts_plus_dsp_rel_baseline", "all_nodes_on_hw", "path")
+# relative LUT+DSP rounded to 4 decimals
+CSV_CELL_FORMATS = {"luts_plus_dsp_rel_baseline": "{:.4f}", "finn_luts_plus_dsp_rel_baseline": "{:.4f}"}
 
 
 def config_baselines(summaries, labels) -> list:
@@ -32,11 +35,15 @@ def comparison_rows(summaries, labels) -> list:
     rows = []
     for summary, label, (base, base_label) in zip(summaries, labels, config_baselines(summaries, labels),
                                                   strict=True):
+        finn, finn_base = summary.finn, base.finn
+        finn_sum, finn_base_sum = finn["lut"] + finn["dsp"], finn_base["lut"] + finn_base["dsp"]
         rows.append(dict(
             build=label, config_name=summary.config_name, baseline=base_label, fps=summary.fps,
             latency_ns=summary.latency_ns, lut=summary.lut, dsp=summary.dsp, bram18=summary.bram18,
             uram=summary.uram, luts_plus_dsp=summary.luts_plus_dsp,
             luts_plus_dsp_rel_baseline=summary.luts_plus_dsp / base.luts_plus_dsp if base.luts_plus_dsp else None,
+            **{f"finn_{k}": finn[k] for k in ("lut", "dsp", "bram18", "uram")}, finn_luts_plus_dsp=finn_sum,
+            finn_luts_plus_dsp_rel_baseline=finn_sum / finn_base_sum if finn_base_sum else None,
             all_nodes_on_hw=summary.all_nodes_on_hw, path=str(summary.path)))
     return rows
 
@@ -63,17 +70,21 @@ def _relative(rel) -> str:
 
 
 def markdown_table(rows) -> str:
-    """The rows as a Markdown table: FPS, latency in microseconds, resource totals, LUT+DSP against the baseline of
-    the build's config (its first build; the baseline itself reads "baseline")."""
+    """The rows as a Markdown table: FPS and latency (finn-plus cycle estimates), resource totals (estimates,
+    psa-finn model), LUT+DSP against the baseline of the build's config (its first build; the baseline itself reads
+    "baseline"), and finn-plus's own LUT / DSP / BRAM18 and LUT+DSP ratio beside them."""
     header = ("build", "config", "FPS", "latency (us)", "LUT", "DSP", "BRAM18", "URAM", "LUT+DSP",
-              "LUT+DSP vs config baseline")
+              "LUT+DSP vs config baseline", "finn-plus LUT / DSP / BRAM18", "finn-plus LUT+DSP vs baseline")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        relative = ("baseline" if row["baseline"] == row["build"]
-                    else f"{_relative(row['luts_plus_dsp_rel_baseline'])} vs {row['baseline']}")
+        baseline = row["baseline"] == row["build"]
+        relative = "baseline" if baseline else f"{_relative(row['luts_plus_dsp_rel_baseline'])} vs {row['baseline']}"
+        finn_relative = "baseline" if baseline else _relative(row["finn_luts_plus_dsp_rel_baseline"])
         cells = (row["build"] + ("" if row["all_nodes_on_hw"] else " (*)"), row["config_name"] or "-",
                  f"{row['fps']:,.0f}", f"{row['latency_ns'] / 1000:,.2f}", _count(row["lut"]), _count(row["dsp"]),
-                 _count(row["bram18"]), _count(row["uram"]), _count(row["luts_plus_dsp"]), relative)
+                 _count(row["bram18"]), _count(row["uram"]), _count(row["luts_plus_dsp"]), relative,
+                 f"{_count(row['finn_lut'])} / {_count(row['finn_dsp'])} / {_count(row['finn_bram18'])}",
+                 finn_relative)
         lines.append("| " + " | ".join(cells) + " |")
     if not all(row["all_nodes_on_hw"] for row in rows):
         lines.append("")
@@ -97,12 +108,12 @@ def _warning_reasons(summary) -> list:
     if summary.zero_estimate_ops:
         ops = set(summary.zero_estimate_ops)
         layers = sum(1 for layer in summary.layers if layer.op_type in ops)
-        reasons.append(f"totals undercount: finn-plus estimates zero resources for {', '.join(sorted(ops))} "
-                       f"({layers} layer(s)); FIFOs are not counted either")
+        reasons.append(f"totals undercount: no resource model for {', '.join(sorted(ops))} ({layers} layer(s)); "
+                       f"finn-plus estimates zero resources for them")
     partly_zero = _op_types_without_lut_estimate(summary)
     if partly_zero:
         reasons.append(f"LUT total undercounts: finn-plus estimates zero LUTs (but some DSP/BRAM/URAM) for every "
-                       f"{', '.join(partly_zero)} layer")
+                       f"{', '.join(partly_zero)} layer and psa-finn has no model of it")
     if not summary.all_nodes_on_hw:
         nodes = ", ".join(summary.off_hw_nodes) or "see summary.json"
         reasons.append(f"not every node is on hardware ({nodes}); totals cover the hardware partition only")
@@ -122,6 +133,7 @@ def _op_types_without_lut_estimate(summary) -> list:
         by_op.setdefault(layer.op_type, []).append(layer)
     return sorted(op for op, layers in by_op.items()
                   if op not in summary.zero_estimate_ops and all(layer.lut == 0 for layer in layers)
+                  and all(layer.estimate_basis == "finn-plus" for layer in layers)
                   and any(layer.dsp or layer.bram18 or layer.uram for layer in layers))
 
 
@@ -155,18 +167,30 @@ def config_baseline_table(summaries, labels) -> str:
 
 
 def op_type_table(summary) -> str:
-    """Markdown table of one build's layers grouped by op type: count, cycles of the slowest, resource sums."""
+    """Markdown table of one build's layers grouped by op type, the largest LUT+DSP first (which layers dominate):
+    count, cycles of the slowest, resource sums (estimates) and their basis, share of the build's LUT+DSP, and
+    finn-plus's own LUT / DSP / BRAM18 beside them."""
     groups = {}
     for layer in summary.layers:
-        group = groups.setdefault(layer.op_type, dict(count=0, max_cycles=0, lut=0, dsp=0, bram18=0, uram=0))
+        group = groups.setdefault(layer.op_type, dict(count=0, max_cycles=0, lut=0, dsp=0, bram18=0, uram=0,
+                                                      finn_lut=0, finn_dsp=0, finn_bram18=0, basis=[]))
         group["count"] += 1
         group["max_cycles"] = max(group["max_cycles"], layer.cycles)
+        finn = layer.finn_estimate or {k: getattr(layer, k) for k in ("lut", "dsp", "bram18", "uram")}
         for key in ("lut", "dsp", "bram18", "uram"):
             group[key] += getattr(layer, key)
-    lines = ["| op type | layers | max cycles | LUT | DSP | BRAM18 | URAM |", "|---|---|---|---|---|---|---|"]
-    for op_type, g in sorted(groups.items(), key=lambda item: -item[1]["lut"]):
+        for key in ("lut", "dsp", "bram18"):
+            group[f"finn_{key}"] += finn[key]
+        if layer.estimate_basis not in group["basis"]:
+            group["basis"].append(layer.estimate_basis)
+    total = sum(g["lut"] + g["dsp"] for g in groups.values())
+    lines = ["| op type | layers | max cycles | LUT | DSP | BRAM18 | URAM | share of LUT+DSP | basis "
+             "| finn-plus LUT / DSP / BRAM18 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for op_type, g in sorted(groups.items(), key=lambda item: -(item[1]["lut"] + item[1]["dsp"])):
+        share = f"{(g['lut'] + g['dsp']) / total * 100:.1f} %" if total else "n/a"
         lines.append(f"| {op_type} | {g['count']} | {g['max_cycles']:,.0f} | {_count(g['lut'])} | {_count(g['dsp'])} "
-                     f"| {_count(g['bram18'])} | {_count(g['uram'])} |")
+                     f"| {_count(g['bram18'])} | {_count(g['uram'])} | {share} | {', '.join(g['basis'])} "
+                     f"| {_count(g['finn_lut'])} / {_count(g['finn_dsp'])} / {_count(g['finn_bram18'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -87,23 +87,36 @@ def test_relu_build_writes_reports_models_and_summary(builds):
     layers = summary["layers"]
     assert summary["max_cycles"] == max(layer["cycles"] for layer in layers)
     assert summary["max_cycles_node"] in {layer["name"] for layer in layers}
-    for key in ("lut", "dsp", "bram18", "uram"):
+    stock = json.loads((out / "report" / "estimate_layer_resources.json").read_text())
+    for key, finn_key in (("lut", "LUT"), ("dsp", "DSP"), ("bram18", "BRAM_18K"), ("uram", "URAM")):
         assert summary[key] == sum(layer[key] for layer in layers)
+        assert summary["finn_totals"][key] == sum(layer["finn_estimate"][key] for layer in layers)
+        assert all(layer["finn_estimate"][key] == round(stock[layer["name"]][finn_key]) for layer in layers)
     assert summary["luts_plus_dsp"] == summary["lut"] + summary["dsp"]
     op_types = {layer["op_type"] for layer in layers}
     assert {"MVAU_rtl", "Thresholding_rtl", "GlobalAccPool_hls", "InnerShuffle_rtl"} <= op_types
     assert sum(layer["op_type"].startswith("MVAU") for layer in layers) == 14
-    zero = {t for t in op_types if not any(l[k] for l in layers if l["op_type"] == t
-                                           for k in ("lut", "dsp", "bram18", "uram"))}
-    assert set(summary["zero_estimate_ops"]) == zero
+    # every layer has a figure and its basis; every layer with logic has LUTs (a Reshape between equal widths is
+    # wires); the RTL MVAU's LUTs (adder trees, accumulators) and thresholds' comparators are counted now
+    assert summary["zero_estimate_ops"] == []
+    assert {layer["estimate_basis"] for layer in layers} <= {"finn-plus", "psa-finn model"}
+    assert all(layer["lut"] > 0 for layer in layers if not layer["op_type"].startswith("Reshape"))
+    assert all(layer["finn_estimate"]["lut"] == 0 for layer in layers if layer["op_type"] == "MVAU_rtl")
+    exact = summary["exact"]
+    from qonnx.core.modelwrapper import ModelWrapper
+    from psa_finn.analysis.exact_counts import qonnx_macs_per_frame
+    assert exact["macs_per_frame"] == qonnx_macs_per_frame(ModelWrapper(summary["model"])) > 0
+    assert exact["weight_bits"] > 0 and exact["threshold_bits"] > 0
+    assert exact["paper_ops_per_frame"] >= 2 * exact["macs_per_frame"]
     assert summary["skipped_steps"] and summary["steps_run"][-1] == "step_size_fifos_by_simulation"
     assert "replaced by psa_finn.build_configs.steps.step_size_fifos_by_simulation" in log
-    # FIFOs sized by cycle simulation: deadlock-free at the analytic rate, in the totals; each token mixer's bypass
-    # holds its branch's two transposes (a frame each) at the rate of the 6144-cycle MVAUs
+    # FIFOs sized by cycle simulation: deadlock-free at the analytic rate, in the layers and totals; each token
+    # mixer's bypass holds its branch's two transposes (a frame each) at the rate of the 6144-cycle MVAUs
     sizing = summary["fifo_sizing"]
     assert sizing["deadlock_free"] is True and sizing["simulated_fps"] >= 0.99 * summary["fps"]
     fifos = summary["fifos"]
     assert {layer["name"] for layer in layers if layer["op_type"] == "StreamingFIFO_rtl"} == {f["name"] for f in fifos}
+    assert exact["fifo_bits"] == sum(f["depth"] * f["width_bits"] for f in fifos) > 0
     bypasses = [f for f in fifos if f["producer"].startswith("DuplicateStreams")
                 and f["consumer"].startswith("ElementwiseAdd")]
     assert len(bypasses) == 8 and max(f["depth"] for f in bypasses) >= 1536

@@ -10,7 +10,12 @@ from psa_finn.build_configs import finn_shims
 
 finn_shims.boot_finn("/tmp/psa_finn_test_build_summary")
 
-from psa_finn.build_configs.summary import layer_table, partition_nodes, resources_by_op_type  # noqa
+from psa_finn.build_configs.summary import (  # noqa
+    layer_table,
+    partition_nodes,
+    resources_by_op_type,
+    zero_estimate_ops,
+)
 
 
 def _parent_model(extra_tail_op=None):
@@ -64,9 +69,29 @@ def test_layer_table_and_per_op_totals_follow_the_reports():
     assert [(lay["name"], lay["op_type"], lay["cycles"]) for lay in layers] == [("thr", "Thresholding", 2),
                                                                                 ("dup", "DuplicateStreams", 4)]
     assert (layers[0]["lut"], layers[0]["bram18"], layers[0]["PE"]) == (120, 2, 2)
+    assert layers[0]["estimate_basis"] == "finn-plus"
+    assert layers[0]["finn_estimate"] == {"lut": 120, "dsp": 0, "bram18": 2, "uram": 0}
     by_type = resources_by_op_type(layers)
-    assert by_type["Thresholding"] == {"count": 1, "lut": 120, "dsp": 0, "bram18": 2, "uram": 0}
+    assert by_type["Thresholding"] == {"count": 1, "lut": 120, "dsp": 0, "bram18": 2, "uram": 0,
+                                       "estimate_basis": "finn-plus",
+                                       "finn_estimate": {"lut": 120, "dsp": 0, "bram18": 2, "uram": 0}}
     assert not any(by_type["DuplicateStreams"][k] for k in ("lut", "dsp", "bram18", "uram"))
+    assert zero_estimate_ops(by_type) == ["DuplicateStreams"]
+
+
+def test_psa_finn_figures_replace_the_stock_ones_which_stay_beside_them():
+    resources = {"thr": {"LUT": 120.4, "DSP": 0, "BRAM_18K": 2, "URAM": 0},
+                 "dup": {"LUT": 0, "DSP": 0, "BRAM_18K": 0, "URAM": 0}}
+    figures = {"thr": {"lut": 900, "dsp": 0, "bram18": 1, "uram": 0, "basis": "psa-finn model"},
+               "dup": {"lut": 0, "dsp": 0, "bram18": 0, "uram": 0, "basis": "psa-finn model"}}
+    layers = layer_table(_hw_model(), resources, {}, figures)
+    assert [(lay["lut"], lay["bram18"], lay["estimate_basis"]) for lay in layers] == [(900, 1, "psa-finn model"),
+                                                                                     (0, 0, "psa-finn model")]
+    assert layers[0]["finn_estimate"] == {"lut": 120, "dsp": 0, "bram18": 2, "uram": 0}
+    by_type = resources_by_op_type(layers)
+    assert by_type["Thresholding"]["lut"] == 900 and by_type["Thresholding"]["finn_estimate"]["lut"] == 120
+    # a psa-finn model's zero is a result (wiring), not a missing estimate
+    assert zero_estimate_ops(by_type) == []
 
 
 def test_boot_finn_moves_its_own_build_dir_but_keeps_the_users(tmp_path, monkeypatch):

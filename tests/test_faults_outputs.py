@@ -100,7 +100,7 @@ def _fake_finn(monkeypatch, summary_update):
         summary = {"fps": 12500000.0, "all_nodes_on_hw": True, "off_hw_nodes": [], "verification": None,
                    "config_name": "unrolled", "latency_ns": 80.0, "lut": 0, "dsp": 0, "bram18": 0, "uram": 0,
                    "max_cycles_node": "MatMul_0", "max_cycles": 1, "zero_estimate_ops": [], "build_time_s": 1.0,
-                   "target_fps": 32051}
+                   "target_fps": 32051, "finn_totals": {"lut": 0, "dsp": 0, "bram18": 0, "uram": 0}}
         summary.update(summary_update)
         return summary
 

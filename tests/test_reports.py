@@ -77,10 +77,34 @@ def test_markdown_table_formats_units_and_relative_change(two_builds):
     summaries = [load_build_summary(d) for d in two_builds]
     text = markdown_table(comparison_rows(summaries, build_labels(summaries)))
     lines = text.splitlines()
-    assert lines[2] == "| relu/unrolled | unrolled | 32,552 | 123.45 | 1,000 | 100 | 6 | 0 | 1,100 | baseline |"
+    # summaries without finn-plus figures of their own (older ones) show their totals as finn-plus's
+    assert lines[2] == ("| relu/unrolled | unrolled | 32,552 | 123.45 | 1,000 | 100 | 6 | 0 | 1,100 | baseline "
+                        "| 1,000 / 100 / 6 | baseline |")
     assert lines[3] == ("| lerp_psa/unrolled | unrolled | 65,104 | 61.00 | 700 | 125 | 11 | 0 | 825 | 0.750 (-25.0 %) "
-                        "vs relu/unrolled |")
+                        "vs relu/unrolled | 700 / 125 / 11 | 0.750 (-25.0 %) |")
     assert "(*)" not in text
+
+
+def test_psa_finn_figures_and_finn_plus_figures_side_by_side(tmp_path):
+    """The report shows psa-finn's estimates and finn-plus's own, each LUT+DSP ratio against its own baseline, and
+    ranks op types by their share of LUT+DSP."""
+    def build(name, lut, finn_lut):
+        layers = [dict(layer(f"MVAU_rtl_0", "MVAU_rtl", 10, lut, dsp=20), estimate_basis="psa-finn model",
+                       finn_estimate={"lut": finn_lut, "dsp": 10, "bram18": 0, "uram": 0}),
+                  dict(layer("Thresholding_rtl_0", "Thresholding_rtl", 10, 80), estimate_basis="psa-finn model",
+                       finn_estimate={"lut": 400, "dsp": 0, "bram18": 0, "uram": 0})]
+        return write_build(tmp_path / name / "unrolled", layers, fps=1.0, latency_ns=1.0,
+                           finn_totals={"lut": finn_lut + 400, "dsp": 10, "bram18": 0, "uram": 0})
+    summaries = [load_build_summary(d) for d in (build("relu", 300, 0), build("psa", 100, 0))]
+    rows = comparison_rows(summaries, build_labels(summaries))
+    assert [r["luts_plus_dsp"] for r in rows] == [400, 200] and rows[1]["luts_plus_dsp_rel_baseline"] == 0.5
+    assert [r["finn_luts_plus_dsp"] for r in rows] == [410, 410] and rows[1]["finn_luts_plus_dsp_rel_baseline"] == 1
+    from psa_finn.reports.tables import op_type_table
+    table = op_type_table(summaries[0]).splitlines()
+    assert table[2] == "| MVAU_rtl | 1 | 10 | 300 | 20 | 0 | 0 | 80.0 % | psa-finn model | 0 / 10 / 0 |"
+    assert table[3] == "| Thresholding_rtl | 1 | 10 | 80 | 0 | 0 | 0 | 20.0 % | psa-finn model | 400 / 0 / 0 |"
+    # an op whose LUTs are 0 by a psa-finn model is not warned about
+    assert reader_warnings(summaries, build_labels(summaries)) == []
 
 
 def test_each_build_compares_with_the_first_build_of_its_own_config(tmp_path, two_builds):
@@ -104,7 +128,7 @@ def test_warnings_name_zero_estimate_ops_and_off_hardware_nodes(tmp_path, two_bu
     assert warnings[0].startswith(f"{labels[0]}: totals undercount")
     assert "ElementwiseAdd_hls (1 layer(s))" in warnings[0]
     assert warnings[1] == ("demo/lerp_psa/unrolled: LUT total undercounts: finn-plus estimates zero LUTs (but some "
-                           "DSP/BRAM/URAM) for every MVAU_rtl layer")
+                           "DSP/BRAM/URAM) for every MVAU_rtl layer and psa-finn has no model of it")
     assert warnings[2].startswith("partial: not every node is on hardware (MatMul_3 (MatMul))")
     table = markdown_table(comparison_rows(summaries, labels))
     assert "| partial (*) |" in table and "hardware partition only" in table
@@ -126,9 +150,10 @@ def test_warnings_shared_by_builds_come_once_naming_them(tmp_path):
             for name in ("a", "b")]
     summaries = [load_build_summary(d) for d in dirs]
     assert reader_warnings(summaries, build_labels(summaries)) == [
-        "a, b: totals undercount: finn-plus estimates zero resources for ElementwiseAdd_hls (1 layer(s)); FIFOs are "
-        "not counted either",
-        "a, b: LUT total undercounts: finn-plus estimates zero LUTs (but some DSP/BRAM/URAM) for every MVAU_rtl layer"]
+        "a, b: totals undercount: no resource model for ElementwiseAdd_hls (1 layer(s)); finn-plus estimates zero "
+        "resources for them",
+        "a, b: LUT total undercounts: finn-plus estimates zero LUTs (but some DSP/BRAM/URAM) for every MVAU_rtl layer "
+        "and psa-finn has no model of it"]
 
 
 def relu_folded(tmp_path):
