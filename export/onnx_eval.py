@@ -82,12 +82,15 @@ def model_inputs(model: ModelWrapper, x, source) -> np.ndarray:
         return x.movedim(1, -1).contiguous().numpy()
     if len(raw_shape) == 2 and sample_shape == raw_shape + (1,):
         return x[..., None].numpy()
+    if len(raw_shape) >= 3 and raw_shape[0] == 1 and sample_shape == raw_shape[1:]:
+        return x[:, 0].numpy()  # one channel dropped: an image's rows as tokens ([N, 8, 8] for digits)
     if patch:
         return patchify(x, patch).numpy()
     shapes = ", ".join(map(str, raw_shape))
     patch_values = "*".join(["P"] * (len(raw_shape) - 1) + [str(raw_shape[0])])
     layouts = [f"[N, {int(np.prod(raw_shape))}]", f"[N, {shapes}]", f"[N, {', '.join(map(str, channels_last))}]"]
     layouts += [f"[N, {shapes}, 1]"] if len(raw_shape) == 2 else []
+    layouts += [f"[N, {', '.join(map(str, raw_shape[1:]))}] (rows as tokens)"] if raw_shape[:1] == (1,) else []
     raise ValueError(f"{source}: the model's input [N, {', '.join(map(str, sample_shape))}] takes none of the layouts "
                      f"of these inputs [N, {shapes}] ({', '.join(layouts)} or ResMLP patches [N, T, {patch_values}]); "
                      f"check the dataset of the model")

@@ -1,6 +1,6 @@
 """`python build.py synth-check --model M --out DIR`: yosys synthesis of every LUT layer's RTL beside its estimate.
 
-For each PerChannelLUT layer of a lowered or HW model (lowered nodes become the HW layer with PE=1; layers inside
+For each PerChannelLUT or KANLinear layer of a lowered or HW model (lowered nodes become the HW layer unfolded; layers inside
 a StreamingDataflowPartition are found too), the RTL backend's Verilog is generated into DIR/synth_check/<layer>/
 and synthesised with yosys `synth_xilinx -family <family of the part>` + `stat`. The cell counts (LUT, LUTRAM,
 FF, BRAM18, URAM, DSP, CARRY) go into DIR/summary.json under `synth_check`, beside the layer's FINN-style estimate;
@@ -36,28 +36,45 @@ ESTIMATE_KEYS = {"lut": "LUT", "bram18": "BRAM_18K", "uram": "URAM", "dsp": "DSP
 YOSYS_KEYS = {"LUT": "lut", "LUTRAM": "lutram", "FF": "ff", "BRAM": "bram18", "URAM": "uram", "DSP": "dsp",
               "CARRY": "carry"}
 LAYER_ATTRIBUTES = ("NumChannels", "PE", "inputDataType", "outputDataType", "mode", "ram_style", "numInputVectors")
+KAN_LAYER_ATTRIBUTES = ("MW", "MH", "SIMD", "PE", "inputDataType", "tableDataType", "outputDataType", "ram_style",
+                        "numInputVectors")
+
+
+def _layer_base(node):
+    """"PerChannelLUT" or "KANLinear" for a HW node of one of psa-finn's layers, else None."""
+    from psa_finn.custom_ops.fpgadataflow.kan_linear import KANLinear
+    from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
+
+    if not node.domain.startswith("finn.custom_op.fpgadataflow"):
+        return None
+    layer = getCustomOp(node)
+    return "PerChannelLUT" if isinstance(layer, PerChannelLUT) else "KANLinear" if isinstance(layer, KANLinear) \
+        else None
 
 
 def lut_layers(model: ModelWrapper) -> list:
-    """(model, node) of every PerChannelLUT HW layer, lowered nodes converted first, partitions searched."""
-    from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
-    from psa_finn.custom_ops.domain import PER_CHANNEL_LUT_OP, is_op
+    """(model, node) of every PerChannelLUT and KANLinear HW layer, lowered nodes converted first, partitions
+    searched."""
+    from psa_finn.custom_ops.domain import KAN_LUT_OP, PER_CHANNEL_LUT_OP, is_op
+    from psa_finn.transforms.convert_to_hw_kan_linear import InferKANLinearLayer
     from psa_finn.transforms.convert_to_hw_per_channel_lut import InferPerChannelLUTLayer
 
     if any(is_op(n, PER_CHANNEL_LUT_OP) for n in model.graph.node):
         model = model.transform(InferPerChannelLUTLayer())
+    if any(is_op(n, KAN_LUT_OP) for n in model.graph.node):
+        model = model.transform(InferKANLinearLayer())
     found = []
     for node in model.graph.node:
         if node.op_type == "StreamingDataflowPartition":
             found += lut_layers(ModelWrapper(getCustomOp(node).get_nodeattr("model")))
-        elif node.domain.startswith("finn.custom_op.fpgadataflow") and isinstance(getCustomOp(node), PerChannelLUT):
+        elif _layer_base(node) is not None:
             found.append((model, node))
     return found
 
 
 def _rtl_instance(node):
-    """A PerChannelLUT_rtl view of `node` (any PerChannelLUT HW node), with the same attributes and name."""
-    rtl_node = helper.make_node("PerChannelLUT_rtl", list(node.input), list(node.output), domain=RTL_DOMAIN,
+    """The RTL backend's view of `node` (a PerChannelLUT or KANLinear HW node), same attributes and name."""
+    rtl_node = helper.make_node(f"{_layer_base(node)}_rtl", list(node.input), list(node.output), domain=RTL_DOMAIN,
                                 name=node.name)
     rtl_node.attribute.extend(a for a in node.attribute if a.name not in ("code_gen_dir_ipgen", "gen_top_module"))
     return getCustomOp(rtl_node)
@@ -77,7 +94,8 @@ def synth_check_layer(model: ModelWrapper, node, fpga_part: str, work_dir) -> di
     entry = {"name": node.name, "op_type": node.op_type}
     entry.update({YOSYS_KEYS[c]: figures[c] for c in CATEGORIES})
     entry["estimate"] = {key: estimate[finn_key] for key, finn_key in ESTIMATE_KEYS.items()}
-    entry["attributes"] = {a: layer.get_nodeattr(a) for a in LAYER_ATTRIBUTES}
+    names = KAN_LAYER_ATTRIBUTES if _layer_base(node) == "KANLinear" else LAYER_ATTRIBUTES
+    entry["attributes"] = {a: layer.get_nodeattr(a) for a in names}
     entry["attributes"]["resolved_ram_style"] = layer.get_resolved_ram_style()
     entry["cells"] = figures["cells"]
     entry["synth_s"] = round(time.monotonic() - start, 1)
@@ -110,8 +128,9 @@ def run_synth_check(model_path, out_dir, fpga_part=None) -> dict:
     family = synth_family_for_part(part)
     layers = lut_layers(ModelWrapper(str(model_path)))
     if not layers:
-        raise ValueError(f"synth-check: {model_path} has no PerChannelLUT layer (lowered custom_ops.PerChannelLUT "
-                         "or its HW layer); lower the model with `build.py lower` first")
+        raise ValueError(f"synth-check: {model_path} has no PerChannelLUT or KANLinear layer (lowered "
+                         "custom_ops.PerChannelLUT / KANLUT or their HW layers); lower the model with `build.py lower` "
+                         "first")
     entries = [synth_check_layer(m, node, part, out_dir / "synth_check" / node.name) for m, node in layers]
     record = {
         "tool": yosys_version(),

@@ -13,6 +13,9 @@ Speed. The rows are processed in cache-sized blocks on CPU (`models.blocking`): 
 index and looked-up samples of a block stay in the core's cache, and the only tensors of the input's size that a
 forward or backward allocates are its result (y, or the input gradient) and what it saves.
 
+`lerp_edge_sum(x, tables, grid_range, edge_scale)` is the same interpolation for a KAN layer's edges, tables
+[J, I, G] on x[..., I], summed over the inputs (`EdgeSumFunction`).
+
 Saved for the backward (never modified, so a graph can be back-propagated more than once with
 `retain_graph=True`): the segment index (one byte for G <= 257) and the fraction, or with `save_memory=True` only
 the input (a reference, no copy; index and fraction are recomputed block by block).

@@ -29,6 +29,7 @@ from brevitas.quant_tensor import QuantTensor, _unpack_quant_tensor
 from torch import nn
 
 from psa_finn.common.grid import grid_points
+from psa_finn.models.lerp import lerp_table
 from psa_finn.models.lerp_psa import LerpPSA
 from psa_finn.nn.kan_linear_function import kan_linear
 from psa_finn.nn.lerp_psa_function import onnx_grid_range
@@ -145,6 +146,27 @@ class QuantKANLinear(QuantInputMixin, QuantOutputMixin, QuantLayerMixin, nn.Modu
             self.coefficients.copy_(tables)
             if self.base_weight is not None:
                 self.base_weight.zero_()
+
+    def extend_grid(self, grid_size: int):
+        """Grid extension (Liu et al.'s KAN training schedule): resample every edge onto `grid_size` points over the
+        same range, keeping each function: the finer grid holds the old piecewise-linear function exactly when
+        (grid_size - 1) is a multiple of (old size - 1), its linear interpolation otherwise. Function "bspline"
+        only; a SiLU base keeps its weight (the coefficients take up the difference of its sampling)."""
+        if self.coefficients is None:
+            raise ValueError("QuantKANLinear.extend_grid needs function='bspline' (its coefficients are the tables)")
+        points = torch.as_tensor(grid_points(int(grid_size), self.grid_range), dtype=self.coefficients.dtype)
+        with torch.no_grad():
+            old = self.tables().reshape(self.num_edges, self.grid_size)
+            tables = lerp_table(points[:, None].expand(len(points), self.num_edges).contiguous(), old,
+                                self.grid_range).T.reshape(self.out_features, self.in_features, len(points))
+            self.grid_size = int(grid_size)
+            self.grid = points.to(self.grid.device)
+            self.base_samples = self.grid * torch.sigmoid(self.grid)
+            if self.base_weight is not None:
+                tables = tables - self.base_weight[..., None] * self.base_samples
+            self.coefficients = nn.Parameter(tables.contiguous())
+        self._export_tables = None
+        return self
 
     def _current_tables(self):
         if torch.onnx.is_in_onnx_export():

@@ -8,6 +8,10 @@ calibration pass and are learned during QAT; weight ranges follow the weights (m
 any quantizer class (`QuantLinear(..., weight_quant=ChannelWeightQuant, bias_quant=AccumulatorBiasQuant)`).
 """
 
+from typing import Optional
+
+import torch
+from brevitas.core.stats import AbsMax
 from brevitas.quant.fixed_point import (Int8ActPerTensorFixedPoint, Int8WeightPerChannelFixedPoint,
                                         Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint)
 from brevitas.quant.scaled_int import Int32Bias
@@ -35,13 +39,34 @@ class UnsignedActQuant(Uint8ActPerTensorFixedPoint):
     """Unsigned activations (after ReLU), one power-of-two scale per tensor."""
 
 
+class NarrowRangeAbsMax(AbsMax):
+    """max |w| scaled by 2^(b-1) / (2^(b-1) - 1): Brevitas' power-of-two weight scale is 2^ceil(log2(stat)) / 2^(b-1),
+    which leaves room for 2^(b-1) codes, one more than the narrow range holds, so a row whose maximum is a power of
+    two (a fixed 0/1 routing matrix, a KAN fan-out) lost one code (1.0 became 127/128). With this statistic the
+    scale is the smallest power of two that holds the maximum in 2^(b-1) - 1 codes."""
+
+    def __init__(self, bit_width: int, stats_reduce_dim: Optional[int] = None, keepdim: bool = False) -> None:
+        super().__init__(stats_reduce_dim=stats_reduce_dim, keepdim=keepdim)
+        half = 2.0 ** (int(bit_width) - 1)
+        self.room = half / (half - 1.0)
+
+    def forward(self, x: torch.Tensor):
+        return super().forward(x) * self.room
+
+
 class ChannelWeightQuant(Int8WeightPerChannelFixedPoint):
-    """Narrow-range signed weights, one power-of-two scale per output channel (max |w| of the row)."""
+    """Narrow-range signed weights, one power-of-two scale per output channel: the smallest that holds max |w| of the
+    row without clipping (`NarrowRangeAbsMax`)."""
+
+    scaling_stats_impl = NarrowRangeAbsMax
 
 
 class TensorWeightQuant(Int8WeightPerTensorFixedPoint):
     """Narrow-range signed weights, one power-of-two scale per tensor (the token-mixing Linear: its output channels
-    are tokens, and a per-token scale could not be absorbed by the per-channel thresholds that follow)."""
+    are tokens, and a per-token scale could not be absorbed by the per-channel thresholds that follow); its maximum
+    held without clipping (`NarrowRangeAbsMax`)."""
+
+    scaling_stats_impl = NarrowRangeAbsMax
 
 
 class AccumulatorBiasQuant(Int32Bias):

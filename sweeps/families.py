@@ -8,6 +8,8 @@ counts its blocks), `tv2()` and, in QAT form, `example_input()` (the exported in
     resmlp  the paper's ResMLP (models.ResMLP; its QAT form export.quant_resmlp.QuantResMLP)
     mlp     the plugin's MLP: [Linear -> f] x depth -> Linear, on flattened inputs
     cnn     the plugin's CNN: [Conv 3 -> f -> MaxPool 2] x depth -> Linear, on images (or 1-D signals)
+    kan     a KAN of QuantKANLinear layers (`sweeps.kan_networks.KANClassifier`): depth hidden layers of width, then
+            the classifier; variants bspline, lerp_psa (the edge functions); no ReLU teacher (give no `teacher:`)
 
 The space's `model: {embed_dim, depth}` sizes every family: the ResMLP's embedding and blocks; the MLP's hidden
 width at hidden factor 1 (`int(embed_dim * hidden_factor)` units per layer) and its layers; the CNN's channels at
@@ -81,7 +83,25 @@ def plugin_family(architecture: str) -> ModelFamily:
                        partial(check_input, architecture))
 
 
-FAMILIES = {"resmlp": resmlp_family, "mlp": partial(plugin_family, "mlp"), "cnn": partial(plugin_family, "cnn")}
+def _build_kan(spec, geometry):
+    from psa_finn.sweeps.kan_networks import KANClassifier
+
+    torch.manual_seed(spec.seed)
+    return KANClassifier(spec.variant, spec.hidden_factor, width=spec.embed_dim, depth=spec.depth,
+                         input_shape=geometry.input_shape, num_classes=geometry.num_classes, grid_size=spec.grid_size)
+
+
+def kan_family() -> ModelFamily:
+    """KANs of QuantKANLinear layers (`sweeps.kan_networks`), exported with export_qonnx."""
+    from psa_finn.sweeps.kan_networks import (KAN_VARIANTS, check_kan_input, load_float_kan, load_quant_kan, save_kan,
+                                              to_quant_kan)
+
+    return ModelFamily("kan", KAN_VARIANTS, _build_kan, to_quant_kan, save_kan, load_float_kan, save_kan,
+                       load_quant_kan, _export_on_example_input, check_kan_input)
+
+
+FAMILIES = {"resmlp": resmlp_family, "mlp": partial(plugin_family, "mlp"), "cnn": partial(plugin_family, "cnn"),
+            "kan": kan_family}
 
 
 def model_family(name: str) -> ModelFamily:

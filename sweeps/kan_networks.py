@@ -1,5 +1,5 @@
-"""Kolmogorov-Arnold networks from public layers: the KAN of `QuantKANLinear`s, and the same KAN scaffolded from
-FINN's existing layers (the comparison the KAN layer is measured against).
+"""Kolmogorov-Arnold networks from public layers: the KAN of `QuantKANLinear`s, the same KAN scaffolded from FINN's
+existing layers (the comparison the KAN layer is measured against), and the MLP of the same widths.
 
     kan:       x [N, F] (flattened on the host) -> QuantKANLinear(F, w1) -> ... -> QuantKANLinear(w_{n-1}, classes)
     scaffold:  per KAN layer (I -> J): QuantLinear fan-out I -> I*J (fixed 0/1 weights) -> QuantBSpline(I*J) (edge
@@ -11,13 +11,14 @@ FINN's existing layers (the comparison the KAN layer is measured against).
 """
 
 import torch
-from brevitas.nn import QuantIdentity, QuantLinear
+from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
 from brevitas.quant.fixed_point import Int8WeightPerTensorFixedPoint
 from torch import nn
 
 from psa_finn.nn import QuantBSpline, QuantKANLinear
 from psa_finn.nn.quant_kan_linear import KAN_GRID_RANGE, KAN_GRID_SIZE
-from psa_finn.nn.quantizers import SignedActQuant, check_bits
+from psa_finn.nn.quantizers import AccumulatorBiasQuant, ChannelWeightQuant, SignedActQuant, UnsignedActQuant, \
+    check_bits
 
 
 class ExactBinaryWeightQuant(Int8WeightPerTensorFixedPoint):
@@ -97,6 +98,26 @@ class ScaffoldKAN(nn.Module):
         return x
 
 
+class QuantMLP(nn.Module):
+    """The MLP of the same widths, the KAN's baseline: QuantIdentity -> [QuantLinear -> QuantReLU] ... -> QuantLinear,
+    `bits`-bit weights (power-of-two scale per row) and activations, biases on the accumulator grid."""
+
+    def __init__(self, widths, bits: int = 4):
+        super().__init__()
+        self.widths, self.bits = [int(w) for w in widths], check_bits(bits)
+        layers = [QuantIdentity(SignedActQuant, bit_width=bits, return_quant_tensor=True)]
+        pairs = list(zip(self.widths[:-1], self.widths[1:]))
+        for n, (inputs, outputs) in enumerate(pairs):
+            layers.append(QuantLinear(inputs, outputs, bias=True, weight_quant=ChannelWeightQuant,
+                                      weight_bit_width=bits, bias_quant=AccumulatorBiasQuant))
+            if n < len(pairs) - 1:
+                layers.append(QuantReLU(act_quant=UnsignedActQuant, bit_width=bits, return_quant_tensor=True))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
 def train_classifier(model, x, y, epochs: int = 40, lr: float = 0.02, batch_size: int = 128, seed: int = 0):
     """Adam on cross-entropy over shuffled mini-batches (the quantizers calibrate on the first batches)."""
     generator = torch.Generator().manual_seed(seed)
@@ -122,3 +143,108 @@ def accuracy(model, x, y) -> float:
     model.eval()
     with torch.no_grad():
         return float((model(x).argmax(-1) == y).float().mean())
+
+
+KAN_VARIANTS = ("bspline", "lerp_psa")
+KAN_FORMAT = "psa-finn-kan"
+FLOAT_EDGE_BITS = 16
+
+
+class KANClassifier(nn.Module):
+    """The sweeps' `kan` family model: a KAN over flattened inputs, `depth` hidden layers of int(width *
+    hidden_factor) features then the classifier layer; float (bits None: no quantizers, 16-bit edge grid) or its
+    QAT twin (`to_quant_kan`). `variant` is the edge function ("bspline" or "lerp_psa")."""
+
+    def __init__(self, variant: str, hidden_factor: float, width: int, depth: int, input_shape, num_classes: int,
+                 grid_size=None, bits=None):
+        super().__init__()
+        if variant not in KAN_VARIANTS:
+            raise ValueError(f"the kan family's variants are {KAN_VARIANTS}, got {variant!r}")
+        self.config = {"variant": variant, "hidden_factor": float(hidden_factor), "width": int(width),
+                       "depth": int(depth), "input_shape": list(input_shape), "num_classes": int(num_classes),
+                       "grid_size": grid_size}
+        self.bits = None if bits is None else check_bits(bits)
+        features = int(torch.tensor(input_shape).prod())
+        hidden = max(1, int(width * hidden_factor))
+        self.hidden_dim = hidden
+        widths = [features] + [hidden] * int(depth) + [int(num_classes)]
+        quant = {} if self.bits is not None else {"input_quant": None, "output_quant": None,
+                                                  "edge_bit_width": FLOAT_EDGE_BITS}
+        self.layers = nn.ModuleList(
+            QuantKANLinear(i, o, bit_width=self.bits or 8, grid_size=grid_size or KAN_GRID_SIZE, function=variant,
+                           base="silu" if variant == "bspline" else None,
+                           **{**quant, **({"input_quant": None} if n > 0 else {})},
+                           return_quant_tensor=self.bits is not None and n < len(widths) - 2)
+            for n, (i, o) in enumerate(zip(widths[:-1], widths[1:])))
+
+    def forward(self, x):
+        x = x if x.dim() == 2 else x.flatten(1)  # host side: the exported graph reads [N, features]
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def example_input(self, seed: int = 0):
+        """One seeded standard-normal input [1, features] (the exported layout)."""
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randn((1, self.layers[0].in_features), generator=generator)
+
+    def tv2(self):
+        """No spline regulariser for the KAN edges: a zero tensor."""
+        return torch.zeros(())
+
+
+def to_quant_kan(network: KANClassifier, bits: int, calibration_batches=None) -> KANClassifier:
+    """The QAT twin of a float KANClassifier at `bits` bits (edge parameters copied), calibrated on the batches."""
+    from psa_finn.export.qat import calibrate
+
+    quant = KANClassifier(**network.config, bits=bits)
+    missing = quant.load_state_dict(network.state_dict(), strict=False)
+    if missing.unexpected_keys:
+        raise ValueError(f"to_quant_kan: float parameters {missing.unexpected_keys} have no QAT counterpart")
+    if calibration_batches is not None:
+        calibrate(quant, calibration_batches)
+    return quant.eval()
+
+
+def save_kan(path, model: KANClassifier, **extra):
+    """Write a KANClassifier (either form) with `extra` to `path` atomically."""
+    from psa_finn.common.atomic_files import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"format": KAN_FORMAT, "config": dict(model.config), "bits": model.bits,
+                    "state_dict": model.state_dict(), **extra}, tmp)
+
+
+def _load_kan(path, quantized: bool):
+    from psa_finn.models.checkpoint import read_torch_file
+    from psa_finn.models.finite_parameters import check_finite_parameters
+
+    payload = read_torch_file(path)
+    if not isinstance(payload, dict) or payload.get("format") != KAN_FORMAT:
+        raise ValueError(f"{path}: not a checkpoint of a sweep's KAN (no 'format': '{KAN_FORMAT}' entry)")
+    if (payload.get("bits") is not None) != quantized:
+        raise ValueError(f"{path}: holds the {'float' if quantized else 'QAT'} form of the KAN")
+    model = KANClassifier(**payload["config"], bits=payload["bits"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"{path}: weights do not fit the stored config {payload['config']}: {err}") from err
+    check_finite_parameters(model, str(path))
+    extra = {k: v for k, v in payload.items() if k not in ("format", "config", "bits", "state_dict")}
+    return model.eval(), extra
+
+
+def load_float_kan(path):
+    """(float KANClassifier in eval mode, extra dict) of a `save_kan` file."""
+    return _load_kan(path, quantized=False)
+
+
+def load_quant_kan(path):
+    """(QAT KANClassifier in eval mode, extra dict) of a `save_kan` file."""
+    return _load_kan(path, quantized=True)
+
+
+def check_kan_input(input_shape, depth: int) -> None:
+    """Any input shape flattens; a KAN needs depth >= 0."""
+    if depth < 0:
+        raise ValueError(f"the kan family needs depth >= 0 hidden layers, got {depth}")

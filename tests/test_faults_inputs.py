@@ -226,3 +226,87 @@ def test_float_outputs_after_a_host_softmax_are_compared_to_their_precision(tmp_
     verification = json.loads((out / "summary.json").read_text())["verification"]
     assert verification["compared"] == "float outputs" and verification["mismatching_samples"] == 0
     assert 0 < verification["tolerance"] < 1e-4
+
+
+# ------------------------------------------------------------------------------------------------ 11: fixed weights
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+@pytest.mark.parametrize("quantizer", ["ChannelWeightQuant", "TensorWeightQuant"])
+def test_fixed_routing_weights_stay_exact_and_no_row_maximum_is_clipped(quantizer, bits):
+    """A 0/1 (and -1) routing matrix, e.g. a KAN fan-out, is held exactly (Brevitas' default scale made 1.0 into
+    127/128); on random weights no value moves by more than half a step (the row maximum is never clipped)."""
+    from brevitas.nn import QuantLinear
+
+    from psa_finn.nn import quantizers
+
+    layer = QuantLinear(4, 3, bias=False, weight_quant=getattr(quantizers, quantizer), weight_bit_width=bits)
+    routing = torch.tensor([[1.0, 0, 0, 1], [0, 1, 0, 0], [0, 0, -1, 1]])
+    with torch.no_grad():
+        layer.weight.copy_(routing)
+    assert torch.equal(layer.quant_weight().value, routing)
+    torch.manual_seed(bits)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(3, 4) * torch.tensor([[1.0], [2.0], [0.3]]))
+    quantized = layer.quant_weight()
+    scale = quantized.scale.reshape(-1, 1).expand(3, 4)
+    assert torch.all((quantized.value - layer.weight).abs() <= scale / 2 + 1e-7)
+
+
+# ------------------------------------------------------------------------------------------------ 17: token layouts
+
+def test_eval_takes_a_token_model_of_digit_rows(tmp_path, capsys):
+    """A QONNX classifier whose input is [N, 8, 8] (each digit row a token) is scored on digits: the image's one
+    channel is dropped, no refusal."""
+    from brevitas.nn import QuantIdentity, QuantLinear
+    from torch import nn
+
+    from psa_finn.export import export_qonnx
+
+    class RowTokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.quant = QuantIdentity(return_quant_tensor=True)
+            self.mix = QuantLinear(8, 4, bias=False)
+            self.head = QuantLinear(32, 10, bias=False)
+
+        def forward(self, x):
+            return self.head(torch.flatten(self.mix(self.quant(x)), 1))
+
+    torch.manual_seed(0)
+    model = RowTokens()
+    for _ in range(3):
+        model(torch.rand(16, 8, 8) * 16)
+    export_qonnx(model.eval(), torch.rand(1, 8, 8) * 16, tmp_path / "rows.onnx")
+    status, printed, err = run_cli(capsys, "eval", "--checkpoint", tmp_path / "rows.onnx")
+    assert status == 0, err
+    assert "on digits test (360 samples): accuracy" in printed
+
+
+# ------------------------------------------------------------------------------------------------ 16: residual grids
+
+def _residual_join(path: Path, scale_a: float, scale_b: float) -> Path:
+    """x -> Quant(scale_a), x -> Quant(scale_b) -> Add -> Quant(1/8): a residual join of two quantized branches."""
+    from qonnx.util.basic import qonnx_make_model
+
+    def quant(name, source, scale):
+        return helper.make_node("Quant", [source, f"{name}_s", "zero", "bits"], [name],
+                                domain="qonnx.custom_op.general", signed=1, narrow=0, rounding_mode="ROUND")
+
+    nodes = [quant("a", "x", scale_a), quant("b", "x", scale_b),
+             helper.make_node("Add", ["a", "b"], ["sum"], name="Add_join"),
+             quant("y", "sum", 0.125)]
+    inits = [helper.make_tensor(name, TensorProto.FLOAT, [], [value]) for name, value in
+             (("a_s", scale_a), ("b_s", scale_b), ("y_s", 0.125), ("zero", 0.0), ("bits", 8.0))]
+    graph = helper.make_graph(nodes, "join", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    onnx.save(qonnx_make_model(graph), str(path))
+    return path
+
+
+def test_a_residual_join_of_float_scaled_branches_is_refused_with_the_fix(tmp_path, capsys):
+    model = _residual_join(tmp_path / "float_join.onnx", 0.0123, 0.125)
+    expect_error(capsys, 2, "lower", "--model", model, "--out", tmp_path / "l.onnx",
+                 names=["float_join.onnx", "Add_join", "UnsignedActQuant"])
+    status, _, err = run_cli(capsys, "lower", "--model", _residual_join(tmp_path / "pot.onnx", 0.25, 0.125),
+                             "--out", tmp_path / "l.onnx")
+    assert status == 0, err  # power-of-two branches: their sum lies on the finer grid, handled exactly

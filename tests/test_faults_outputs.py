@@ -235,3 +235,16 @@ def test_a_failed_run_leaves_no_empty_out_folder(tmp_path, capsys):
     out = tmp_path / "synth"
     expect_error(capsys, 2, "synth-check", "--model", model, "--out", out, names=["--model", str(model)])
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------ 13: target FPS
+
+def test_a_build_that_misses_its_target_fps_says_so_and_names_the_limiting_layer(tmp_path, capsys, files,
+                                                                                 monkeypatch):
+    _fake_finn(monkeypatch, {"fps": 7972.0, "target_fps": 32051, "max_cycles_node": "MVAU_rtl_3",
+                             "max_cycles": 25088})
+    status, printed, err = run_cli(capsys, "build", "--model", files["lerp.onnx"], "--config", UNROLLED, "--out",
+                                   tmp_path / "build")
+    assert status == 0, err
+    note = next(line for line in printed.splitlines() if "misses" in line)
+    assert "target_fps 32051" in note and "MVAU_rtl_3" in note and "mvau_wwidth_max" in note

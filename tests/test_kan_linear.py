@@ -119,3 +119,13 @@ def test_layer_tables_include_the_base_and_reject_bad_options():
         layer(torch.zeros(4, 5))
     with pytest.raises(TypeError, match="prefix"):
         QuantKANLinear(3, 2, weight_bit_width=3)
+
+
+def test_grid_extension_keeps_every_edge_function():
+    torch.manual_seed(5)
+    layer = QuantKANLinear(3, 2, grid_size=5, grid_range=2.0, input_quant=None, output_quant=None)
+    x = torch.linspace(-3, 3, 97)[:, None].expand(97, 3).contiguous()
+    before = layer(x)
+    layer.extend_grid(17)  # 16 intervals refine the 4: the same piecewise-linear functions
+    assert layer.tables().shape == (2, 3, 17) and layer.coefficients.requires_grad
+    torch.testing.assert_close(layer(x), before, rtol=0, atol=2 * layer.edge_scale())

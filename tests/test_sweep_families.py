@@ -112,11 +112,12 @@ def test_unknown_families_variants_and_sizes_are_clear_errors():
         PluginNetwork("mlp", "tanh", 1.0, 8, 1, (1, 8, 8), 10)
     with pytest.raises(ValueError, match=r"unknown architecture 'rnn'; choose one of \['mlp', 'cnn'\]"):
         PluginNetwork("rnn", "relu", 1.0, 8, 1, (1, 8, 8), 10)
-    with pytest.raises(ValueError, match=r"unknown model family 'rnn'; known: \['cnn', 'mlp', 'resmlp'\]"):
+    with pytest.raises(ValueError, match=r"unknown model family 'rnn'; known: \['cnn', 'kan', 'mlp', 'resmlp'\]"):
         model_family("rnn")
     space = {"dataset": "digits", "model": {"family": "mlp"}, "axes": {"variant": ["gelu"], "hidden_factor": [1]}}
     assert [spec.variant for _, spec in parse_space(space, "s.yaml").grid_points()] == ["gelu"]
-    with pytest.raises(BadInput, match=r"s.yaml: model.family: must be one of \['resmlp', 'mlp', 'cnn'\], got 'rnn'"):
+    with pytest.raises(BadInput, match=r"s.yaml: model.family: must be one of \['resmlp', 'mlp', 'cnn', 'kan'\], "
+                                       r"got 'rnn'"):
         parse_space({**space, "model": {"family": "rnn"}}, "s.yaml")
     with pytest.raises(BadInput, match=r"s.yaml: axes.variant: must be one of \['relu', 'lerp_psa', 'bspline', "
                                        r"'gelu', 'silu'\], got 'tanh'"):

@@ -87,7 +87,7 @@ def test_model_without_lut_layers_is_a_clear_error(tmp_path, capsys):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
     ModelWrapper(qonnx_make_model(graph)).save(str(tmp_path / "relu.onnx"))
     assert build.main(["synth-check", "--model", str(tmp_path / "relu.onnx"), "--out", str(tmp_path / "o")]) == 2
-    assert "has no PerChannelLUT layer" in capsys.readouterr().err
+    assert "has no PerChannelLUT or KANLinear layer" in capsys.readouterr().err
     assert not (tmp_path / "o" / "summary.json").exists()
 
 

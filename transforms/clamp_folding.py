@@ -11,7 +11,7 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 # Layers whose PE folds only the output (MH) and SIMD only the input (MW) dimension.
-MATRIX_LAYERS = ("MVAU", "VVAU")
+MATRIX_LAYERS = ("MVAU", "VVAU", "KANLinear")
 
 
 def _largest_divisor_at_most(dims, limit):

@@ -21,6 +21,33 @@ QUANTIZER_OPS = ("Quant", "BipolarQuant", "Trunc", "MultiThreshold", "PerChannel
 TRACED_FUNCTION_OP = "Floor"
 
 
+def _quant_scale(model, tensor):
+    """The scalar scale of the activation Quant that produces `tensor` (through nothing else), or None."""
+    producer = model.find_producer(tensor)
+    if producer is None or producer.op_type != "Quant" or model.get_initializer(producer.input[0]) is not None:
+        return None
+    scale = model.get_initializer(producer.input[1])
+    return None if scale is None or np.size(scale) != 1 else abs(float(np.asarray(scale).reshape(-1)[0]))
+
+
+def check_residual_grids(model, source) -> None:
+    """BadInput naming the Add that joins two quantized branches whose scales are not an integer multiple of each
+    other (a default float-scaled QuantReLU beside a power-of-two one): the sum lies on no grid, so the hardware's
+    thresholds cannot round its ties as the QONNX Quant does (transforms/round_half_even_thresholds.py)."""
+    for node in model.graph.node:
+        if node.op_type != "Add" or len(node.input) != 2:
+            continue
+        scales = [_quant_scale(model, name) for name in node.input]
+        if None in scales or min(scales) == 0:
+            continue
+        ratio = max(scales) / min(scales)
+        if ratio != np.round(ratio):
+            raise BadInput(f"{source}: Add node '{node.name}' joins branches quantized with scales {scales[0]:.6g} "
+                           f"and {scales[1]:.6g} (ratio {ratio:.6g}, not an integer), so the hardware cannot round "
+                           f"the sum's ties as QONNX does; give both branches power-of-two scales (e.g. "
+                           f"QuantReLU(act_quant=psa_finn.nn.quantizers.UnsignedActQuant))")
+
+
 def check_quantized(model, source) -> None:
     """BadInput for a float model (no quantizer) and for a learnable function traced into plain ops (a Floor)."""
     ops = {node.op_type for node in model.graph.node}
@@ -135,6 +162,7 @@ def read_model_file(path, flag: str = "--model"):
     check_finite_initializers(model, path)
     check_quantized(model, path)
     check_quant_bits(model, path)
+    check_residual_grids(model, path)
     try:
         model = model.transform(InferShapes())
     except Exception as err:

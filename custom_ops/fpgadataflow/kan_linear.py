@@ -240,8 +240,11 @@ class KANLinear(HWCustomOp):
         - adder trees: PE x sum over levels l = 1, 2, ... of floor(n_l / 2) adders of W + l bits, n_1 = SIMD and
           n_(l+1) = n_l - floor(n_l / 2) operands (SIMD - 1 adders; one LUT6 per bit on the carry chain);
         - accumulators (SF > 1): PE x A;
-        - input buffer (NF > 1): SF words of SIMD x b bits in dual-port LUTRAM, 2 LUT6 per bit per 64 words;
-        - fold counter and address: ceil(log2(NF x SF)) (the address is {fold, code}, 2^b a power of two).
+        - input buffer (NF > 1): SF words of SIMD x b bits in dual-port LUTRAM, 2 LUT6 per bit per 64 words, and
+          the stream / buffer select of the issued word, SIMD x b;
+        - counters sf, nf and fold (the address is {fold, code}, 2^b a power of two): one LUT6 per bit of each,
+          ceil(log2 SF) + ceil(log2 NF) + ceil(log2(NF x SF)) (the RTL backend's datapath; yosys synth-check maps
+          about 2-3 x these figures, see docs/kan.md).
         """
         sf, nf = self._folds()
         simd, pe = self.get_nodeattr("SIMD"), self.get_nodeattr("PE")
@@ -260,10 +263,10 @@ class KANLinear(HWCustomOp):
             operands -= operands // 2
         if sf > 1:
             luts += pe * self.get_output_datatype().bitwidth()
+        in_bits = self.get_input_datatype(0).bitwidth()
         if nf > 1:
-            luts += LUTRAM_DUAL_PORT_LUTS_PER_64 * simd * self.get_input_datatype(0).bitwidth() * ceil(sf / 64)
-        if nf * sf > 1:
-            luts += ceil(log2(nf * sf))
+            luts += (LUTRAM_DUAL_PORT_LUTS_PER_64 * ceil(sf / 64) + 1) * simd * in_bits
+        luts += sum(ceil(log2(n)) for n in (sf, nf, nf * sf) if n > 1)
         return luts
 
     def dsp_estimation(self, fpgapart):
