@@ -91,9 +91,11 @@ def test_relu_build_writes_reports_models_and_summary(builds):
     for key, finn_key in (("lut", "LUT"), ("dsp", "DSP"), ("bram18", "BRAM_18K"), ("uram", "URAM")):
         assert summary[key] == sum(layer[key] for layer in layers)
         assert summary["finn_totals"][key] == sum(layer["finn_estimate"][key] for layer in layers)
-        # the StreamingFIFOs come after finn-plus's estimate reports (their figures: the `fifos` checks below)
+        # FIFO sizing inserts StreamingFIFOs and width converters after finn-plus's estimate reports
         assert all(layer["finn_estimate"][key] == round(stock[layer["name"]][finn_key]) for layer in layers
-                   if layer["op_type"] != "StreamingFIFO_rtl")
+                   if layer["name"] in stock)
+    assert {layer["op_type"] for layer in layers if layer["name"] not in stock} <= {
+        "StreamingFIFO_rtl", "StreamingDataWidthConverter_rtl"}
     assert summary["luts_plus_dsp"] == summary["lut"] + summary["dsp"]
     op_types = {layer["op_type"] for layer in layers}
     assert {"MVAU_rtl", "Thresholding_rtl", "GlobalAccPool_hls", "InnerShuffle_rtl"} <= op_types
