@@ -118,9 +118,10 @@ def _run_finn(model_path, config_path, cfg, staging: Path, stop_step):
     from psa_finn.build_configs.config_check import check_steps
 
     cfg.output_dir = str(staging)
+    cfg.steps, skipped = finn_shims.vivado_less_steps(cfg.steps or default_build_dataflow_steps)
+    stop_step = finn_shims.vivado_less_stop_step(stop_step, skipped)
     if stop_step is not None:
         cfg.stop_step = stop_step
-    cfg.steps, skipped = finn_shims.vivado_less_steps(cfg.steps or default_build_dataflow_steps)
     check_steps(cfg, config_path, stop_step, skipped)
     for entry in skipped:
         _print(f"skipping {entry['step']}: {entry['reason']}")
@@ -230,6 +231,11 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
            f"LUT {summary['lut']}, DSP {summary['dsp']}, BRAM18 {summary['bram18']}, URAM {summary['uram']}; "
            f"finn-plus's own: LUT {finn['lut']}, DSP {finn['dsp']}, BRAM18 {finn['bram18']}, URAM {finn['uram']} "
            f"(bottleneck {summary['max_cycles_node']}: {summary['max_cycles']} cycles)")
+    fifos = summary.get("fifos") or []
+    if fifos:
+        fifo = {key: sum(f[key] for f in fifos) for key in ("lut", "bram18", "uram")}
+        _print(f"FIFOs: {len(fifos)} (in the totals: LUT {fifo['lut']}, BRAM18 {fifo['bram18']}, URAM "
+               f"{fifo['uram']}; finn-plus estimates)" + _sizing_note(summary.get("fifo_sizing")))
     target = summary.get("target_fps")
     if target and summary["fps"] < target:
         _print(f"note: {summary['fps']:.0f} FPS misses the config's target_fps {target} (limited by "
@@ -240,3 +246,13 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
         _print(f"note: no resource model for {', '.join(summary['zero_estimate_ops'])} (finn-plus reports 0): "
                f"the totals undercount")
     _print(f"summary: {out_dir / SUMMARY} ({summary['build_time_s']} s)")
+
+
+def _sizing_note(sizing) -> str:
+    """`, sized by cycle simulation: N FPS simulated, deadlock-free (S s)` from summary["fifo_sizing"], or ""."""
+    if not sizing:
+        return ""
+    verdict = "deadlock-free" if sizing["deadlock_free"] else "DEADLOCK"
+    fps = "no" if sizing["simulated_fps"] is None else f"{sizing['simulated_fps']:.0f}"
+    return f", sized by {sizing['method']}: {fps} FPS simulated over {sizing['frames']} frames, {verdict} " \
+           f"({sizing['seconds']} s)"

@@ -7,7 +7,8 @@ builder's last act (`exit_buildflow`) calls `get_vivado_root()`, which raises wh
 
 `boot_finn(out_dir)` does what `finn run` would (settings, build directory) and, only when XILINX_VIVADO is unset,
 binds the xsi names to stubs that fail with a clear message if a simulation is ever requested.
-`vivado_less_steps(steps)` removes the steps that need Vivado/Vitis tools and says why for each.
+`vivado_less_steps(steps)` removes the steps that need Vivado/Vitis tools and says why for each; the one with a
+Vivado-less counterpart (step_set_fifo_depths -> our step_size_fifos_by_simulation) is replaced by it.
 `contained_vivado_root()` keeps the builder's final `get_vivado_root()` from failing a finished estimate build.
 With XILINX_VIVADO set, none of the workarounds apply: the stock steps run to stitched IP, synthesis and bitstream.
 """
@@ -32,6 +33,11 @@ VIVADO_STEPS = {
     "step_vivado_power_estimation": "Vivado power analysis",
     "step_make_driver": "needs the stitched IP and bitfile of the skipped steps",
     "step_deployment_package": "needs the bitfile of the skipped steps",
+}
+
+# Vivado-less counterparts of VIVADO_STEPS (a config that names the counterpart itself uses it with Vivado too)
+VIVADO_LESS_SUBSTITUTES = {
+    "step_set_fifo_depths": "psa_finn.build_configs.steps.step_size_fifos_by_simulation",
 }
 
 NO_VIVADO_REASON = "XILINX_VIVADO is not set"
@@ -84,17 +90,30 @@ def boot_finn(out_dir) -> Path:
 
 
 def vivado_less_steps(steps):
-    """Split a step list into (steps to run, [{"step", "reason"}] skipped). Without Vivado, the VIVADO_STEPS go."""
+    """Split a step list into (steps to run, [{"step", "reason"}] skipped). Without Vivado, the VIVADO_STEPS go;
+    one with a VIVADO_LESS_SUBSTITUTES entry is replaced by it (its reason says so)."""
     if vivado_available():
         return list(steps), []
     kept, skipped = [], []
     for step in steps:
         name = step_name(step)
-        if name in VIVADO_STEPS:
+        if name in VIVADO_LESS_SUBSTITUTES:
+            kept.append(VIVADO_LESS_SUBSTITUTES[name])
+            skipped.append({"step": name, "reason": f"{NO_VIVADO_REASON}; {VIVADO_STEPS[name]}; replaced by "
+                                                    f"{VIVADO_LESS_SUBSTITUTES[name]}"})
+        elif name in VIVADO_STEPS:
             skipped.append({"step": name, "reason": f"{NO_VIVADO_REASON}; {VIVADO_STEPS[name]}"})
         else:
             kept.append(step)
     return kept, skipped
+
+
+def vivado_less_stop_step(stop_step, skipped):
+    """A --stop-step at a replaced step names its replacement (finn-plus matches the short step name)."""
+    replaced = {entry["step"] for entry in skipped}
+    if stop_step in replaced and stop_step in VIVADO_LESS_SUBSTITUTES:
+        return VIVADO_LESS_SUBSTITUTES[stop_step].rsplit(".", 1)[-1]
+    return stop_step
 
 
 @contextlib.contextmanager

@@ -34,6 +34,11 @@ an error naming it and the nodes it changed.
   IntegerRequant; generic Shuffles), BEFORE
   step_target_fps_parallelization, so its two-pass relaxation does not slow everything to their unfolded rate.
 - step_clamp_folding: a fixed folding config (PE=SIMD=16) made legal for layers whose dimensions 16 does not divide.
+- step_size_fifos_by_simulation: in place of stock step_set_fifo_depths (which needs Vivado's xsim), after folding
+  and code generation: data width converters and StreamingFIFOs inserted (finn's InsertDWC / InsertFIFO), every
+  FIFO sized by a cycle simulation of the layers' stream behaviour (dataflow_sim.fifo_sizing), the result simulated
+  again to confirm it (report/fifo_sizing_by_simulation.json), then code generation for the new nodes (and IP
+  generation when Vivado is there). A layer without a stream model stops it with an error naming the layer.
 
 Import `build_configs.finn_shims` and call `boot_finn` before importing this module.
 """
@@ -57,6 +62,12 @@ from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
 from psa_finn.build_configs.config_check import fpga_part_of, target_cycles_per_frame
+from psa_finn.build_configs.finn_shims import vivado_available
+from psa_finn.common.atomic_files import write_json_atomic
+from psa_finn.common.cli_errors import BadInput
+from psa_finn.dataflow_sim.fifo_insertion import insert_sized_fifos
+from psa_finn.dataflow_sim.fifo_sizing import FIFO_SIZING_REPORT, DataflowDeadlock
+from psa_finn.dataflow_sim.stream_models import NoStreamModel
 from psa_finn.transforms.absorb_into_multithreshold import AbsorbAffineIntoMultiThreshold
 from psa_finn.transforms.absorb_into_per_channel_lut import AbsorbAffineIntoPerChannelLUT, \
     AbsorbTransposeIntoPerChannelLUT
@@ -81,6 +92,7 @@ from psa_finn.transforms.token_mean_to_global_acc_pool import ConvertTokenMeanTo
 from psa_finn.transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold
 
 LOWERING_REPORT = "lowering_report.json"
+FIFO_SIZING_FRAMES = 4
 
 
 def _has_op(model, op_type):
@@ -225,3 +237,23 @@ def step_fold_shuffles(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWr
 def step_clamp_folding(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
     """Lower each PE/SIMD to the largest value <= the configured one that divides the layer's dimensions."""
     return _transform(model, ClampFoldingToDivisors())
+
+
+@register_build_dataflow_step()
+def step_size_fifos_by_simulation(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
+    """FIFO depths by cycle simulation instead of xsim (see the module docstring and docs/fifo_sizing.md)."""
+    from finn.builder.build_dataflow_steps import step_hw_codegen, step_hw_ipgen
+
+    try:
+        model, record = insert_sized_fifos(model, fpga_part_of(cfg), cfg.synth_clk_period_ns,
+                                           FIFO_SIZING_FRAMES, cfg.large_fifo_mem_style.value)
+    except (NoStreamModel, DataflowDeadlock) as err:
+        raise BadInput(f"step_size_fifos_by_simulation: {err}") from err
+    write_json_atomic(cfg.get_report_directory() / FIFO_SIZING_REPORT, record)
+    if not record["deadlock_free"]:
+        raise BadInput(f"step_size_fifos_by_simulation: the sized design deadlocks in simulation "
+                       f"({', '.join(record['waiting'])} wait); report/{FIFO_SIZING_REPORT}")
+    model = step_hw_codegen(model, cfg)
+    if vivado_available():
+        model = step_hw_ipgen(model, cfg)
+    return model

@@ -4,7 +4,10 @@ Cycles and throughput come from what the stock `step_generate_estimate_reports` 
 estimate_network_performance.json). Resources: each layer's `lut`/`dsp`/`bram18`/`uram` are psa-finn's figures
 (`analysis.resources.layer_resources`, each with its `estimate_basis`), finn-plus's own (report/
 estimate_layer_resources.json) stay beside them as `finn_estimate`, and `finn_totals` beside the totals; `exact`
-holds counts (`analysis.exact_counts`). Key list: `SUMMARY_KEYS` (described in docs/hardware_numbers.md and README.md,
+holds counts (`analysis.exact_counts`). The StreamingFIFOs inserted after the estimate reports
+(step_size_fifos_by_simulation, or finn-plus's step_set_fifo_depths) are layers like the others; `fifos` lists them
+(dataflow_sim.fifo_table) and `fifo_sizing` is the sizing record (report/fifo_sizing_by_simulation.json).
+Key list: `SUMMARY_KEYS` (described in docs/hardware_numbers.md and README.md,
 "CLI reference"); `verification` (build_configs.verify) is None until the build command fills it in, and stays None
 for a build that stopped before the dataflow partition.
 """
@@ -21,13 +24,16 @@ from psa_finn.build_configs.build_files import REPORT_DIR, parent_model_path, sa
     time_per_step
 from psa_finn.build_configs.config_check import fpga_part_of
 from psa_finn.custom_ops.domain import is_hw_node
+from psa_finn.dataflow_sim.fifo_sizing import FIFO_SIZING_REPORT
+from psa_finn.dataflow_sim.fifo_table import fifo_table
 from psa_finn.transforms.host_output_dequant import host_output_dequant_nodes
 
 SUMMARY_KEYS = ("model", "config", "config_name", "fpga_part", "clk_ns", "target_fps", "fps", "latency_ns",
                 "max_cycles", "max_cycles_node", "lut", "dsp", "bram18", "uram", "luts_plus_dsp", "finn_totals", "exact",
                 "all_nodes_on_hw",
                 "off_hw_nodes", "host_nodes", "layers", "resources_by_op_type", "zero_estimate_ops", "zero_lut_ops",
-                "skipped_steps", "steps_run", "time_per_step_s", "build_time_s", "verification")
+                "fifos", "fifo_sizing", "skipped_steps", "steps_run", "time_per_step_s", "build_time_s",
+                "verification")
 RESOURCE_KEYS = {"lut": "LUT", "dsp": "DSP", "bram18": "BRAM_18K", "uram": "URAM"}
 FOLDING_ATTRS = ("PE", "SIMD", "ram_style", "ram_style_thresholds", "mem_mode", "resType", "mode")
 
@@ -159,6 +165,8 @@ def build_summary(out_dir, *, model_path, config_path, cfg, skipped_steps, build
         "resources_by_op_type": by_type,
         "zero_estimate_ops": zero_estimate_ops(by_type),
         "zero_lut_ops": sorted(t for t, agg in by_type.items() if agg["lut"] == 0),
+        "fifos": fifo_table(final_model, fpga_part),
+        "fifo_sizing": _read_json(report / FIFO_SIZING_REPORT),
         "skipped_steps": skipped_steps,
         "steps_run": ran,
         "time_per_step_s": step_times,

@@ -12,8 +12,8 @@ from psa_finn.reports.build_summary import build_labels, load_build_summary
 from psa_finn.reports.plots import (baseline_vs_psa_figure, resources_by_layer_figure, resources_vs_fps_figure,
                            save_figure_atomic)
 from psa_finn.reports.synth_check_table import synth_check_table
-from psa_finn.reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table, op_type_table,
-                                     relative_to_config_baseline, reader_warnings)
+from psa_finn.reports.tables import (comparison_rows, config_baseline_table, csv_text, fifo_markdown, markdown_table,
+                                     op_type_table, relative_to_config_baseline, reader_warnings)
 
 REPORT_FILE = "report.md"
 CSV_FILE = "builds.csv"
@@ -78,6 +78,9 @@ def report_markdown(summaries, labels, warnings, plot_names, title: str, intro: 
         if summary.skipped_steps:
             parts.append(f"Not run (they need Vivado): {', '.join(summary.skipped_steps)}.\n")
         parts.append(op_type_table(summary))
+        if summary.fifos:
+            parts.append(f"### {label}: FIFOs\n")
+            parts.append(fifo_markdown(summary))
         if summary.synth_check is not None:
             parts.append(f"### {label}: yosys synthesis of the LUT layers beside the estimates\n")
             parts.append(synth_check_table(summary))

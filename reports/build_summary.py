@@ -58,6 +58,8 @@ class BuildSummary:
     skipped_steps: tuple = ()  # names of the steps not run (they need Vivado)
     synth_check: dict | None = None
     verification_max_abs_diff: float | None = None  # None: not verified (e.g. a build stopped early)
+    fifos: tuple = ()  # summary.json `fifos` records (StreamingFIFO nodes, finn-plus estimates)
+    fifo_sizing: dict | None = None  # summary.json `fifo_sizing` (None: the build sized no FIFOs)
     finn_totals: dict | None = None  # finn-plus's own totals {lut, dsp, bram18, uram}; None: the totals are finn's
     exact: dict | None = None  # summary.json `exact` (counts), None in older summaries
     verification_mismatch: str | None = None  # build_configs.verify: how the outputs differ; None when they agree
@@ -136,6 +138,8 @@ def load_build_summary(build_dir) -> BuildSummary:
                             for e in data.get("skipped_steps", ())),
         synth_check=synth_check,
         verification_max_abs_diff=verification.get("max_abs_diff"),
+        fifos=tuple(f for f in data.get("fifos") or () if isinstance(f, dict)),
+        fifo_sizing=data.get("fifo_sizing") if isinstance(data.get("fifo_sizing"), dict) else None,
         finn_totals=_finn_totals(data.get("finn_totals"), path),
         exact=data.get("exact") if isinstance(data.get("exact"), dict) else None,
         verification_mismatch=verification.get("mismatch"),

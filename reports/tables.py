@@ -192,3 +192,29 @@ def op_type_table(summary) -> str:
                      f"| {_count(g['bram18'])} | {_count(g['uram'])} | {share} | {', '.join(g['basis'])} "
                      f"| {_count(g['finn_lut'])} / {_count(g['finn_dsp'])} / {_count(g['finn_bram18'])} |")
     return "\n".join(lines) + "\n"
+
+
+DEEPEST_FIFOS = 8
+
+
+def fifo_markdown(summary, rows: int = DEEPEST_FIFOS) -> str:
+    """The FIFOs of one build: totals, how they were sized, and the `rows` deepest as a table."""
+    fifos = sorted(summary.fifos, key=lambda f: (-f["depth"], -f["width_bits"], f["name"]))
+    totals = {key: sum(f[key] for f in fifos) for key in ("lut", "bram18", "uram")}
+    sizing = summary.fifo_sizing
+    how = ""
+    if sizing:
+        fps = "no" if sizing.get("simulated_fps") is None else f"{sizing['simulated_fps']:,.0f}"
+        verdict = "deadlock-free" if sizing.get("deadlock_free") else "deadlocks"
+        how = (f" Sized by {sizing.get('method')}: {sizing.get('frames')} frames at {fps} FPS simulated, {verdict}, "
+               f"in {sizing.get('seconds')} s.")
+    lines = [f"{len(fifos)} StreamingFIFOs, in the totals above: LUT {_count(totals['lut'])}, BRAM18 "
+             f"{_count(totals['bram18'])}, URAM {_count(totals['uram'])} (finn-plus estimates of fifo.sv).{how} "
+             f"The deepest:\n",
+             "| FIFO | from | to | depth | width (bits) | kbit | style | LUT | BRAM18 | URAM |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for f in fifos[:rows]:
+        lines.append(f"| {f['name']} | {f['producer']} | {f['consumer']} | {f['depth']:,} | {f['width_bits']} | "
+                     f"{f['depth'] * f['width_bits'] / 1000:,.1f} | {f.get('ram_style', '-')} | {f['lut']} | "
+                     f"{f['bram18']} | {f['uram']} |")
+    return "\n".join(lines) + "\n"

@@ -91,7 +91,11 @@ def test_relu_build_writes_reports_models_and_summary(builds):
     for key, finn_key in (("lut", "LUT"), ("dsp", "DSP"), ("bram18", "BRAM_18K"), ("uram", "URAM")):
         assert summary[key] == sum(layer[key] for layer in layers)
         assert summary["finn_totals"][key] == sum(layer["finn_estimate"][key] for layer in layers)
-        assert all(layer["finn_estimate"][key] == round(stock[layer["name"]][finn_key]) for layer in layers)
+        # FIFO sizing inserts StreamingFIFOs and width converters after finn-plus's estimate reports
+        assert all(layer["finn_estimate"][key] == round(stock[layer["name"]][finn_key]) for layer in layers
+                   if layer["name"] in stock)
+    assert {layer["op_type"] for layer in layers if layer["name"] not in stock} <= {
+        "StreamingFIFO_rtl", "StreamingDataWidthConverter_rtl"}
     assert summary["luts_plus_dsp"] == summary["lut"] + summary["dsp"]
     op_types = {layer["op_type"] for layer in layers}
     # every requantizer of the ReLU ResMLP (accumulator -> 8-bit ReLU / residual quantizer) is uniform: all of them
@@ -111,9 +115,21 @@ def test_relu_build_writes_reports_models_and_summary(builds):
     from qonnx.core.modelwrapper import ModelWrapper
     from psa_finn.analysis.exact_counts import qonnx_macs_per_frame
     assert exact["macs_per_frame"] == qonnx_macs_per_frame(ModelWrapper(summary["model"])) > 0
-    assert exact["weight_bits"] > 0 and exact["threshold_bits"] > 0 and exact["fifo_bits"] == 0
+    assert exact["weight_bits"] > 0 and exact["threshold_bits"] > 0
     assert exact["paper_ops_per_frame"] >= 2 * exact["macs_per_frame"]
-    assert summary["skipped_steps"] and summary["steps_run"][-1] == "step_hw_codegen"
+    assert summary["skipped_steps"] and summary["steps_run"][-1] == "step_size_fifos_by_simulation"
+    assert "replaced by psa_finn.build_configs.steps.step_size_fifos_by_simulation" in log
+    # FIFOs sized by cycle simulation: deadlock-free at the analytic rate, in the layers and totals; each token
+    # mixer's bypass holds its branch's two transposes (a frame each) at the rate of the 6144-cycle MVAUs
+    sizing = summary["fifo_sizing"]
+    assert sizing["deadlock_free"] is True and sizing["simulated_fps"] >= 0.99 * summary["fps"]
+    fifos = summary["fifos"]
+    assert {layer["name"] for layer in layers if layer["op_type"] == "StreamingFIFO_rtl"} == {f["name"] for f in fifos}
+    assert exact["fifo_bits"] == sum(f["depth"] * f["width_bits"] for f in fifos) > 0
+    bypasses = [f for f in fifos if f["producer"].startswith("DuplicateStreams")
+                and f["consumer"].startswith("ElementwiseAdd")]
+    assert len(bypasses) == 8 and max(f["depth"] for f in bypasses) >= 1536
+    assert "FIFOs are not counted" not in log
 
 
 @pytest.mark.slow

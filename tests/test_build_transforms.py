@@ -215,6 +215,19 @@ def test_vivado_less_steps_names_every_skipped_step(monkeypatch):
     assert finn_shims.vivado_less_steps(steps) == (steps, [])
 
 
+def test_without_vivado_fifo_sizing_is_replaced_by_the_simulation_step(monkeypatch):
+    monkeypatch.delenv("XILINX_VIVADO", raising=False)
+    ours = "psa_finn.build_configs.steps.step_size_fifos_by_simulation"
+    kept, skipped = finn_shims.vivado_less_steps(["step_hw_codegen", "step_set_fifo_depths", "step_create_stitched_ip"])
+    assert kept == ["step_hw_codegen", ours]
+    assert [s["step"] for s in skipped] == ["step_set_fifo_depths", "step_create_stitched_ip"]
+    assert skipped[0]["reason"].endswith(f"replaced by {ours}")
+    assert finn_shims.vivado_less_stop_step("step_set_fifo_depths", skipped) == "step_size_fifos_by_simulation"
+    assert finn_shims.vivado_less_stop_step("step_hw_codegen", skipped) == "step_hw_codegen"
+    monkeypatch.setenv("XILINX_VIVADO", "/opt/Xilinx/Vivado/2024.2")
+    assert finn_shims.vivado_less_steps(["step_set_fifo_depths"]) == (["step_set_fifo_depths"], [])
+
+
 def _two_threshold_model(fork=False):
     first = np.sort(RNG.integers(-3000, 3000, size=(6, 255)), axis=1).astype(np.float32)
     second = np.sort(RNG.uniform(-140, 140, size=(6, 15)), axis=1).astype(np.float32)

@@ -347,3 +347,24 @@ def test_sweep_of_unknown_node_names_the_nodes_there_are():
     assert lerp_psa_nodes(model) == ["psa"]
     with pytest.raises(ValueError, match=r"no LerpPSA node named 'relu'.*\['psa'\]"):
         sweep_lerp_psa_node(model, "relu")
+
+
+def test_report_lists_the_deepest_fifos_with_their_memory(tmp_path):
+    def fifo(name, depth, width, lut, bram18=0, uram=0):
+        return dict(name=name, depth=depth, width_bits=width, lut=lut, bram18=bram18, uram=uram, ram_style="srl",
+                    impl_style="rtl", producer=f"{name}_from", consumer=f"{name}_to")
+
+    fifos = [fifo(f"StreamingFIFO_rtl_{i}", 2, 8, 5) for i in range(10)] + [fifo("bypass", 3072, 8, 86, uram=1),
+                                                                              fifo("wide", 600, 48, 120, bram18=2)]
+    layers = [layer("MVAU_0", "MVAU_rtl", 100, 10)] + [layer(f["name"], "StreamingFIFO_rtl", 0, f["lut"],
+                                                             bram18=f["bram18"], uram=f["uram"]) for f in fifos]
+    sizing = dict(method="cycle simulation", frames=4, simulated_fps=32552.1, deadlock_free=True, seconds=1.5)
+    build = write_build(tmp_path / "b", layers, fps=32552.0, latency_ns=1000.0, fifos=fifos, fifo_sizing=sizing)
+    text = write_report([build], tmp_path / "report").report.read_text()
+    section = text.split("FIFOs\n", 1)[1]
+    assert "12 StreamingFIFOs, in the totals above: LUT 256, BRAM18 2, URAM 1" in section
+    assert "4 frames at 32,552 FPS simulated, deadlock-free" in section
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "FIFO |" not in line]
+    assert len(rows) == 8
+    assert rows[0].startswith("| bypass | bypass_from | bypass_to | 3,072 | 8 | 24.6 | srl | 86 | 0 | 1 |")
+    assert rows[1].startswith("| wide | wide_from | wide_to | 600 | 48 | 28.8 |")

@@ -4,7 +4,9 @@ A generated Verilog testbench feeds the input words from a $readmemh file, recor
 and counts cycles. Random stalls come from a xorshift32 generator inside the testbench, so a run is reproducible
 and identical on both simulators: the source withholds TVALID with probability `valid_stall` before each new word
 (and holds TVALID and TDATA stable once raised, as AXI-stream demands); the sink drops TREADY with probability
-`ready_stall` each cycle.
+`ready_stall` each cycle. The cycle of every input and output handshake is recorded too (`in_cycles`,
+`out_cycles`, counted from reset release), so a stream behaviour model can be checked against the RTL's
+ready/valid trace (tests/test_fifo_sizing_rtl.py).
 """
 
 import os
@@ -25,6 +27,8 @@ class StreamSimResult:
     cycles: int  # from the first input handshake to the last output handshake, both included
     total_cycles: int  # from reset release to the last output handshake
     simulator: str
+    in_cycles: tuple = ()  # cycle of each input handshake (from reset release)
+    out_cycles: tuple = ()  # cycle of each output handshake
 
 
 def simulator_available(simulator: str) -> bool:
@@ -68,7 +72,7 @@ module tb;
   wire out_valid;
   reg out_ready = 1'b0;
   reg [31:0] rng = 32'd{seed32};
-  integer n_sent = 0, n_recv = 0, cycle = 0, first_in = -1, fd;
+  integer n_sent = 0, n_recv = 0, cycle = 0, first_in = -1, fd, fh;
 
   {top} dut (
     .ap_clk(ap_clk), .ap_rst_n(ap_rst_n),
@@ -80,6 +84,7 @@ module tb;
   initial begin
     $readmemh("in_words.hex", in_words);
     fd = $fopen("out_words.hex", "w");
+    fh = $fopen("handshakes.txt", "w");
     repeat (4) @(posedge ap_clk);
     ap_rst_n <= 1'b1;
   end
@@ -91,6 +96,7 @@ module tb;
       rng = rng ^ (rng << 5);
       if (in_valid && in_ready) begin
         if (first_in < 0) first_in = cycle;
+        $fwrite(fh, "i %0d\\n", cycle);
         n_sent = n_sent + 1;
       end
       if (!in_valid || in_ready) begin
@@ -103,10 +109,12 @@ module tb;
       end
       if (out_valid && out_ready) begin
         $fwrite(fd, "%h\\n", out_data);
+        $fwrite(fh, "o %0d\\n", cycle);
         n_recv = n_recv + 1;
         if (n_recv == {n_out}) begin
           $display("PSA_SIM_DONE cycles=%0d total=%0d", cycle - first_in + 1, cycle + 1);
           $fclose(fd);
+          $fclose(fh);
           $finish;
         end
       end
@@ -115,6 +123,7 @@ module tb;
       if (cycle > {max_cycles}) begin
         $display("PSA_SIM_TIMEOUT sent=%0d received=%0d", n_sent, n_recv);
         $fclose(fd);
+        $fclose(fh);
         $finish;
       end
     end
@@ -159,8 +168,9 @@ def simulate_axis_stream(verilog_files, top: str, in_bits: int, out_bits: int, i
     digits = (in_bits + 3) // 4
     (work / "in_words.hex").write_text("".join(f"{w:0{digits}x}\n" for w in in_words) or "0\n")
     out_file = work / "out_words.hex"
-    if out_file.exists():
-        os.remove(out_file)
+    for stale in (out_file, work / "handshakes.txt"):
+        if stale.exists():
+            os.remove(stale)
     stall = max(valid_stall, ready_stall)
     max_cycles = int((len(in_words) + n_out + 100) * 8 / (1.0 - stall) ** 2)
     (work / "tb.v").write_text(testbench_verilog(top, in_bits, out_bits, len(in_words), n_out, valid_stall,
@@ -173,5 +183,7 @@ def simulate_axis_stream(verilog_files, top: str, in_bits: int, out_bits: int, i
                            f"{[line for line in log.splitlines() if 'PSA_SIM' in line] or log[-2000:]}")
     fields = dict(kv.split("=") for kv in done[0].split()[1:])
     out_words = [int(line, 16) for line in out_file.read_text().split()]
+    handshakes = [line.split() for line in (work / "handshakes.txt").read_text().splitlines()]
     return StreamSimResult(out_words=out_words, cycles=int(fields["cycles"]), total_cycles=int(fields["total"]),
-                           simulator=simulator)
+                           simulator=simulator, in_cycles=tuple(int(c) for k, c in handshakes if k == "i"),
+                           out_cycles=tuple(int(c) for k, c in handshakes if k == "o"))
