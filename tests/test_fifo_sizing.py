@@ -12,13 +12,14 @@ import pytest
 from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 
+from psa_finn.custom_ops.domain import HLS_DOMAIN, RTL_DOMAIN
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (finn-plus's HW layer registry)
 from psa_finn.dataflow_sim.dataflow_graph import simulate
 from psa_finn.dataflow_sim.fifo_sizing import size_fifo_depths
 from psa_finn.dataflow_sim.stream_models import NoStreamModel, stream_model_of
 
 ROOT = Path(__file__).resolve().parents[1]
-HLS, RTL = "finn.custom_op.fpgadataflow.hls", "finn.custom_op.fpgadataflow.rtl"
+HLS, RTL = HLS_DOMAIN, RTL_DOMAIN
 
 
 def _model(nodes, inputs, outputs, initializers=()):

@@ -11,11 +11,12 @@ from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
+from psa_finn.custom_ops.domain import RTL_DOMAIN
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401
 from psa_finn.custom_ops.fpgadataflow.rtl.axis_stream_sim import simulate_axis_stream, simulator_available
 from psa_finn.dataflow_sim.dataflow_graph import simulate
 
-RTL = "finn.custom_op.fpgadataflow.rtl"
+RTL = RTL_DOMAIN
 PART, CLOCK_NS = "xcu50-fsvh2104-2-e", 5.0
 FRAMES = 2
 needs_verilator = pytest.mark.skipif(not simulator_available("verilator"), reason="verilator is not installed")

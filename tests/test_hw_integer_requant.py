@@ -11,6 +11,7 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from requant_graphs import multithreshold_model, quantizer_thresholds
 
+from psa_finn.custom_ops.domain import RTL_DOMAIN
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the layer and its backends)
 from psa_finn.custom_ops.fpgadataflow.rtl.axis_stream_sim import simulate_axis_stream, simulator_available
 from psa_finn.custom_ops.fpgadataflow.rtl.integer_requant_verilog import PIPELINE_LATENCY
@@ -115,7 +116,7 @@ def rtl_case(tmp_path, input_dt, output_dt, scale, pe, vectors=2):
     getCustomOp(model.graph.node[0]).set_nodeattr("numInputVectors", [x.shape[0]])
     hw = model.transform(SpecializeLayers(FPGA_PART))
     node = hw.graph.node[0]
-    assert (node.op_type, node.domain) == ("IntegerRequant_rtl", "finn.custom_op.fpgadataflow.rtl")
+    assert (node.op_type, node.domain) == ("IntegerRequant_rtl", RTL_DOMAIN)
     layer = getCustomOp(node)
     layer.set_nodeattr("code_gen_dir_ipgen", str(tmp_path))
     layer.generate_hdl(hw, FPGA_PART, 5.0)

@@ -13,7 +13,7 @@ from psa_finn.common.bit_widths import MAX_BITS, MIN_BITS
 from psa_finn.common.cli_errors import BadInput
 from psa_finn.common.output_paths import require_input_file
 from psa_finn.custom_ops.domain import (BIPOLAR_QUANT_OP, INTEGER_QUANT_OP_TYPES, PER_CHANNEL_LUT_OP,
-                                        QUANTIZER_OP_TYPES, channel_axis_of, is_op, upgrade_legacy_domain)
+                                        QUANTIZER_OP_TYPES, channel_axis_of, is_op, is_quant_node, upgrade_legacy_domain)
 from psa_finn.custom_ops.lerp_psa import check_lerp_psa_inputs
 
 EXPORT_HINT = "export one with `build.py export`"
@@ -26,7 +26,7 @@ TRACED_FUNCTION_OP = "Floor"
 def _quant_scale(model, tensor):
     """The scalar scale of the activation Quant that produces `tensor` (through nothing else), or None."""
     producer = model.find_producer(tensor)
-    if producer is None or producer.op_type != "Quant" or model.get_initializer(producer.input[0]) is not None:
+    if not is_quant_node(producer) or model.get_initializer(producer.input[0]) is not None:
         return None
     scale = model.get_initializer(producer.input[1])
     return None if scale is None or np.size(scale) != 1 else abs(float(np.asarray(scale).reshape(-1)[0]))

@@ -23,7 +23,7 @@ from qonnx.core.datatype import DataType
 
 from psa_finn.custom_ops.fpgadataflow.per_channel_lut import divisors, lutrom_luts
 from psa_finn.custom_ops.integer_requant import ROUNDINGS, requantize
-from psa_finn.custom_ops.per_channel_lut import CODE_TOLERANCE
+from psa_finn.custom_ops.lut_tables import lut_codes
 
 # DSP48E2 multiplier ports (signed): a * b with a <= 27 and b <= 18 bits
 DSP_A_BITS, DSP_B_BITS = 27, 18
@@ -171,11 +171,10 @@ class IntegerRequant(HWCustomOp):
         """Python execution: the exact integer arithmetic of custom_ops.integer_requant, channels on the last axis."""
         node = self.onnx_node
         x = self.stream_input(context)
-        idt = self.get_input_datatype(0)
-        codes = np.round(x)
-        if np.any(np.abs(x - codes) > CODE_TOLERANCE) or codes.min() < idt.min() or codes.max() > idt.max():
-            raise ValueError(f"{node.name}: input must be integer codes of {idt.name} in [{idt.min()}, "
-                             f"{idt.max()}]; got values in [{x.min()}, {x.max()}]")
+        try:
+            codes = lut_codes(x, self.get_input_datatype(0))
+        except ValueError as err:
+            raise ValueError(f"{node.name}: {err}") from err
         y = requantize(codes, self.multipliers(), self.biases(), self.get_nodeattr("Shift"),
                        self.get_nodeattr("Rounding"), self.get_nodeattr("OutMin"), self.get_nodeattr("OutMax"))
         context[node.output[0]] = y.astype(np.float32)
