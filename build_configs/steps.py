@@ -33,6 +33,9 @@ an error naming it and the nodes it changed.
 - step_fold_lut_layers, step_fold_shuffles: fold the layers SetFolding does not know (PerChannelLUT and
   IntegerRequant; generic Shuffles), BEFORE
   step_target_fps_parallelization, so its two-pass relaxation does not slow everything to their unfolded rate.
+- step_refold_mvaus_by_resources: after step_target_fps_parallelization (before step_apply_folding_config), every
+  MVAU's (PE, SIMD) re-chosen, at the same or fewer cycles and DSPs, for the fewest LUTs by psa-finn's resource
+  model (transforms.refold_mvaus_by_resources). Leave it out of the step list to keep SetFolding's choice.
 - step_clamp_folding: a fixed folding config (PE=SIMD=16) made legal for layers whose dimensions 16 does not divide.
 - step_size_fifos_by_simulation: in place of stock step_set_fifo_depths (which needs Vivado's xsim), after folding
   and code generation: data width converters and StreamingFIFOs inserted (finn's InsertDWC / InsertFIFO), every
@@ -87,6 +90,7 @@ from psa_finn.transforms.lean_composed import apply_lean
 from psa_finn.transforms.lower_and_report import lower_and_report
 from psa_finn.transforms.lower_kan_linear import LowerKANLinear
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
+from psa_finn.transforms.refold_mvaus_by_resources import RefoldMVAUsByResources
 from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds
 from psa_finn.transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool
 from psa_finn.transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold
@@ -231,6 +235,13 @@ def step_fold_shuffles(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWr
     if target is None:
         return model
     return _transform(model, FoldShuffles(target))
+
+
+@register_build_dataflow_step()
+def step_refold_mvaus_by_resources(model: ModelWrapper, cfg: DataflowBuildConfig) -> ModelWrapper:
+    """(PE, SIMD) of every MVAU: the cheapest pair by psa-finn's resource model that is no slower, no wider and
+    on no more DSPs than SetFolding's (after step_target_fps_parallelization)."""
+    return _transform(model, RefoldMVAUsByResources(fpga_part_of(cfg)))
 
 
 @register_build_dataflow_step()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("common", "custom_ops", "models", "nn", "export", "transforms", "analysis", "dataflow_sim",
+STAGES = ("common", "custom_ops", "analysis", "models", "nn", "export", "transforms", "dataflow_sim",
           "build_configs", "hardware_checks", "reports", "sweeps")
 TORCH_FREE_STAGES = ("custom_ops", "transforms", "analysis", "dataflow_sim", "build_configs")
 TORCH_STACK = ("torch", "brevitas")
