@@ -85,7 +85,7 @@ class PoolCNN(nn.Module):
 
 
 class FlattenedMLP(nn.Module):
-    """[N, 4, 4] -> QuantIdentity (a QuantTensor) -> flatten -> QuantLerpPSA (16 features) -> QuantLinear (exact bias)."""
+    """[N, 4, 4] -> QuantIdentity (a QuantTensor) -> flatten -> QuantLerpPSA (16) -> QuantLinear (exact bias)."""
 
     def __init__(self):
         super().__init__()
