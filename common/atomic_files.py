@@ -16,6 +16,8 @@ import tempfile
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from psa_finn.common.cli_errors import interrupts_deferred
+
 WRITTEN_FILE_MODE = 0o644
 TEMP_SUFFIX = ".tmp"
 # What follows `.<name>.<pid>.` in a name this package made: tempfile's random characters then `.tmp` (with an
@@ -91,15 +93,19 @@ def atomic_path(path, suffix: str = ""):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent, path.name)
-    handle, temp = tempfile.mkstemp(prefix=temporary_name(path), suffix=TEMP_SUFFIX + suffix, dir=path.parent)
-    os.close(handle)
+    temp = None
     try:
+        with interrupts_deferred():  # an interrupt inside mkstemp, or before `temp` is set, would leave the file
+            handle, temp = tempfile.mkstemp(prefix=temporary_name(path), suffix=TEMP_SUFFIX + suffix,
+                                            dir=path.parent)
+            os.close(handle)
         yield temp
         os.chmod(temp, WRITTEN_FILE_MODE)
         os.replace(temp, path)
     except BaseException as error:
         full = not isinstance(error, (OSError, KeyboardInterrupt)) and disk_full(path.parent)
-        Path(temp).unlink(missing_ok=True)
+        if temp is not None:
+            Path(temp).unlink(missing_ok=True)
         if full:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
         raise

@@ -8,9 +8,9 @@ hardware). The ``NumChannels`` channels are folded over ``PE`` lanes: lane ``p``
 per cycle.
 
 This module holds what both backends share (as finn-plus splits ``thresholding.py`` from its ``hls``/``rtl``
-files): attributes, shapes, folding, stream widths, cycles, op/parameter counts, the per-lane table layout
-(``get_lane_tables``), a Python execution that walks that layout exactly as the hardware does, and the resource
-model of the lane architecture. Code generation lives in the backends.
+files): attributes, op/parameter counts, the per-lane table layout (``get_lane_tables``), a Python execution that
+walks that layout exactly as the hardware does, and the resource model of the lane architecture; shapes, folding,
+stream widths and cycles come from ``channelwise_layer.py``. Code generation lives in the backends.
 
 The node's ONNX domain is finn-plus's ``finn.custom_op.fpgadataflow`` (``.hls`` / ``.rtl`` once specialised):
 ``SpecializeLayers`` and finn's analyses match those domain strings exactly. Importing ``custom_ops.fpgadataflow``
@@ -19,11 +19,8 @@ registers the classes there.
 
 import numpy as np
 from math import ceil, log2
-from qonnx.core.datatype import DataType
 
-from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
-from finn.transformation.fpgadataflow.set_folding import divisors
-
+from psa_finn.custom_ops.fpgadataflow.channelwise_layer import ChannelwiseLayer
 from psa_finn.custom_ops.lut_tables import LUT_MODES, check_lut_table, lut_codes, table_entries
 
 RAM_STYLES = ("auto", "block", "distributed", "ultra")
@@ -79,20 +76,13 @@ def uram_count(depth: int, width: int) -> int:
     return ceil(depth / URAM_DEPTH) * ceil(width / URAM_WIDTH)
 
 
-class PerChannelLUT(HWCustomOp):
+class PerChannelLUT(ChannelwiseLayer):
     """Per-channel integer table lookup folded over PE lanes (finn-plus hardware layer, backend-independent)."""
 
     def get_nodeattr_types(self):
         """Node attributes in FINN style; the table itself is the second input (an initializer [C, E])."""
         my_attrs = {
-            # number of channels (each with its own table) and lanes processed per cycle
-            "NumChannels": ("i", True, 0),
-            "PE": ("i", True, 0),
-            # FINN DataTypes of the input codes and of the table entries / outputs
-            "inputDataType": ("s", True, ""),
-            "outputDataType": ("s", True, ""),
-            # number of input vectors, e.g. [1, 64] for one image of 64 tokens
-            "numInputVectors": ("ints", False, [1]),
+            # each channel has its own table; outputDataType is also the type of the table entries
             # full table (2^b entries) or every 4th entry + interpolation of the 2 LSBs
             "mode": ("s", False, "full", set(LUT_MODES)),
             # memory of the lane ROMs; "auto" picks LUTs for small banks, block RAM otherwise
@@ -106,14 +96,10 @@ class PerChannelLUT(HWCustomOp):
     def get_input_datatype(self, ind=0):
         """FINN DataType of the input codes (ind 0) or of the table entries (ind 1, = outputDataType)."""
         if ind == 0:
-            return DataType[self.get_nodeattr("inputDataType")]
+            return super().get_input_datatype(0)
         if ind == 1:
-            return DataType[self.get_nodeattr("outputDataType")]
+            return self.get_output_datatype()
         raise IndexError(f"{self.onnx_node.name}: PerChannelLUT has inputs 0 (data) and 1 (table), not {ind}")
-
-    def get_output_datatype(self, ind=0):
-        """FINN DataType of the output stream."""
-        return DataType[self.get_nodeattr("outputDataType")]
 
     def get_entries(self):
         """Table entries per channel for the input width and mode (the rules of custom_ops.lut_tables)."""
@@ -122,54 +108,22 @@ class PerChannelLUT(HWCustomOp):
         except ValueError as err:
             raise ValueError(f"{self.onnx_node.name}: {err}") from err
 
-    def calc_tmem(self):
-        """Channels per lane (NumChannels / PE); a clear error when PE does not divide NumChannels."""
-        channels = self.get_nodeattr("NumChannels")
-        pe = self.get_nodeattr("PE")
-        if channels < 1 or pe < 1 or channels % pe != 0:
-            raise ValueError(
-                f"{self.onnx_node.name}: PE={pe} does not divide NumChannels={channels}; "
-                f"choose PE from {list(divisors(channels)) if channels > 0 else '[]'}"
-            )
-        return channels // pe
-
     def get_normal_input_shape(self, ind=0):
         """Unfolded shape: numInputVectors + [NumChannels] for the data, [NumChannels, entries] for the table."""
         if ind == 1:
             return (self.get_nodeattr("NumChannels"), self.get_entries())
-        return tuple(list(self.get_nodeattr("numInputVectors")) + [self.get_nodeattr("NumChannels")])
-
-    def get_normal_output_shape(self, ind=0):
-        """Same as the data input shape."""
-        return self.get_normal_input_shape(0)
-
-    def get_folded_input_shape(self, ind=0):
-        """numInputVectors + [NumChannels / PE, PE]: one PE-wide word per cycle."""
-        tmem = self.calc_tmem()
-        return tuple(list(self.get_nodeattr("numInputVectors")) + [tmem, self.get_nodeattr("PE")])
-
-    def get_folded_output_shape(self, ind=0):
-        """Same as the folded input shape."""
-        return self.get_folded_input_shape(0)
+        return super().get_normal_input_shape(0)
 
     def get_instream_width(self, ind=0):
         """PE input codes per word; the table (input 1) is embedded in the layer and has no stream."""
         if ind == 1:
             return 0
-        return self.get_input_datatype(0).bitwidth() * self.get_nodeattr("PE")
-
-    def get_outstream_width(self, ind=0):
-        """PE output values per word."""
-        return self.get_output_datatype().bitwidth() * self.get_nodeattr("PE")
-
-    def get_exp_cycles(self):
-        """One word per cycle: vectors x NumChannels / PE."""
-        return int(np.prod(self.get_nodeattr("numInputVectors"))) * self.calc_tmem()
+        return super().get_instream_width(0)
 
     def get_op_and_param_counts(self):
         """Table lookups (and interpolations in lerp64 mode) per inference, and table entries by bit width."""
         channels = self.get_nodeattr("NumChannels")
-        elements = int(np.prod(self.get_nodeattr("numInputVectors"))) * channels
+        elements = self.num_elements()
         out_bits = self.get_output_datatype().bitwidth()
         counts = {
             f"op_table_lookup_{self.get_input_datatype(0).bitwidth()}b": elements,
