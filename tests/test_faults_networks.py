@@ -7,6 +7,7 @@ model, or is refused before the build with one line naming the node and the fix.
 - 14: a QuantTensor passed through a shape op (transpose, permute, flatten, max_pool2d) into QuantLerpPSA,
   QuantBSpline or QuantKANLinear (which take it as quantized): a token mixer, a CNN with QuantReLU(return_quant_tensor
   =True) -> MaxPool2d -> QuantLerpPSA.
+- 16: tests/networks.py's residual CNN with a default (float-scaled) QuantReLU branch: refused before the build.
 """
 
 import json
@@ -27,6 +28,8 @@ from qonnx.transformation.infer_shapes import InferShapes
 from torch import nn
 
 from graphs import graph_model
+from networks import ResidualCNN
+from test_faults import expect_error, fake_build, snapshot
 from psa_finn.custom_ops.domain import LERP_PSA_OP, OPS_DOMAIN, is_quant_node
 from psa_finn.export import export_qonnx
 from psa_finn.nn import QuantBSpline, QuantKANLinear, QuantLerpPSA
@@ -232,3 +235,23 @@ def test_a_quant_tensor_through_a_shape_op_builds_onto_the_hardware_exactly(name
     assert ("KANLinear" if name == "token_mixer_kan" else "PerChannelLUT") in layers
     if name.endswith("fan_out"):  # input thresholds, the 0/1 fan-out, the functions, the QuantLinear
         assert layers == ["Thresholding", "MVAU", "PerChannelLUT", "MVAU"]
+
+
+# ------------------------------------------------------------------------- 16: a residual join of float-scaled branches
+
+def test_a_residual_cnn_with_a_float_scaled_relu_branch_is_refused_before_the_build(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = ResidualCNN()
+    model.act2 = QuantReLU(return_quant_tensor=True)  # Brevitas' default: a learned float scale
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.rand(16, 1, 8, 8) * 2 - 1)
+    path = export_qonnx(model.eval(), torch.rand(1, 1, 8, 8), tmp_path / "residual_relu.onnx")
+    previous = fake_build(tmp_path / "build")
+    before = snapshot(previous)
+    expect_error(capsys, 2, "build", "--model", path, "--config", ROOT / "build_configs" / "unrolled.yaml",
+                 "--out", previous, names=["residual_relu.onnx", "Add node 'Add_0'", "not an integer",
+                                          "QuantReLU(act_quant=psa_finn.nn.quantizers.UnsignedActQuant)"])
+    assert snapshot(previous) == before  # refused before finn-plus ran: the previous build as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "residual_relu.onnx"]  # no build.failed/
