@@ -47,28 +47,46 @@ def lutrom_luts(depth: int, width: int) -> int:
     return width * (ceil(depth / 64) + mux_luts)
 
 
-def bram18_shape(depth: int, width: int) -> tuple:
-    """The RAMB18 aspect ratio (depth, width) that holds a depth x width ROM in the fewest blocks.
+def _single_shape(depth: int, width: int) -> tuple:
+    """The one RAMB18 aspect ratio that holds depth x width in the fewest blocks (ties: the deepest, fewer blocks
+    stacked in depth means a narrower read mux)."""
+    return min(BRAM18_SHAPES, key=lambda sh: (ceil(depth / sh[0]) * ceil(width / sh[1]), ceil(depth / sh[0])))
 
-    Among equally cheap ratios the deepest wins: fewer blocks stacked in depth means a narrower read mux.
-    """
-    return min(BRAM18_SHAPES,
-               key=lambda shape: (ceil(depth / shape[0]) * ceil(width / shape[1]), ceil(depth / shape[0])))
+
+def bram18_layout(depth: int, width: int) -> tuple:
+    """The RAMB18s of a depth x width ROM with one read port: ((shape, data bits), ...), one entry per column of
+    blocks of one aspect ratio. As yosys' memory mapping does, the width may be split in two aspect ratios: whole
+    columns of one ratio and the remaining bits in another (4096 x 40: four columns of 2K x 9, stacked two deep,
+    and one 4K x 4: 9 blocks, where one ratio alone needs 10). Fewest blocks first, then the shallowest stack."""
+    if depth <= 0 or width <= 0:
+        return ()
+    single_shape = _single_shape(depth, width)
+    candidates = [((single_shape, single_shape[1]),) * (width // single_shape[1]) +
+                  (((single_shape, width % single_shape[1]),) if width % single_shape[1] else ())]
+    for shape in BRAM18_SHAPES:
+        columns, rest = divmod(width, shape[1])
+        if columns and rest:
+            candidates.append(((shape, shape[1]),) * columns + ((_single_shape(depth, rest), rest),))
+
+    def cost(layout):
+        return (sum(ceil(depth / sh[0]) * ceil(bits / sh[1]) for sh, bits in layout),
+                max(ceil(depth / sh[0]) for sh, _ in layout))
+
+    return min(candidates, key=cost)
 
 
 def bram18_count(depth: int, width: int) -> int:
-    """RAMB18 count of a depth x width ROM with one read port, using the cheapest aspect ratio."""
-    shape_depth, shape_width = bram18_shape(depth, width)
-    return ceil(depth / shape_depth) * ceil(width / shape_width)
+    """RAMB18 count of a depth x width ROM with one read port (`bram18_layout`)."""
+    return sum(ceil(depth / shape[0]) * ceil(bits / shape[1]) for shape, bits in bram18_layout(depth, width))
 
 
 def bram18_read_mux_luts(depth: int, width: int) -> int:
-    """LUT6 count of the read-data mux over RAMB18s stacked in depth (a LUT6 is a 4:1 mux, saving 3 inputs).
+    """LUT6 count of the read-data mux over RAMB18s stacked in depth (a LUT6 is a 4:1 mux, saving 3 inputs), per
+    data bit of each column of `bram18_layout`.
 
     Checked against yosys synth_xilinx: a 6144 x 8 lane ROM is 3 stacked 2K x 9 blocks and a 3:1 mux per bit.
     """
-    stack = ceil(depth / bram18_shape(depth, width)[0])
-    return width * ceil((stack - 1) / 3)
+    return sum(bits * ceil((ceil(depth / shape[0]) - 1) / 3) for shape, bits in bram18_layout(depth, width))
 
 
 def uram_count(depth: int, width: int) -> int:

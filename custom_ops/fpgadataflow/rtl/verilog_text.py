@@ -49,12 +49,16 @@ def table_index(bus: str, msb: int, lsb: int, signed: bool) -> str:
     return f"{{~{bus}[{msb}], {bus}[{msb - 1}:{lsb}]}}"
 
 
-def rom_module(top: str, ram_style: str) -> str:
-    """Module `<top>_rom`: DEPTH x WIDTH words from $readmemh(INIT_FILE), synchronous read with enable."""
+def rom_module(top: str, ram_style: str, keep_hierarchy: bool = False) -> str:
+    """Module `<top>_rom`: DEPTH x WIDTH words from $readmemh(INIT_FILE), synchronous read with enable.
+
+    keep_hierarchy: the ROM is synthesised on its own, not merged with the logic of its address (KANLinear: yosys'
+    abc otherwise re-maps every lane ROM through the input word's stream / buffer mux, several times larger)."""
     attribute = RAM_STYLE_ATTRIBUTE[ram_style]
     attr_text = f'(* ram_style = "{attribute}" *) ' if attribute else ""
+    keep_text = "(* keep_hierarchy *)\n" if keep_hierarchy else ""
     return f"""// One ROM bank of one lane: DEPTH words of WIDTH bits, synchronous read with enable.
-module {top}_rom #(
+{keep_text}module {top}_rom #(
   parameter DEPTH = 1,
   parameter WIDTH = 1,
   parameter ADDR_BITS = 1,
