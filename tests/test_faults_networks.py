@@ -3,7 +3,7 @@ psa_finn.export.export_qonnx, lowers and builds onto the hardware, bit-exact fro
 model, or is refused before the build with one line naming the node and the fix.
 
 - 12: a KAN fan-out written as `torch.cat` of a repeated input (qonnx's renaming broke the graph) or as
-  `unsqueeze -> expand -> reshape` (left Unsqueeze/Expand off the hardware).
+  `unsqueeze -> expand -> reshape` (left Unsqueeze/Expand off the hardware); a CNN's channels concatenated twice.
 - 14: a QuantTensor passed through a shape op (transpose, permute, flatten, max_pool2d) into QuantLerpPSA,
   QuantBSpline or QuantKANLinear (which take it as quantized): a token mixer, a CNN with QuantReLU(return_quant_tensor
   =True) -> MaxPool2d -> QuantLerpPSA.
@@ -34,6 +34,7 @@ from psa_finn.custom_ops.domain import LERP_PSA_OP, OPS_DOMAIN, is_quant_node
 from psa_finn.export import export_qonnx
 from psa_finn.nn import QuantBSpline, QuantKANLinear, QuantLerpPSA
 from psa_finn.nn.quantizers import AccumulatorBiasQuant, ChannelWeightQuant, SignedActQuant
+from psa_finn.reports.learned_functions import lerp_psa_nodes, sweep_lerp_psa_node
 from psa_finn.transforms.lower_kan_linear import LowerKANLinear
 from psa_finn.transforms.lower_quantized_functions import KEPT_FORMS, lower_quantized_functions
 from psa_finn.transforms.requantize_after_shape_ops import RequantizeAfterShapeOps
@@ -125,6 +126,23 @@ class ExpandFanOut(CatFanOut):
         return self.fc(self.function(x.unsqueeze(1).expand(-1, 3, -1).reshape(x.shape[0], 12)))
 
 
+class ChannelCatCNN(nn.Module):
+    """[N, 1, 8, 8] -> QuantConv2d(4) -> QuantReLU (a QuantTensor) -> its channels twice, `torch.cat([x, x], 1)` ->
+    QuantLerpPSA on the 8 channels (channel_dim 1) -> flatten -> QuantLinear (exact bias)."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantIdentity(act_quant=SignedActQuant, bit_width=8)
+        self.conv = QuantConv2d(1, 4, 3, padding=1)
+        self.relu = QuantReLU(return_quant_tensor=True)
+        self.function = QuantLerpPSA(8, channel_dim=1, bit_width=4, return_quant_tensor=True)
+        self.fc = QuantLinear(8 * 8 * 8, 10, **EXACT)
+
+    def forward(self, x):
+        x = self.relu(self.conv(self.quant(x)))
+        return self.fc(self.function(torch.cat([x, x], dim=1)).flatten(1))
+
+
 SHAPE_OP_NETWORKS = {
     "token_mixer_lerp_psa": (lambda: TokenMixer(QuantLerpPSA(8, channel_dim=-1, bit_width=4)), (8, 4)),
     "token_mixer_kan": (lambda: TokenMixer(QuantKANLinear(8, 8, bit_width=4)), (8, 4)),
@@ -134,6 +152,7 @@ SHAPE_OP_NETWORKS = {
     "cat_fan_out": (CatFanOut, (4,)),
     "cat_fan_out_quant_tensor": (lambda: CatFanOut(quant_tensor=True), (4,)),
     "expand_fan_out": (ExpandFanOut, (4,)),
+    "channel_cat_cnn": (ChannelCatCNN, (1, 8, 8)),
 }
 
 
@@ -173,6 +192,14 @@ def test_a_quant_tensor_through_a_shape_op_exports_and_lowers_bit_exactly(name, 
     remaining = {node.op_type for node in lowered.graph.node}
     assert not remaining & {LERP_PSA_OP, "KANLinear", "Concat", "Expand", "Unsqueeze"}, remaining
     np.testing.assert_array_equal(_execute(lowered, x), expected)
+
+
+def test_the_learned_functions_report_sweeps_a_function_read_through_a_transpose(tmp_path):
+    model, shape = _calibrated("token_mixer_lerp_psa")
+    exported = ModelWrapper(str(export_qonnx(model, torch.randn(1, *shape), tmp_path / "mixer.onnx")))
+    sweep = sweep_lerp_psa_node(exported, lerp_psa_nodes(exported)[0])  # refused before: no Quant before the node
+    assert sweep.codes.tolist() == list(range(-8, 8))
+    np.testing.assert_array_equal(sweep.outputs["full"], sweep.outputs["exported"])
 
 
 def test_the_requantizer_after_a_transpose_permutes_a_per_channel_scale():
@@ -223,7 +250,7 @@ def _build_summary(model_path, out):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["token_mixer_lerp_psa", "token_mixer_kan", "pool_cnn", "cat_fan_out",
-                                  "expand_fan_out"])
+                                  "expand_fan_out", "channel_cat_cnn"])
 def test_a_quant_tensor_through_a_shape_op_builds_onto_the_hardware_exactly(name, tmp_path):
     model, shape = _calibrated(name)
     path = export_qonnx(model, torch.randn(1, *shape), tmp_path / f"{name}.onnx")

@@ -5,11 +5,11 @@ MVAU (as it does a QuantLinear fan-out).
 to feed every edge of a KAN, which FINN has no hardware layer for (a Concat of one stream repeated, Unsqueeze,
 Expand). The pattern: a quantizer's output x (so every value is finite and on a grid), then a chain of the
 `FAN_OUT_OPS` below, each passing on one tensor of the chain (`custom_ops.domain.shape_op_source`), at least one of
-them repeating values (Concat, Expand, Tile), ending at y of x's rank whose leading axes are x's. The chain is
-executed (qonnx execute_onnx) on x holding its own flat positions 0, 1, 2, ...; when every row of y reads the same
-entries of its row of x, `y[..., k] = x[..., index[k]]`, it becomes `y = MatMul(x, P)`, P[index[k], k] = 1, typed
-INT2 (FINN's weight types are signed). Each output is one input times 1 plus zeros: equal to the chain bit for bit.
-A fan-out along another axis than the last stays as it is.
+them repeating values (Concat, Expand, Tile), ending at y of x's rank and shape but along one axis. The chain is
+executed (qonnx execute_onnx) on x holding its own flat positions 0, 1, 2, ...; when y gathers x along that axis,
+`y = take(x, index, axis)`, it becomes `y = MatMul(x, P)`, P[index[k], k] = 1, typed INT2 (FINN's weight types are
+signed), between Transposes that move the axis last and back when it is another one (a channel concat of NCHW).
+Each output is one input times 1 plus zeros: equal to the chain bit for bit.
 """
 
 import numpy as np
@@ -50,11 +50,16 @@ def _chains_from(model, first):
 
 
 def _gathered_index(model, chain, source):
-    """index [K] with y[..., k] = x[..., index[k]] for the chain's input x = `source` and output y; None otherwise."""
+    """(axis, index [K]) with y = take(x, index, axis) for the chain's input x = `source` and output y (the axis where
+    their shapes differ; the last one if none does); None otherwise."""
     x_shape = model.get_tensor_shape(source)
     y_shape = model.get_tensor_shape(chain[-1].output[0])
-    if x_shape is None or y_shape is None or len(x_shape) != len(y_shape) or x_shape[:-1] != y_shape[:-1]:
+    if x_shape is None or y_shape is None or len(x_shape) != len(y_shape):
         return None
+    differing = [axis for axis, (x, y) in enumerate(zip(x_shape, y_shape)) if x != y]
+    if len(differing) > 1:
+        return None
+    axis = differing[0] if differing else len(x_shape) - 1
     constants = {name for node in chain for name in node.input if name != source and
                  model.get_initializer(name) is not None}
     graph = helper.make_graph(chain, "fan_out", [helper.make_tensor_value_info(source, TensorProto.FLOAT, x_shape)],
@@ -64,12 +69,32 @@ def _gathered_index(model, chain, source):
         small.set_initializer(name, model.get_initializer(name))
     small = small.transform(InferShapes())
     positions = np.arange(int(np.prod(x_shape)), dtype=np.float32).reshape(x_shape)
-    gathered = execute_onnx(small, {source: positions})[chain[-1].output[0]].reshape(-1, y_shape[-1])
-    rows = positions.reshape(-1, x_shape[-1])[:, :1]
-    index = gathered - rows
-    if not (index == index[:1]).all() or index.min() < 0 or index.max() >= x_shape[-1]:
+    gathered = execute_onnx(small, {source: positions})[chain[-1].output[0]]
+    stride = int(np.prod(x_shape[axis + 1:]))
+    first_row = np.moveaxis(gathered, axis, -1).reshape(-1, y_shape[axis])[0].astype(np.int64)
+    index = (first_row // stride) % x_shape[axis]
+    if not np.array_equal(np.take(positions, index, axis=axis), gathered):
         return None
-    return index[0].astype(np.int64)
+    return axis, index
+
+
+def _fan_out_nodes(model, source, output, axis, index, name):
+    """`output = take(source, index, axis)` as MatMul by a 0/1 matrix (typed FAN_OUT_WEIGHT_TYPE) on the last axis,
+    between Transposes when `axis` is another one."""
+    rank = len(model.get_tensor_shape(source))
+    weights = np.zeros((model.get_tensor_shape(source)[axis], index.size), dtype=np.float32)
+    weights[index, np.arange(index.size)] = 1.0
+    weight_name = model.make_new_valueinfo_name()
+    model.set_initializer(weight_name, weights)
+    model.set_tensor_datatype(weight_name, DataType[FAN_OUT_WEIGHT_TYPE])
+    if axis == rank - 1:
+        return [helper.make_node("MatMul", [source, weight_name], [output], name=name)]
+    perm = [a for a in range(rank) if a != axis] + [axis]
+    moved, gathered = model.make_new_valueinfo_name(), model.make_new_valueinfo_name()
+    return [helper.make_node("Transpose", [source], [moved], name=f"{name}_to_last", perm=perm),
+            helper.make_node("MatMul", [moved, weight_name], [gathered], name=name),
+            helper.make_node("Transpose", [gathered], [output], name=f"{name}_back",
+                             perm=[int(a) for a in np.argsort(perm)])]
 
 
 class FanOutAsMatMul(Transformation):
@@ -84,16 +109,12 @@ class FanOutAsMatMul(Transformation):
             found = [(chain, index) for chain, index in found if index is not None]
             if not found:
                 continue
-            chain, index = found[0]
-            weights = np.zeros((model.get_tensor_shape(source)[-1], index.size), dtype=np.float32)
-            weights[index, np.arange(index.size)] = 1.0
-            name = model.make_new_valueinfo_name()
-            model.set_initializer(name, weights)
-            model.set_tensor_datatype(name, DataType[FAN_OUT_WEIGHT_TYPE])
+            chain, (axis, index) = found[0]
             position = list(graph.node).index(chain[0])
+            replacement = _fan_out_nodes(model, source, chain[-1].output[0], axis, index, f"{chain[0].name}_fan_out")
             for node in chain:
                 graph.node.remove(node)
-            graph.node.insert(position, helper.make_node("MatMul", [source, name], [chain[-1].output[0]],
-                                                         name=f"{chain[0].name}_fan_out"))
+            for offset, node in enumerate(replacement):
+                graph.node.insert(position + offset, node)
             return model, True
         return model, False
