@@ -77,6 +77,7 @@ class _Interrupts:
     """What `interrupts_as_exceptions` saw: the signal received (None: none yet) and whether delivery is deferred."""
 
     received = None
+    count = 0
     deferring = False
 
 
@@ -86,6 +87,7 @@ def _interrupt_error(signum) -> KeyboardInterrupt:
 
 def _on_signal(signum, frame):
     _Interrupts.received = signum
+    _Interrupts.count += 1
     if not _Interrupts.deferring:
         raise _interrupt_error(signum)
 
@@ -110,14 +112,17 @@ def interrupts_as_exceptions():
 
 @contextlib.contextmanager
 def interrupts_deferred():
-    """Hold back an interrupt until the block ends (imports: a KeyboardInterrupt inside a library's import leaves
-    it half-initialised, or is swallowed by its `except:`), then raise it."""
+    """Hold back an interrupt that comes within the block until the block ends, then raise it: imports (a
+    KeyboardInterrupt inside a library's import leaves it half-initialised, or is swallowed by its `except:`) and
+    the creation of a temporary file (`atomic_files`: an interrupt between creating it and owning it would leave it
+    behind). Nested blocks raise at the end of the outermost. Effective inside `interrupts_as_exceptions`."""
+    outer, seen = _Interrupts.deferring, _Interrupts.count
     _Interrupts.deferring = True
     try:
         yield
     finally:
-        _Interrupts.deferring = False
-    if _Interrupts.received is not None:
+        _Interrupts.deferring = outer
+    if not outer and _Interrupts.count != seen:
         raise _interrupt_error(_Interrupts.received)
 
 

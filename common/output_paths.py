@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from psa_finn.common.atomic_files import is_own_temporary, owner_pid, process_alive, remove_stale_temporaries, temporary_name
-from psa_finn.common.cli_errors import ENVIRONMENT_ERRNOS, BadInput, EnvironmentFailure
+from psa_finn.common.cli_errors import ENVIRONMENT_ERRNOS, BadInput, EnvironmentFailure, interrupts_deferred
 
 STAGING_SUFFIX = "partial"
 REPLACED_SUFFIX = "old"
@@ -42,9 +42,10 @@ def _probe_writable(folder: Path, flag: str, target: Path) -> None:
     """EnvironmentFailure naming `flag` unless `folder` can be created and written."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(prefix=temporary_name(target), suffix=".probe", dir=folder)
-        os.close(handle)
-        os.unlink(probe)
+        with interrupts_deferred():  # an interrupt between creating the probe and removing it would leave it
+            handle, probe = tempfile.mkstemp(prefix=temporary_name(target), suffix=".probe", dir=folder)
+            os.close(handle)
+            os.unlink(probe)
     except OSError as err:
         raise cannot_write(err, flag, target, folder) from err
 

@@ -96,9 +96,12 @@ def synthesize(verilog_files, top: str, family: str, work_dir, timeout_s: float 
                           text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"yosys synth_xilinx of {top} failed (log: {work / 'yosys.log'}):\n{proc.stderr[-3000:]}")
-    modules = json.loads(stat_file.read_text())["modules"]
-    cells = {}
-    for stats in modules.values():
-        for cell, n in stats.get("num_cells_by_type", {}).items():
-            cells[cell] = cells.get(cell, 0) + n
+    stats = json.loads(stat_file.read_text())
+    if "design" in stats:  # totals over the hierarchy (modules kept by keep_hierarchy counted per instance)
+        cells = dict(stats["design"].get("num_cells_by_type", {}))
+    else:
+        cells = {}
+        for module in stats["modules"].values():
+            for cell, n in module.get("num_cells_by_type", {}).items():
+                cells[cell] = cells.get(cell, 0) + n
     return {"cells": dict(sorted(cells.items())), **categorize_cells(cells)}

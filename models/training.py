@@ -138,8 +138,17 @@ class Trainer:
         self.num_blocks = len(model.layers)
         self.epoch = 0
         self.history = []
-        spline = spline_parameters(model)
-        dense = [p for p in model.parameters() if all(p is not q for q in spline)]
+        self.build_optimizers()
+
+    def build_optimizers(self) -> None:
+        """Fresh optimisers and schedulers over the model's current parameter objects.
+
+        Called again after loading a checkpoint: Brevitas rebuilds a quantizer's `tensor_quant` when a state dict
+        is loaded (`brevitas.config.REINIT_ON_STATE_DICT_LOAD`), so every activation scale becomes a new Parameter
+        and optimisers made before the load would step the discarded ones (the resumed run's scales then froze)."""
+        settings = self.settings
+        spline = spline_parameters(self.model)
+        dense = [p for p in self.model.parameters() if all(p is not q for q in spline)]
         self.optimizers = {
             "kt": torch.optim.AdamW(dense, lr=settings.kt_lr, weight_decay=settings.kt_weight_decay),
             "main": torch.optim.AdamW(dense, lr=settings.lr, weight_decay=settings.weight_decay),
@@ -297,6 +306,7 @@ class Trainer:
             raise ValueError(f"cannot resume from {self.checkpoint_path}: it holds a {saved} model, this run "
                              f"builds {wanted}; rerun with the original options or use a new --out folder")
         self.model.load_state_dict(saved_model.state_dict())
+        self.build_optimizers()
         self.load_state(extra["training"])
         return True
 

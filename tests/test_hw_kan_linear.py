@@ -50,13 +50,16 @@ def test_resource_model_by_hand():
     acc_bits = layer.get_output_datatype().bitwidth()
     assert layer.get_lane_rom() == (2 * 3 * 16, 3 * 6)
     assert layer.get_exp_cycles() == 2 * 3 * 2
-    # LUT ROM 2 x 18 x ceil(96 / 64); adder tree 3 x (6 + 1); accumulators 3 x A; input buffer and its select
-    # (2 + 1) x 2 x 4; counters sf (3 words: 2 bits), nf (2 groups: 1 bit), fold (6: 3 bits)
-    assert layer.lut_estimation("") == 2 * 18 * 2 + 3 * 7 + 3 * acc_bits + 24 + 2 + 1 + 3
+    # LUT ROM 2 x 18 x ceil(96 / 64); per output the flat sum of 2 entries and the accumulator: 2 x A for the
+    # accumulator's clear and carry chain + ceil(0.4 x 2 x 6) for the carry-save tree; input buffer and its select
+    # (2 + 1) x 2 x 4; counters sf (3 words: 2 bits), nf (2 groups: 1 bit), fold (6: 3 bits); their comparisons
+    # with constants: sf = 0 and sf = 2 (1 LUT6 each), nf = 0 and nf = 1 (1 each), fold = 5 (2)
+    control = 24 + (2 + 1 + 3) + (1 + 1 + 1 + 1 + 2)
+    assert layer.lut_estimation("") == 2 * 18 * 2 + 3 * (2 * acc_bits + 5) + control
     assert layer.bram_estimation("") == 0 and layer.dsp_estimation("") == 0
     layer.set_nodeattr("ram_style", "block")
-    assert layer.bram_estimation("") == 2  # one 512 x 36 RAMB18 per input lane
-    assert layer.lut_estimation("") == 3 * 7 + 3 * acc_bits + 24 + 2 + 1 + 3
+    assert layer.bram_estimation("") == 2  # one 1K x 18 RAMB18 per input lane
+    assert layer.lut_estimation("") == 3 * (2 * acc_bits + 5) + control
 
 
 def test_folding_meets_the_target_with_the_least_parallelism():

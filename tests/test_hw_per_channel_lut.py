@@ -111,6 +111,10 @@ def test_memory_primitive_counts():
     # 24576 x 8: 16Kx1 -> 2*8=16, 8Kx2 -> 3*4=12, 4Kx4 -> 6*2=12, 2Kx9 -> 12*1=12, 1Kx18 -> 24, 512x36 -> 48
     assert bram18_count(24576, 8) == 12
     assert bram18_count(33, 8) == 1
+    # 4096 x 40: one ratio needs 10 (4K x 4 x 10 or 2K x 9 x 2 x 5); four columns of 2K x 9 (2 deep) and one
+    # 4K x 4 need 9, as yosys maps a KANLinear lane ROM of 4 x 10-bit entries; the 2K x 9 columns need a 2:1 mux
+    assert bram18_count(4096, 40) == 9
+    assert bram18_read_mux_luts(4096, 40) == 36
     assert lutrom_luts(32, 8) == 4  # LUT6_2: 32 x 2 per LUT
     assert lutrom_luts(33, 8) == 8  # 64 x 1 per LUT
     assert lutrom_luts(256, 8) == 32  # 4 LUT6 per bit + free MUXF7/F8

@@ -11,17 +11,17 @@ prints the float scale with 6 decimals (2^-10 is not 0.000977). This layer takes
 one shift, so its RTL is exact by construction.
 
 The NumChannels channels fold over PE lanes as in the other channel-wise layers: lane p serves channels t * PE + p,
-one PE-wide word per cycle. This module holds what every backend shares: attributes, shapes, folding, widths,
-cycles, op counts, the Python execution and the resource model; the RTL backend generates Verilog.
+one PE-wide word per cycle (channelwise_layer.py: shapes, folding, widths, cycles). This module holds the rest that
+every backend shares: attributes, op counts, the Python execution and the resource model; the RTL backend generates
+Verilog.
 """
 
 from math import ceil, log2
 
 import numpy as np
-from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
-from qonnx.core.datatype import DataType
 
-from psa_finn.custom_ops.fpgadataflow.per_channel_lut import divisors, lutrom_luts
+from psa_finn.custom_ops.fpgadataflow.channelwise_layer import ChannelwiseLayer
+from psa_finn.custom_ops.fpgadataflow.per_channel_lut import lutrom_luts
 from psa_finn.custom_ops.integer_requant import ROUNDINGS, requantize
 from psa_finn.custom_ops.lut_tables import lut_codes
 
@@ -40,17 +40,12 @@ def is_power_of_two_or_zero(value: int) -> bool:
     return value >= 0 and value & (value - 1) == 0
 
 
-class IntegerRequant(HWCustomOp):
+class IntegerRequant(ChannelwiseLayer):
     """clip(round((M x + B) / 2^S)) per channel, folded over PE lanes (finn-plus hardware layer)."""
 
     def get_nodeattr_types(self):
         """FINN-style attributes; the per-channel multipliers and biases are integer lists."""
         my_attrs = {
-            "NumChannels": ("i", True, 0),
-            "PE": ("i", True, 0),
-            "inputDataType": ("s", True, ""),
-            "outputDataType": ("s", True, ""),
-            "numInputVectors": ("ints", False, [1]),
             # per channel: y = clip(round((Multipliers[c] * x + Biases[c]) / 2^Shift), OutMin, OutMax)
             "Multipliers": ("ints", True, []),
             "Biases": ("ints", True, []),
@@ -62,57 +57,10 @@ class IntegerRequant(HWCustomOp):
         my_attrs.update(super().get_nodeattr_types())
         return my_attrs
 
-    # ---- datatypes, shapes, folding -------------------------------------------------------------------------
-
-    def get_input_datatype(self, ind=0):
-        """FINN DataType of the input codes."""
-        return DataType[self.get_nodeattr("inputDataType")]
-
-    def get_output_datatype(self, ind=0):
-        """FINN DataType of the output codes."""
-        return DataType[self.get_nodeattr("outputDataType")]
-
-    def calc_tmem(self):
-        """Channels per lane (NumChannels / PE); a clear error when PE does not divide NumChannels."""
-        channels = self.get_nodeattr("NumChannels")
-        pe = self.get_nodeattr("PE")
-        if channels < 1 or pe < 1 or channels % pe != 0:
-            raise ValueError(f"{self.onnx_node.name}: PE={pe} does not divide NumChannels={channels}; choose PE "
-                             f"from {divisors(channels) if channels > 0 else '[]'}")
-        return channels // pe
-
-    def get_normal_input_shape(self, ind=0):
-        """numInputVectors + [NumChannels]."""
-        return tuple(list(self.get_nodeattr("numInputVectors")) + [self.get_nodeattr("NumChannels")])
-
-    def get_normal_output_shape(self, ind=0):
-        """Same as the input shape."""
-        return self.get_normal_input_shape(0)
-
-    def get_folded_input_shape(self, ind=0):
-        """numInputVectors + [NumChannels / PE, PE]."""
-        return tuple(list(self.get_nodeattr("numInputVectors")) + [self.calc_tmem(), self.get_nodeattr("PE")])
-
-    def get_folded_output_shape(self, ind=0):
-        """Same as the folded input shape."""
-        return self.get_folded_input_shape(0)
-
-    def get_instream_width(self, ind=0):
-        """PE input codes per word."""
-        return self.get_input_datatype(0).bitwidth() * self.get_nodeattr("PE")
-
-    def get_outstream_width(self, ind=0):
-        """PE output codes per word."""
-        return self.get_output_datatype().bitwidth() * self.get_nodeattr("PE")
-
-    def get_exp_cycles(self):
-        """One word per cycle: vectors x NumChannels / PE."""
-        return int(np.prod(self.get_nodeattr("numInputVectors"))) * self.calc_tmem()
-
     def get_op_and_param_counts(self):
         """One multiply-add-round per element; a multiplier and a bias per channel."""
         channels = self.get_nodeattr("NumChannels")
-        elements = int(np.prod(self.get_nodeattr("numInputVectors"))) * channels
+        elements = self.num_elements()
         return {f"op_requant_{self.get_input_datatype(0).bitwidth()}b": elements,
                 f"param_requant_{self.multiplier_bits() + self.bias_bits()}b": channels}
 

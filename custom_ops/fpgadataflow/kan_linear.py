@@ -29,6 +29,20 @@ from psa_finn.custom_ops.kan_lut import check_codes
 # LUT6 per bit of a dual-port LUTRAM (RAM64X1D: one LUT6 for the write/read port, one for the second read port)
 LUTRAM_DUAL_PORT_LUTS_PER_64 = 2
 
+# LUT6 per addend bit of a flat sum of n sign-extended addends plus an accumulator, as yosys 0.23 synth_xilinx
+# maps it (alumacc makes the expression one $macc, maccmap a carry-save tree of full adders in LUT logic, abc maps
+# it and duplicates logic as the tree deepens): (largest n, LUT6 per addend bit), measured on the sum alone
+# (docs/kan.md); the carry-save tree is why the figure grows with n where a tree of carry-chain adders would not.
+FLAT_SUM_LUTS_PER_ADDEND_BIT = ((1, 0.0), (2, 0.4), (6, 1.7), (7, 2.9), (None, 4.5))
+
+
+def flat_sum_luts(addends: int, width: int, acc_bits: int) -> int:
+    """LUT6 of `acc' = (first ? 0 : acc) + e_1 + ... + e_n` (n `width`-bit addends sign-extended to `acc_bits`):
+    the accumulator's clear and the final carry-chain adder, 2 LUT6 per accumulator bit, plus
+    `FLAT_SUM_LUTS_PER_ADDEND_BIT` x n x width for the carry-save tree (yosys synth_xilinx's mapping)."""
+    per_bit = next(cost for largest, cost in FLAT_SUM_LUTS_PER_ADDEND_BIT if largest is None or addends <= largest)
+    return 2 * acc_bits + ceil(per_bit * addends * width)
+
 
 class KANLinear(HWCustomOp):
     """Folded KAN layer (finn-plus hardware layer, backend-independent); see the module docstring."""
@@ -236,20 +250,20 @@ class KANLinear(HWCustomOp):
         return 1 if urams == 0 else self.get_nodeattr("SIMD") * depth * width / (urams * URAM_DEPTH * URAM_WIDTH)
 
     def lut_estimation(self, fpgapart):
-        """LUT6 count, W = table bits, A = accumulator bits, b = input bits:
+        """LUT6 count (LUT logic and LUT as memory) of the RTL backend's datapath, W = table bits, A = accumulator
+        bits, b = input bits:
         - tables: SIMD x lutrom_luts(depth, PE x W) (distributed), or SIMD x the read mux of stacked RAMB18s (block);
-        - adder trees: PE x sum over levels l = 1, 2, ... of floor(n_l / 2) adders of W + l bits, n_1 = SIMD and
-          n_(l+1) = n_l - floor(n_l / 2) operands (SIMD - 1 adders; one LUT6 per bit on the carry chain);
-        - accumulators (SF > 1): PE x A;
+        - sums: PE x `flat_sum_luts(SIMD, W, A)` (each output adds its SIMD entries and its accumulator in one
+          expression);
         - input buffer (NF > 1): SF words of SIMD x b bits in dual-port LUTRAM, 2 LUT6 per bit per 64 words, and
           the stream / buffer select of the issued word, SIMD x b;
         - counters sf, nf and fold (the address is {fold, code}, 2^b a power of two): one LUT6 per bit of each,
-          ceil(log2 SF) + ceil(log2 NF) + ceil(log2(NF x SF)) (the RTL backend's datapath; yosys synth-check maps
-          about 2-3 x these figures, see docs/kan.md).
+          ceil(log2 SF) + ceil(log2 NF) + ceil(log2(NF x SF)), and their comparisons with constants (sf = 0,
+          sf = SF - 1, nf = 0, nf = NF - 1, fold = NF x SF - 1), two bits per LUT6 on the carry chain.
+        tests/test_yosys_resources.py checks the total against yosys synth_xilinx over a sweep (docs/kan.md).
         """
         sf, nf = self._folds()
         simd, pe = self.get_nodeattr("SIMD"), self.get_nodeattr("PE")
-        width = self.get_input_datatype(1).bitwidth()
         depth, rom_width = self.get_lane_rom()
         style = self.get_resolved_ram_style()
         luts = 0
@@ -257,18 +271,13 @@ class KANLinear(HWCustomOp):
             luts += simd * lutrom_luts(depth, rom_width)
         elif style == "block":
             luts += simd * bram18_read_mux_luts(depth, rom_width)
-        operands, level = simd, 0
-        while operands > 1:  # one adder tree per output lane
-            level += 1
-            luts += pe * (operands // 2) * (width + level)
-            operands -= operands // 2
-        if sf > 1:
-            luts += pe * self.get_output_datatype().bitwidth()
+        luts += pe * flat_sum_luts(simd, self.get_input_datatype(1).bitwidth(), self.get_output_datatype().bitwidth())
         in_bits = self.get_input_datatype(0).bitwidth()
         if nf > 1:
             luts += (LUTRAM_DUAL_PORT_LUTS_PER_64 * ceil(sf / 64) + 1) * simd * in_bits
-        luts += sum(ceil(log2(n)) for n in (sf, nf, nf * sf) if n > 1)
-        return luts
+        counter_bits = [ceil(log2(n)) for n in (sf, nf, nf * sf) if n > 1]
+        comparisons = [ceil(log2(n)) for n in (sf, sf, nf, nf, nf * sf) if n > 1]
+        return luts + sum(counter_bits) + sum(ceil(bits / 2) for bits in comparisons)
 
     def dsp_estimation(self, fpgapart):
         """No DSPs: lookups and additions only."""

@@ -8,9 +8,9 @@ hardware). The ``NumChannels`` channels are folded over ``PE`` lanes: lane ``p``
 per cycle.
 
 This module holds what both backends share (as finn-plus splits ``thresholding.py`` from its ``hls``/``rtl``
-files): attributes, shapes, folding, stream widths, cycles, op/parameter counts, the per-lane table layout
-(``get_lane_tables``), a Python execution that walks that layout exactly as the hardware does, and the resource
-model of the lane architecture. Code generation lives in the backends.
+files): attributes, op/parameter counts, the per-lane table layout (``get_lane_tables``), a Python execution that
+walks that layout exactly as the hardware does, and the resource model of the lane architecture; shapes, folding,
+stream widths and cycles come from ``channelwise_layer.py``. Code generation lives in the backends.
 
 The node's ONNX domain is finn-plus's ``finn.custom_op.fpgadataflow`` (``.hls`` / ``.rtl`` once specialised):
 ``SpecializeLayers`` and finn's analyses match those domain strings exactly. Importing ``custom_ops.fpgadataflow``
@@ -19,11 +19,8 @@ registers the classes there.
 
 import numpy as np
 from math import ceil, log2
-from qonnx.core.datatype import DataType
 
-from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
-from finn.transformation.fpgadataflow.set_folding import divisors
-
+from psa_finn.custom_ops.fpgadataflow.channelwise_layer import ChannelwiseLayer
 from psa_finn.custom_ops.lut_tables import LUT_MODES, check_lut_table, lut_codes, table_entries
 
 RAM_STYLES = ("auto", "block", "distributed", "ultra")
@@ -50,28 +47,46 @@ def lutrom_luts(depth: int, width: int) -> int:
     return width * (ceil(depth / 64) + mux_luts)
 
 
-def bram18_shape(depth: int, width: int) -> tuple:
-    """The RAMB18 aspect ratio (depth, width) that holds a depth x width ROM in the fewest blocks.
+def _single_shape(depth: int, width: int) -> tuple:
+    """The one RAMB18 aspect ratio that holds depth x width in the fewest blocks (ties: the deepest, fewer blocks
+    stacked in depth means a narrower read mux)."""
+    return min(BRAM18_SHAPES, key=lambda sh: (ceil(depth / sh[0]) * ceil(width / sh[1]), ceil(depth / sh[0])))
 
-    Among equally cheap ratios the deepest wins: fewer blocks stacked in depth means a narrower read mux.
-    """
-    return min(BRAM18_SHAPES,
-               key=lambda shape: (ceil(depth / shape[0]) * ceil(width / shape[1]), ceil(depth / shape[0])))
+
+def bram18_layout(depth: int, width: int) -> tuple:
+    """The RAMB18s of a depth x width ROM with one read port: ((shape, data bits), ...), one entry per column of
+    blocks of one aspect ratio. As yosys' memory mapping does, the width may be split in two aspect ratios: whole
+    columns of one ratio and the remaining bits in another (4096 x 40: four columns of 2K x 9, stacked two deep,
+    and one 4K x 4: 9 blocks, where one ratio alone needs 10). Fewest blocks first, then the shallowest stack."""
+    if depth <= 0 or width <= 0:
+        return ()
+    single_shape = _single_shape(depth, width)
+    candidates = [((single_shape, single_shape[1]),) * (width // single_shape[1]) +
+                  (((single_shape, width % single_shape[1]),) if width % single_shape[1] else ())]
+    for shape in BRAM18_SHAPES:
+        columns, rest = divmod(width, shape[1])
+        if columns and rest:
+            candidates.append(((shape, shape[1]),) * columns + ((_single_shape(depth, rest), rest),))
+
+    def cost(layout):
+        return (sum(ceil(depth / sh[0]) * ceil(bits / sh[1]) for sh, bits in layout),
+                max(ceil(depth / sh[0]) for sh, _ in layout))
+
+    return min(candidates, key=cost)
 
 
 def bram18_count(depth: int, width: int) -> int:
-    """RAMB18 count of a depth x width ROM with one read port, using the cheapest aspect ratio."""
-    shape_depth, shape_width = bram18_shape(depth, width)
-    return ceil(depth / shape_depth) * ceil(width / shape_width)
+    """RAMB18 count of a depth x width ROM with one read port (`bram18_layout`)."""
+    return sum(ceil(depth / shape[0]) * ceil(bits / shape[1]) for shape, bits in bram18_layout(depth, width))
 
 
 def bram18_read_mux_luts(depth: int, width: int) -> int:
-    """LUT6 count of the read-data mux over RAMB18s stacked in depth (a LUT6 is a 4:1 mux, saving 3 inputs).
+    """LUT6 count of the read-data mux over RAMB18s stacked in depth (a LUT6 is a 4:1 mux, saving 3 inputs), per
+    data bit of each column of `bram18_layout`.
 
     Checked against yosys synth_xilinx: a 6144 x 8 lane ROM is 3 stacked 2K x 9 blocks and a 3:1 mux per bit.
     """
-    stack = ceil(depth / bram18_shape(depth, width)[0])
-    return width * ceil((stack - 1) / 3)
+    return sum(bits * ceil((ceil(depth / shape[0]) - 1) / 3) for shape, bits in bram18_layout(depth, width))
 
 
 def uram_count(depth: int, width: int) -> int:
@@ -79,20 +94,13 @@ def uram_count(depth: int, width: int) -> int:
     return ceil(depth / URAM_DEPTH) * ceil(width / URAM_WIDTH)
 
 
-class PerChannelLUT(HWCustomOp):
+class PerChannelLUT(ChannelwiseLayer):
     """Per-channel integer table lookup folded over PE lanes (finn-plus hardware layer, backend-independent)."""
 
     def get_nodeattr_types(self):
         """Node attributes in FINN style; the table itself is the second input (an initializer [C, E])."""
         my_attrs = {
-            # number of channels (each with its own table) and lanes processed per cycle
-            "NumChannels": ("i", True, 0),
-            "PE": ("i", True, 0),
-            # FINN DataTypes of the input codes and of the table entries / outputs
-            "inputDataType": ("s", True, ""),
-            "outputDataType": ("s", True, ""),
-            # number of input vectors, e.g. [1, 64] for one image of 64 tokens
-            "numInputVectors": ("ints", False, [1]),
+            # each channel has its own table; outputDataType is also the type of the table entries
             # full table (2^b entries) or every 4th entry + interpolation of the 2 LSBs
             "mode": ("s", False, "full", set(LUT_MODES)),
             # memory of the lane ROMs; "auto" picks LUTs for small banks, block RAM otherwise
@@ -106,14 +114,10 @@ class PerChannelLUT(HWCustomOp):
     def get_input_datatype(self, ind=0):
         """FINN DataType of the input codes (ind 0) or of the table entries (ind 1, = outputDataType)."""
         if ind == 0:
-            return DataType[self.get_nodeattr("inputDataType")]
+            return super().get_input_datatype(0)
         if ind == 1:
-            return DataType[self.get_nodeattr("outputDataType")]
+            return self.get_output_datatype()
         raise IndexError(f"{self.onnx_node.name}: PerChannelLUT has inputs 0 (data) and 1 (table), not {ind}")
-
-    def get_output_datatype(self, ind=0):
-        """FINN DataType of the output stream."""
-        return DataType[self.get_nodeattr("outputDataType")]
 
     def get_entries(self):
         """Table entries per channel for the input width and mode (the rules of custom_ops.lut_tables)."""
@@ -122,54 +126,22 @@ class PerChannelLUT(HWCustomOp):
         except ValueError as err:
             raise ValueError(f"{self.onnx_node.name}: {err}") from err
 
-    def calc_tmem(self):
-        """Channels per lane (NumChannels / PE); a clear error when PE does not divide NumChannels."""
-        channels = self.get_nodeattr("NumChannels")
-        pe = self.get_nodeattr("PE")
-        if channels < 1 or pe < 1 or channels % pe != 0:
-            raise ValueError(
-                f"{self.onnx_node.name}: PE={pe} does not divide NumChannels={channels}; "
-                f"choose PE from {list(divisors(channels)) if channels > 0 else '[]'}"
-            )
-        return channels // pe
-
     def get_normal_input_shape(self, ind=0):
         """Unfolded shape: numInputVectors + [NumChannels] for the data, [NumChannels, entries] for the table."""
         if ind == 1:
             return (self.get_nodeattr("NumChannels"), self.get_entries())
-        return tuple(list(self.get_nodeattr("numInputVectors")) + [self.get_nodeattr("NumChannels")])
-
-    def get_normal_output_shape(self, ind=0):
-        """Same as the data input shape."""
-        return self.get_normal_input_shape(0)
-
-    def get_folded_input_shape(self, ind=0):
-        """numInputVectors + [NumChannels / PE, PE]: one PE-wide word per cycle."""
-        tmem = self.calc_tmem()
-        return tuple(list(self.get_nodeattr("numInputVectors")) + [tmem, self.get_nodeattr("PE")])
-
-    def get_folded_output_shape(self, ind=0):
-        """Same as the folded input shape."""
-        return self.get_folded_input_shape(0)
+        return super().get_normal_input_shape(0)
 
     def get_instream_width(self, ind=0):
         """PE input codes per word; the table (input 1) is embedded in the layer and has no stream."""
         if ind == 1:
             return 0
-        return self.get_input_datatype(0).bitwidth() * self.get_nodeattr("PE")
-
-    def get_outstream_width(self, ind=0):
-        """PE output values per word."""
-        return self.get_output_datatype().bitwidth() * self.get_nodeattr("PE")
-
-    def get_exp_cycles(self):
-        """One word per cycle: vectors x NumChannels / PE."""
-        return int(np.prod(self.get_nodeattr("numInputVectors"))) * self.calc_tmem()
+        return super().get_instream_width(0)
 
     def get_op_and_param_counts(self):
         """Table lookups (and interpolations in lerp64 mode) per inference, and table entries by bit width."""
         channels = self.get_nodeattr("NumChannels")
-        elements = int(np.prod(self.get_nodeattr("numInputVectors"))) * channels
+        elements = self.num_elements()
         out_bits = self.get_output_datatype().bitwidth()
         counts = {
             f"op_table_lookup_{self.get_input_datatype(0).bitwidth()}b": elements,

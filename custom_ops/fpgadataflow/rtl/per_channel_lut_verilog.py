@@ -16,65 +16,38 @@ is kept in a register and added. The whole pipeline stalls when its output is no
 from dataclasses import dataclass
 
 import numpy as np
-from qonnx.util.basic import roundup_to_integer_multiple
 
+from psa_finn.custom_ops.fpgadataflow.rtl.channel_lanes import ChannelLanes
+from psa_finn.custom_ops.fpgadataflow.rtl.verilog_text import axis_module, check_ram_style, clog2, extend, rom_module
+from psa_finn.custom_ops.fpgadataflow.rtl.verilog_text import sign_bit, stall_pipeline, table_index
 from psa_finn.custom_ops.lut_tables import table_entries
 
 # Cycles from the input handshake of a word to the cycle its output word is first valid.
 PIPELINE_LATENCY = {"full": 1, "lerp64": 2}
 
-# FINN ram_style -> the ram_style attribute that Vivado and yosys read ("auto" sets none).
-_RAM_STYLE_ATTRIBUTE = {"auto": "", "block": "block", "distributed": "distributed", "ultra": "ultra"}
 
-
-@dataclass(frozen=True)
-class LutLayerGeometry:
+@dataclass(frozen=True, kw_only=True)
+class LutLayerGeometry(ChannelLanes):
     """What the generated hardware depends on: channels, lanes, bit widths, signedness, mode, memory style."""
 
-    num_channels: int
-    pe: int
-    in_bits: int
-    in_signed: bool
-    out_bits: int
-    out_signed: bool
     mode: str
     ram_style: str = "auto"
+
+    layer = "PerChannelLUT_rtl"
 
     def __post_init__(self):
         if self.mode not in PIPELINE_LATENCY:
             raise ValueError(f"PerChannelLUT_rtl: mode {self.mode!r} is not one of {sorted(PIPELINE_LATENCY)}")
-        if self.pe < 1 or self.num_channels % self.pe != 0:
-            raise ValueError(f"PerChannelLUT_rtl: PE={self.pe} must divide NumChannels={self.num_channels}")
+        super().__post_init__()
         try:
             table_entries(self.mode, self.in_bits)
         except ValueError as err:
             raise ValueError(f"PerChannelLUT_rtl: {err}") from err
-        if self.ram_style not in _RAM_STYLE_ATTRIBUTE:
-            raise ValueError(f"PerChannelLUT_rtl: ram_style {self.ram_style!r} is not one of "
-                             f"{sorted(_RAM_STYLE_ATTRIBUTE)}")
-
-    @property
-    def tmem(self) -> int:
-        """Channels per lane: cycles per input vector."""
-        return self.num_channels // self.pe
-
-    @property
-    def in_stream_bits(self) -> int:
-        """TDATA width of the input stream (byte aligned, as FINN pads it)."""
-        return roundup_to_integer_multiple(self.pe * self.in_bits, 8)
-
-    @property
-    def out_stream_bits(self) -> int:
-        """TDATA width of the output stream (byte aligned)."""
-        return roundup_to_integer_multiple(self.pe * self.out_bits, 8)
+        check_ram_style("PerChannelLUT_rtl", self.ram_style)
 
     def bank_names(self) -> tuple:
         """Names of one lane's ROM banks, in the order of `PerChannelLUT.get_lane_tables`."""
         return ("table",) if self.mode == "full" else ("even", "odd")
-
-
-def _clog2(n: int) -> int:
-    return max(1, (n - 1).bit_length())
 
 
 def _is_pow2(n: int) -> bool:
@@ -102,30 +75,6 @@ def rom_files(top_name: str, geometry: LutLayerGeometry, banks) -> dict:
             words = (bank[lane].reshape(-1) & mask).tolist()
             files[rom_file_name(top_name, name, lane)] = "".join(f"{w:0{digits}x}\n" for w in words)
     return files
-
-
-def _rom_module(top: str, g: LutLayerGeometry) -> str:
-    attribute = _RAM_STYLE_ATTRIBUTE[g.ram_style]
-    attr_text = f'(* ram_style = "{attribute}" *) ' if attribute else ""
-    return f"""// One ROM bank of one lane: DEPTH words of WIDTH bits, synchronous read with enable.
-module {top}_rom #(
-  parameter DEPTH = 1,
-  parameter WIDTH = 1,
-  parameter ADDR_BITS = 1,
-  parameter INIT_FILE = ""
-) (
-  input clk,
-  input en,
-  input [ADDR_BITS-1:0] addr,
-  output reg [WIDTH-1:0] rd
-);
-  {attr_text}reg [WIDTH-1:0] mem [0:DEPTH-1];
-  initial $readmemh(INIT_FILE, mem);
-  always @(posedge clk) begin
-    if (en) rd <= mem[addr];
-  end
-endmodule
-"""
 
 
 @dataclass(frozen=True)
@@ -156,21 +105,12 @@ def _banks(g: LutLayerGeometry, bank_depths: list) -> list:
 def _code_expr(g: LutLayerGeometry, lane: int) -> str:
     """Verilog expression of lane `lane`'s table index k = x - min(inputDataType) (b bits)."""
     lsb = lane * g.in_bits
-    msb = lsb + g.in_bits - 1
-    if not g.in_signed:
-        return f"in0_V_TDATA[{msb}:{lsb}]"
-    return f"{{~in0_V_TDATA[{msb}], in0_V_TDATA[{msb - 1}:{lsb}]}}"
-
-
-def _extend(g: LutLayerGeometry, sig: str, extra: int) -> str:
-    """Sign- or zero-extend an out_bits-wide signal by `extra` bits."""
-    top_bit = f"{sig}[{g.out_bits - 1}]" if g.out_signed else "1'b0"
-    return f"{{{{{extra}{{{top_bit}}}}}, {sig}}}"
+    return table_index("in0_V_TDATA", lsb + g.in_bits - 1, lsb, g.in_signed)
 
 
 def _rom_instance(top: str, g: LutLayerGeometry, bank: _Bank, lane: int, rd: str) -> str:
     depth = g.tmem * bank.per_channel
-    return (f"  {top}_rom #(.DEPTH({depth}), .WIDTH({g.out_bits}), .ADDR_BITS({_clog2(depth)}),\n"
+    return (f"  {top}_rom #(.DEPTH({depth}), .WIDTH({g.out_bits}), .ADDR_BITS({clog2(depth)}),\n"
             f"    .INIT_FILE(\"{rom_file_name(top, bank.name, lane)}\")) rom_{bank.name}_{lane} (\n"
             f"    .clk(ap_clk), .en(en), .addr({bank.address(g, lane)}), .rd({rd}));\n")
 
@@ -199,10 +139,11 @@ def _lane_lerp(top: str, g: LutLayerGeometry, banks: list, lane: int) -> str:
     text = "\n".join(lines) + "\n"
     text += _rom_instance(top, g, banks[0], lane, f"from_even_{lane}")
     text += _rom_instance(top, g, banks[1], lane, f"from_odd_{lane}")
+    y0_wide, y1_wide = (extend(f"{y}_{lane}", sign_bit(f"{y}_{lane}", ob - 1, g.out_signed), 3) for y in ("y0", "y1"))
     text += f"""  wire [{ob - 1}:0] y0_{lane} = odd_segment_{lane} ? from_odd_{lane} : from_even_{lane};
   wire [{ob - 1}:0] y1_{lane} = odd_segment_{lane} ? from_even_{lane} : from_odd_{lane};
-  wire signed [{wide - 1}:0] y0w_{lane} = {_extend(g, f"y0_{lane}", 3)};
-  wire signed [{wide - 1}:0] y1w_{lane} = {_extend(g, f"y1_{lane}", 3)};
+  wire signed [{wide - 1}:0] y0w_{lane} = {y0_wide};
+  wire signed [{wide - 1}:0] y1w_{lane} = {y1_wide};
   wire signed [{wide - 1}:0] d_{lane} = y1w_{lane} - y0w_{lane};
   wire signed [{wide - 1}:0] step_{lane} = (frac_{lane}[0] ? d_{lane} : {wide}'sd0)
     + (frac_{lane}[1] ? (d_{lane} <<< 1) : {wide}'sd0) + {wide}'sd2;
@@ -226,61 +167,22 @@ def generate_per_channel_lut_verilog(top_name: str, geometry: LutLayerGeometry, 
     top = top_name
     banks = _banks(g, list(bank_depths))
     latency = PIPELINE_LATENCY[g.mode]
-    pad_bits = g.out_stream_bits - g.pe * g.out_bits
-    nl = "\n"
-
-    state = [f"  reg [{_clog2(g.tmem) - 1}:0] fold;  // fold step t of the next input word"]
-    state_reset = ["      fold <= 0;"]
-    state_step = [f"        fold <= (fold == {g.tmem - 1}) ? 0 : fold + 1'b1;"]
+    state, state_reset, state_step = [], [], []
     for bank in banks:
         if g.tmem > 1 and not _is_pow2(bank.per_channel):
-            bits = _clog2(g.tmem * bank.per_channel)
+            bits = clog2(g.tmem * bank.per_channel)
             state.append(f"  reg [{bits - 1}:0] base_{bank.name};  // t * {bank.per_channel}: first word of "
                          f"channel t in bank {bank.name}")
             state_reset.append(f"      base_{bank.name} <= 0;")
             state_step.append(f"        base_{bank.name} <= (fold == {g.tmem - 1}) ? 0 : "
                               f"base_{bank.name} + {bits}'d{bank.per_channel};")
-    valid_regs = [f"v{i}" for i in range(1, latency + 1)]
-    valid_reset = [f"      {v} <= 1'b0;" for v in valid_regs]
-    valid_shift = ["        v1 <= in0_V_TVALID;"] + [
-        f"        {valid_regs[i]} <= {valid_regs[i - 1]};" for i in range(1, latency)]
     lane_fn = _lane_full if g.mode == "full" else _lane_lerp
     lanes = "".join(lane_fn(top, g, banks, lane) for lane in range(g.pe))
-    pad = (f"  assign out0_V_TDATA[{g.out_stream_bits - 1}:{g.pe * g.out_bits}] = {pad_bits}'d0;\n"
-           if pad_bits else "")
     signedness = {True: "signed", False: "unsigned"}
     bank_text = ", ".join(f"{b.name} {g.tmem} x {b.per_channel}" for b in banks)
     return f"""// Generated by psa-finn (PerChannelLUT_rtl): mode {g.mode}, NumChannels {g.num_channels}, PE {g.pe},
 // input {signedness[g.in_signed]} {g.in_bits} bits, output {signedness[g.out_signed]} {g.out_bits} bits,
 // banks per lane {bank_text}; latency {latency} cycles, one word per cycle.
-{_rom_module(top, g)}
-module {top} (
-  input ap_clk,
-  input ap_rst_n,
-  output in0_V_TREADY,
-  input in0_V_TVALID,
-  input [{g.in_stream_bits - 1}:0] in0_V_TDATA,
-  input out0_V_TREADY,
-  output out0_V_TVALID,
-  output [{g.out_stream_bits - 1}:0] out0_V_TDATA
-);
-  reg {', '.join(valid_regs)};  // valid bit of each pipeline stage
-{nl.join(state)}
-  wire en = !{valid_regs[-1]} || out0_V_TREADY;  // the whole pipeline advances together
-  assign in0_V_TREADY = en;
-  assign out0_V_TVALID = {valid_regs[-1]};
-  always @(posedge ap_clk) begin
-    if (!ap_rst_n) begin
-{nl.join(state_reset)}
-{nl.join(valid_reset)}
-    end else begin
-      if (in0_V_TVALID && en) begin
-{nl.join(state_step)}
-      end
-      if (en) begin
-{nl.join(valid_shift)}
-      end
-    end
-  end
-{lanes}{pad}endmodule
-"""
+{rom_module(top, g.ram_style)}
+""" + axis_module(top, g.in_stream_bits, g.out_stream_bits, g.pe * g.out_bits,
+                   stall_pipeline(latency, g.tmem, state, state_reset, state_step) + lanes)
