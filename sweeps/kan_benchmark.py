@@ -27,8 +27,13 @@ from psa_finn.sweeps.kan_networks import KANNetwork, QuantMLP, ScaffoldKAN, accu
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"unrolled": "build_configs/unrolled.yaml", "folded": "build_configs/folded.yaml"}
-WIDTHS = {"digits": [64, 16, 10], "mnist1d": [40, 32, 10], "moons": [2, 4, 2], "wine": [13, 8, 3]}
+# KANELE's design point: fully parallel, one inference per clock (unrolled.yaml with target_fps = 1 / 5 ns)
+PARALLEL_FPS = 200_000_000
+# moons 2-2-(1) and wine 13-4-3: the sizes of KANELE's Tran-study models (github.com/Duchstf/KANELE,
+# benchmarks/Tran_study: 2 x 2 + 2 x 1 and 13 x 4 + ... edge tables); moons with 2 logits here (cross-entropy)
+WIDTHS = {"digits": [64, 16, 10], "mnist1d": [40, 32, 10], "moons": [2, 2, 2], "wine": [13, 4, 3]}
 SCAFFOLDED = ("digits", "mnist1d")
+SMALL = ("moons", "wine")  # also built fully parallel
 
 
 def load(dataset):
@@ -51,11 +56,26 @@ def load(dataset):
     return [t.flatten(1) if t.dim() > 1 else t for t in split]
 
 
+def config_path(config, work_dir) -> Path:
+    """The build config file of `config` ("unrolled", "folded", or "parallel": unrolled.yaml at PARALLEL_FPS,
+    written into work_dir)."""
+    if config in CONFIGS:
+        return ROOT / CONFIGS[config]
+    text = (ROOT / CONFIGS["unrolled"]).read_text()
+    if "target_fps: " not in text:
+        raise ValueError(f"{CONFIGS['unrolled']} has no target_fps line to raise for the parallel build")
+    lines = [f"target_fps: {PARALLEL_FPS}" if line.startswith("target_fps:") else line for line in text.splitlines()]
+    path = Path(work_dir) / "parallel.yaml"
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    return path
+
+
 def build(model_path, config, out_dir):
     """summary.json figures of one finn-plus build (stopped after the estimate reports)."""
     env = {k: v for k, v in os.environ.items() if k != "XILINX_VIVADO"}
     result = subprocess.run([sys.executable, "build.py", "build", "--model", str(model_path), "--config",
-                             CONFIGS[config], "--out", str(out_dir), "--stop-step", "step_generate_estimate_reports"],
+                             str(config_path(config, Path(out_dir).parent)), "--out", str(out_dir),
+                             "--stop-step", "step_generate_estimate_reports"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         return {"error": (result.stdout + result.stderr).strip().splitlines()[-1]}
@@ -89,7 +109,7 @@ def run(out_dir, datasets, epochs):
                 tag = f"{dataset}_{bits}b_{name.split()[0].lower()}"
                 path = export_qonnx(model, x_test[:1], Path(out_dir) / f"{tag}.onnx")
                 acc = accuracy(model, x_test, y_test)
-                for config in CONFIGS:
+                for config in list(CONFIGS) + (["parallel"] if dataset in SMALL else []):
                     row = {"dataset": dataset, "widths": "-".join(map(str, WIDTHS[dataset])), "bits": bits,
                            "model": name, "config": config, "accuracy": acc}
                     row.update(build(path, config, Path(out_dir) / f"{tag}_{config}"))
