@@ -148,3 +148,17 @@ def test_rtl_without_the_dead_entries_is_exact(tmp_path):
     expected = kan_lut_numpy(x.astype(np.int64), model.get_initializer("tables"), DataType["INT4"])
     assert np.array_equal(execute_onnx(model, {"x": x})["y"], expected)
     assert layer.get_nodeattr("cycles_rtlsim") == layer.get_exp_cycles() + PIPELINE_LATENCY
+
+
+def test_prune_network_scores_each_layer_on_its_own_input():
+    from psa_finn.sweeps.kan_networks import KANNetwork, prune_network
+
+    torch.manual_seed(1)
+    network = KANNetwork([4, 3, 2], bits=4).eval()
+    x = torch.randn(256, 4) * 2
+    first, second = network.layers
+    with torch.no_grad():
+        scores = [first.edge_scores(x), second.edge_scores(first(x))]
+    expected = [s >= 0.3 * s.max() for s in scores]
+    assert prune_network(network, x, 0.3) == sum(int(m.sum()) for m in expected) < 4 * 3 + 3 * 2
+    assert torch.equal(first.edge_mask.bool(), expected[0]) and torch.equal(second.edge_mask.bool(), expected[1])
