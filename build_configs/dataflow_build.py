@@ -17,6 +17,7 @@ from pathlib import Path
 
 from psa_finn.build_configs import finn_shims
 from psa_finn.build_configs.build_files import BUILD_LOG, MODELS_DIR, SUMMARY, parent_model_path
+from psa_finn.common.atomic_files import disk_full, failed_for_disk_space, no_space_error, write_json_atomic
 from psa_finn.common.cli_errors import BadInput, NotOnHardware, PsaFinnError, raise_if_interrupted
 from psa_finn.common.output_paths import commit_directory, discard_directory, staging_directory
 
@@ -158,6 +159,8 @@ def run_build(model_path, config_path, out_dir, stop_step=None, target_fps=None,
         status, skipped = _run_finn(model_path, config_path, cfg, staging, stop_step)
         if status != 0:
             raise_if_interrupted()  # finn-plus turns Ctrl-C / SIGTERM into a failed status
+            if disk_full(staging.parent):  # finn-plus turns a full disk into a failed status too: not the model's
+                raise no_space_error(out_dir)
             off_hw, cause = _report_failure(staging), failure_cause(staging / BUILD_LOG)
             kept = _keep_failed(staging, out_dir)
             if off_hw:
@@ -166,7 +169,6 @@ def run_build(model_path, config_path, out_dir, stop_step=None, target_fps=None,
                            + f" (status {status}; {kept})")
         from psa_finn.build_configs.summary import build_summary
         from psa_finn.build_configs.verify import verify_build
-        from psa_finn.common.atomic_files import write_json_atomic
 
         summary = build_summary(staging, model_path=model_path, config_path=config_path, cfg=cfg,
                                 skipped_steps=skipped, build_time_s=time.time() - started)
@@ -187,8 +189,11 @@ def run_build(model_path, config_path, out_dir, stop_step=None, target_fps=None,
             raise NotOnHardware(f"{rejected} ({_keep_failed(staging, out_dir)}; the rejected build is in {target})")
         commit_directory(staging, out_dir)
         _remove_failed_sibling(out_dir)
-    except BaseException:
+    except BaseException as error:
+        full = failed_for_disk_space(error, staging.parent)  # before the discard frees the space
         discard_directory(staging)
+        if full:  # finn-plus's log handler loops (RecursionError) or a step writes without a file name
+            raise no_space_error(out_dir) from error
         raise
     _print_summary(summary, out_dir)
     return summary
@@ -236,9 +241,8 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
         fifo = {key: sum(f[key] for f in fifos) for key in ("lut", "bram18", "uram")}
         _print(f"FIFOs: {len(fifos)} (in the totals: LUT {fifo['lut']}, BRAM18 {fifo['bram18']}, URAM "
                f"{fifo['uram']}; finn-plus estimates)" + _sizing_note(summary.get("fifo_sizing")))
-    target = summary.get("target_fps")
-    if target and summary["fps"] < target:
-        _print(f"note: {summary['fps']:.0f} FPS misses the config's target_fps {target} (limited by "
+    if summary["target_fps_met"] is False:
+        _print(f"note: {summary['fps']:.0f} FPS misses the config's target_fps {summary['target_fps']} (limited by "
                f"{summary['max_cycles_node']}: {summary['max_cycles']} cycles per sample at the most parallel folding "
                f"finn-plus's SetFolding reached; it stops at mvau_wwidth_max and at each layer's dimensions; raise "
                f"mvau_wwidth_max or give a folding_config_file)")

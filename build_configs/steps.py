@@ -50,7 +50,7 @@ from finn.builder.build_dataflow_steps import register_build_dataflow_step, veri
 from finn.transformation.streamline.absorb import AbsorbAddIntoMultiThreshold, AbsorbConsecutiveTransposes, \
     AbsorbMulIntoMultiThreshold, AbsorbTransposeIntoMultiThreshold
 from finn.transformation.streamline.collapse_repeated import CollapseRepeatedAdd, CollapseRepeatedMul
-from finn.transformation.streamline.reorder import MakeMaxPoolNHWC, MoveAddPastMul
+from finn.transformation.streamline.reorder import MakeMaxPoolNHWC, MoveAddPastMul, MoveTransposePastEltwise
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
 from finn.transformation.streamline.streamline_plus import StreamlinePlus
 from qonnx.core.modelwrapper import ModelWrapper
@@ -78,6 +78,7 @@ from psa_finn.transforms.convert_to_hw_integer_requant import InferIntegerRequan
 from psa_finn.transforms.convert_to_hw_kan_linear import FoldKANLinear, InferKANLinearLayer, is_kan_linear_layer
 from psa_finn.transforms.convert_to_hw_per_channel_lut import InferPerChannelLUTLayer
 from psa_finn.transforms.expand_initializer_rank import ExpandInitializerRank
+from psa_finn.transforms.fan_out_as_matmul import FanOutAsMatMul
 from psa_finn.transforms.fixed_point import transform_to_fixed_point
 from psa_finn.transforms.fold_channel_layers import FoldChannelLayers, is_channel_layer
 from psa_finn.transforms.fold_shuffles import FoldShuffles
@@ -86,9 +87,11 @@ from psa_finn.transforms.identity_requantizers import RemoveIdentityRequantizers
 from psa_finn.transforms.lean_composed import apply_lean
 from psa_finn.transforms.lower_and_report import lower_and_report
 from psa_finn.transforms.lower_kan_linear import LowerKANLinear
+from psa_finn.transforms.requantize_after_shape_ops import RequantizeAfterShapeOps
 from psa_finn.transforms.multithreshold_channels_last import SetMultiThresholdChannelsLast
 from psa_finn.transforms.round_half_even_thresholds import RoundHalfEvenThresholds
 from psa_finn.transforms.token_mean_to_global_acc_pool import ConvertTokenMeanToGlobalAccPool
+from psa_finn.transforms.transpose_past_eltwise import MoveTransposePastChannelwiseEltwise
 from psa_finn.transforms.transpose_past_shared_threshold import MoveTransposePastSharedThreshold
 
 LOWERING_REPORT = "lowering_report.json"
@@ -112,7 +115,8 @@ def step_lower_quantized_functions(model: ModelWrapper, cfg: DataflowBuildConfig
     ... between Quant nodes; mode auto: MultiThreshold when every channel rises, else PerChannelLUT) and write the
     lowering report (report/lowering_report.json); a lowered model passes unchanged.
     Quantized Conv biases get the parameter shapes step_qonnx_to_finn can reshape."""
-    model = _transform(model, InferShapes(), ConvBiasQuantScalarsAsVectors(), LowerKANLinear(), InferShapes())
+    model = _transform(model, InferShapes(), ConvBiasQuantScalarsAsVectors(), RequantizeAfterShapeOps(),
+                       FanOutAsMatMul(), LowerKANLinear(), InferShapes())
     model, _, _ = lower_and_report(model, "auto", cfg.get_report_directory() / LOWERING_REPORT)
     return model
 
@@ -121,6 +125,7 @@ def _with_luts(composed, round_ties):
     """A FINN streamlining list (ComposedTransformation) with the LUT-aware parts in place, nested lists too.
 
     `round_ties`: RoundAndClipThresholds becomes RoundHalfEvenThresholds (ties half-to-even, nothing rounded yet).
+    MoveTransposePastEltwise leaves scalars to MoveScalarLinearPastInvariants (transforms.transpose_past_eltwise).
     """
     return ComposedTransformation([part for t in composed.transformations for part in _lut_aware(t, round_ties)])
 
@@ -137,6 +142,8 @@ def _lut_aware(transformation, round_ties):
         return [AbsorbAffineIntoMultiThreshold("Mul"), AbsorbAffineIntoPerChannelLUT()]
     if isinstance(transformation, AbsorbTransposeIntoMultiThreshold):
         return [transformation, AbsorbTransposeIntoPerChannelLUT()]
+    if isinstance(transformation, MoveTransposePastEltwise):
+        return [MoveTransposePastChannelwiseEltwise()]
     return [transformation]
 
 

@@ -8,7 +8,8 @@ holds counts (`analysis.exact_counts`). The StreamingFIFOs inserted after the es
 (step_size_fifos_by_simulation, or finn-plus's step_set_fifo_depths) are layers like the others; `fifos` lists them
 (dataflow_sim.fifo_table) and `fifo_sizing` is the sizing record (report/fifo_sizing_by_simulation.json).
 Key list: `SUMMARY_KEYS` (described in docs/hardware_numbers.md and README.md,
-"CLI reference"); `verification` (build_configs.verify) is None until the build command fills it in, and stays None
+"CLI reference"); `target_fps_met` says whether `fps` reaches the config's `target_fps` (the build prints a note
+when it does not); `verification` (build_configs.verify) is None until the build command fills it in, and stays None
 for a build that stopped before the dataflow partition.
 """
 
@@ -28,7 +29,8 @@ from psa_finn.dataflow_sim.fifo_sizing import FIFO_SIZING_REPORT
 from psa_finn.dataflow_sim.fifo_table import fifo_table
 from psa_finn.transforms.host_output_dequant import host_output_dequant_nodes
 
-SUMMARY_KEYS = ("model", "config", "config_name", "fpga_part", "clk_ns", "target_fps", "fps", "latency_ns",
+SUMMARY_KEYS = ("model", "config", "config_name", "fpga_part", "clk_ns", "target_fps", "fps", "target_fps_met",
+                "latency_ns",
                 "max_cycles", "max_cycles_node", "lut", "dsp", "bram18", "uram", "luts_plus_dsp", "finn_totals", "exact",
                 "all_nodes_on_hw",
                 "off_hw_nodes", "host_nodes", "layers", "resources_by_op_type", "zero_estimate_ops", "zero_lut_ops",
@@ -126,6 +128,14 @@ def zero_estimate_ops(by_type):
                   if not any(agg[k] for k in RESOURCE_KEYS) and agg["estimate_basis"] == BASIS_FINN)
 
 
+def target_fps_met(target_fps, fps):
+    """Whether the estimated `fps` reaches the config's `target_fps` (None without either: a config of fixed
+    folding, or a build stopped before the estimate reports)."""
+    if not target_fps or fps is None:
+        return None
+    return fps >= target_fps
+
+
 def build_summary(out_dir, *, model_path, config_path, cfg, skipped_steps, build_time_s):
     """Collect the summary dict of a finished build in out_dir (see SUMMARY_KEYS)."""
     out_dir = Path(out_dir)
@@ -151,6 +161,7 @@ def build_summary(out_dir, *, model_path, config_path, cfg, skipped_steps, build
         "clk_ns": cfg.synth_clk_period_ns,
         "target_fps": cfg.target_fps,
         "fps": perf.get("estimated_throughput_fps"),
+        "target_fps_met": target_fps_met(cfg.target_fps, perf.get("estimated_throughput_fps")),
         "latency_ns": perf.get("estimated_latency_ns"),
         "max_cycles": perf.get("max_cycles"),
         "max_cycles_node": perf.get("max_cycles_node_name"),

@@ -82,13 +82,28 @@ def disk_full(folder) -> bool:
     return stats.f_bavail * stats.f_frsize < 64 * 1024
 
 
+def no_space_error(path) -> OSError:
+    """The OSError ENOSPC naming `path`: what a write that ran out of disk space raises, whatever the writer made of
+    it (torch's "unexpected pos", a logging loop in finn-plus, an OSError without a file name)."""
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def failed_for_disk_space(error: BaseException, folder) -> bool:
+    """Whether `error` (not an interrupt) came from a full disk: ENOSPC itself, or any error once `folder`'s file
+    system is full."""
+    if isinstance(error, KeyboardInterrupt):
+        return False
+    return getattr(error, "errno", None) == errno.ENOSPC or disk_full(folder)
+
+
 @contextmanager
 def atomic_path(path, suffix: str = ""):
     """Yield a temporary path beside `path` (parent folders created) to write to; `suffix` is an extension the
     writer needs on it (e.g. ".png"), after `.tmp`.
 
     On success the temporary file is renamed over `path`; on any error (Ctrl-C and SIGTERM included) it is removed
-    and the error propagates, as an OSError ENOSPC when the disk is full whatever the writer made of it.
+    and the error propagates, as an OSError ENOSPC naming `path` when the disk is full whatever the writer made of
+    it, and an OSError without a file name gets `path` as its file name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,11 +118,14 @@ def atomic_path(path, suffix: str = ""):
         os.chmod(temp, WRITTEN_FILE_MODE)
         os.replace(temp, path)
     except BaseException as error:
-        full = not isinstance(error, (OSError, KeyboardInterrupt)) and disk_full(path.parent)
+        full = failed_for_disk_space(error, path.parent)
         if temp is not None:
             Path(temp).unlink(missing_ok=True)
-        if full:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
+        named = isinstance(error, OSError) and error.filename is not None
+        if full and not (named and error.errno == errno.ENOSPC):
+            raise no_space_error(path) from error
+        if isinstance(error, OSError) and not named and error.strerror:
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
 
 

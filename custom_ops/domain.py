@@ -6,7 +6,10 @@ qonnx resolves a node's domain by importing it as a Python module, so the domain
 package existed carry the bare domain `custom_ops`; `upgrade_legacy_domain` rewrites them when they are loaded.
 
 A learnable 1-D function sits in the graph as `Quant -> LerpPSA -> Quant` (`match_quantized_function`): the
-input quantizer gives the codes the function is tabulated on, the output quantizer the codes it produces.
+input quantizer gives the codes the function is tabulated on, the output quantizer the codes it produces. An exported
+model may hold shape ops between the input Quant and the function (`SHAPE_OPS`: a QuantTensor transposed, reshaped or
+max-pooled on its way; `match_quantized_function(..., through_shape_ops=True)`); the lowering re-quantizes after them
+(transforms.requantize_after_shape_ops).
 
 Both ops apply table row c to index c along their channel axis: the optional int attribute `channel_axis`
 (default -1, channels last, so files written before it existed keep their meaning; negative values count from the
@@ -40,6 +43,9 @@ HLS_DOMAIN = HW_DOMAIN + ".hls"
 RTL_DOMAIN = HW_DOMAIN + ".rtl"
 CHANNEL_AXIS_ATTR = "channel_axis"
 DEFAULT_CHANNEL_AXIS = -1
+# ops that move, repeat or pick values and change none (a max of a window; a Concat of one tensor repeated): every
+# value they pass on lies on the grid of the quantizer before them (`shape_op_source`)
+SHAPE_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "MaxPool", "Expand", "Tile", "Concat")
 
 
 def is_op(node, op_type: str) -> bool:
@@ -95,6 +101,16 @@ def channel_axis_of(node, rank=None) -> int:
         raise ValueError(f"{where}: {err}") from err
 
 
+def shape_op_source(node):
+    """The tensor whose values shape op `node` (SHAPE_OPS) passes on, or None: not a shape op, more than one output,
+    or a Concat of different tensors."""
+    if node is None or node.op_type not in SHAPE_OPS or len(node.output) != 1:
+        return None
+    if node.op_type == "Concat" and len(set(node.input)) != 1:
+        return None
+    return node.input[0]
+
+
 @dataclass(frozen=True)
 class QuantizedFunction:
     """A function node between its input and output quantizers: `quant_in -> function -> quant_out`."""
@@ -104,13 +120,16 @@ class QuantizedFunction:
     quant_out: object
 
 
-def match_quantized_function(model, node) -> QuantizedFunction:
+def match_quantized_function(model, node, through_shape_ops: bool = False) -> QuantizedFunction:
     """The `Quant -> node -> Quant` chain around `node`; ValueError naming the node and the fix otherwise.
 
     The input Quant may feed other nodes too; the node's output must feed exactly one Quant and be no graph output.
+    With `through_shape_ops`, the input Quant may sit before a chain of `SHAPE_OPS` (`quant_in` is then that Quant).
     """
     where = f"{node.op_type} node '{node.name}'"
     quant_in = model.find_producer(node.input[0])
+    while through_shape_ops and shape_op_source(quant_in) is not None:
+        quant_in = model.find_producer(shape_op_source(quant_in))
     if not is_quant_node(quant_in):
         raise ValueError(f"{where}: its input is not produced by a Quant node; it needs Quant -> {node.op_type} -> "
                          f"Quant (give the layer an input quantizer)")

@@ -12,13 +12,16 @@ that the KANLinear HW layer adds up. Exported by `psa_finn.nn.QuantKANLinear` as
 
 import numpy as np
 from onnx import helper
-from qonnx.core.datatype import DataType
-from qonnx.custom_op.base import CustomOp
 
 from psa_finn.common.grid import segment_and_fraction
-from psa_finn.custom_ops.lerp_psa import _check_finite
+from psa_finn.custom_ops.grid_table_op import (
+    GRID_RANGE_ATTR,
+    GridTableOp,
+    apply_input_affine,
+    check_finite,
+    check_grid_range,
+)
 
-GRID_RANGE_ATTR = "grid_range"
 EDGE_SCALE_ATTR = "edge_scale"
 
 
@@ -43,21 +46,11 @@ def kan_linear_numpy(x, tables, grid_range, edge_scale=0.0, in_scale=None, in_bi
     outputs, inputs, grid_size = tables.shape
     if x.ndim < 1 or x.shape[-1] != inputs:
         raise ValueError(f"input has shape {list(x.shape)} but the tables have {inputs} inputs (last axis)")
-    if not (np.isfinite(grid_range) and grid_range > 0):
-        raise ValueError(f"{GRID_RANGE_ATTR} must be a positive finite number, got {grid_range}")
+    check_grid_range(grid_range)
     if not (np.isfinite(edge_scale) and edge_scale >= 0):
         raise ValueError(f"{EDGE_SCALE_ATTR} must be >= 0 (0: no rounding), got {edge_scale}")
-    _check_finite("tables", tables)
-    if (in_scale is None) != (in_bias is None):
-        raise ValueError("in_scale and in_bias must be given together (or neither)")
-    if in_scale is not None:
-        in_scale = np.asarray(in_scale, dtype=np.float64).reshape(-1)
-        in_bias = np.asarray(in_bias, dtype=np.float64).reshape(-1)
-        for name, value in (("in_scale", in_scale), ("in_bias", in_bias)):
-            if value.shape != (inputs,):
-                raise ValueError(f"{name} must have shape [{inputs}], got {list(value.shape)}")
-            _check_finite(name, value)
-        x = x * in_scale + in_bias
+    check_finite("tables", tables)
+    x = apply_input_affine(x, in_scale, in_bias, inputs)
     rows = x.reshape(-1, inputs)
     y = np.zeros((rows.shape[0], outputs))
     for i in range(inputs):
@@ -79,41 +72,25 @@ def edge_values(u, tables_of_input, grid_range, edge_scale=0.0):
     return term
 
 
-class KANLinear(CustomOp):
+class KANLinear(GridTableOp):
     """Kolmogorov-Arnold layer: inputs x [..., I], tables [J, I, G], optional in_scale [I], in_bias [I] ->
     [..., J]; attributes grid_range, edge_scale (see the module docstring)."""
 
+    TABLE_INPUT = "tables"
+    reference = staticmethod(kan_linear_numpy)
+
     def get_nodeattr_types(self):
+        """grid_range (required) and edge_scale (default 0: no rounding)."""
         return {GRID_RANGE_ATTR: ("f", True, 0.0), EDGE_SCALE_ATTR: ("f", False, 0.0)}
+
+    def reference_attributes(self):
+        """grid_range and edge_scale."""
+        return {name: self.get_nodeattr(name) for name in (GRID_RANGE_ATTR, EDGE_SCALE_ATTR)}
 
     def make_shape_compatible_op(self, model):
         """A node of the output shape [..., J] for ONNX shape inference (shape_compatible_op)."""
         return shape_compatible_op(self, model)
 
-    def infer_node_datatype(self, model):
-        model.set_tensor_datatype(self.onnx_node.output[0], DataType["FLOAT32"])
-
-    def execute_node(self, context, graph):
-        node = self.onnx_node
-        affine = [context[name] for name in node.input[2:4]] if len(node.input) == 4 else [None, None]
-        try:
-            context[node.output[0]] = kan_linear_numpy(context[node.input[0]], context[node.input[1]],
-                                                       self.get_nodeattr(GRID_RANGE_ATTR),
-                                                       self.get_nodeattr(EDGE_SCALE_ATTR), *affine)
-        except ValueError as err:
-            raise ValueError(f"KANLinear node '{node.name}': {err}") from err
-
     def verify_node(self):
-        node = self.onnx_node
-        messages = []
-        if len(node.input) in (2, 4):
-            messages.append("The number of inputs is correct")
-        else:
-            messages.append(f"KANLinear node '{node.name}' needs inputs (x, tables) or (x, tables, in_scale, "
-                            f"in_bias), got {len(node.input)}")
-        grid_range = self.get_nodeattr(GRID_RANGE_ATTR)
-        if np.isfinite(grid_range) and grid_range > 0:
-            messages.append("All necessary attributes exist")
-        else:
-            messages.append(f"KANLinear node '{node.name}' has grid_range {grid_range}; it must be positive")
-        return messages
+        """Input count and grid_range."""
+        return self.verify_inputs_and_grid()

@@ -8,25 +8,16 @@ to this op; a ResPSA residual is folded into the table and a preceding per-chann
 
 import numpy as np
 from onnx import helper
-from qonnx.core.datatype import DataType
-from qonnx.custom_op.base import CustomOp
 
 from psa_finn.common.grid import segment_and_fraction
 from psa_finn.custom_ops.domain import CHANNEL_AXIS_ATTR, DEFAULT_CHANNEL_AXIS, channel_axis_of, normalize_channel_axis
-
-
-def _check_finite(name, value):
-    if not np.all(np.isfinite(value)):
-        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
-        raise ValueError(f"{name} has {bad} non-finite value(s) (NaN or inf); re-export from a finite checkpoint")
-
-
-def check_grid_range(grid_range) -> None:
-    """ValueError unless the LerpPSA attribute grid_range is a finite number > 0."""
-    if not (np.isfinite(grid_range) and grid_range > 0):
-        raise ValueError(f"grid_range is {grid_range}; it must be a finite number > 0 (the grid spans "
-                         f"[-grid_range, grid_range])")
-
+from psa_finn.custom_ops.grid_table_op import (
+    GRID_RANGE_ATTR,
+    GridTableOp,
+    apply_input_affine,
+    check_finite,
+    check_grid_range,
+)
 
 def check_lerp_psa_inputs(input_shape, table_shape, channel_axis=DEFAULT_CHANNEL_AXIS, in_scale=None,
                           in_bias=None, grid_range=None):
@@ -65,13 +56,8 @@ def lerp_psa_numpy(x, table, grid_range, in_scale=None, in_bias=None, channel_ax
     axis = check_lerp_psa_inputs(x.shape, table.shape, channel_axis, in_scale, in_bias, grid_range)
     channels, grid_size = table.shape
     x = np.moveaxis(x, axis, -1)
-    _check_finite("table", table)
-    if in_scale is not None:
-        in_scale = np.asarray(in_scale, dtype=np.float64).reshape(-1)
-        in_bias = np.asarray(in_bias, dtype=np.float64).reshape(-1)
-        for name, value in (("in_scale", in_scale), ("in_bias", in_bias)):
-            _check_finite(name, value)
-        x = x * in_scale + in_bias
+    check_finite("table", table)
+    x = apply_input_affine(x, in_scale, in_bias, channels)
     segment, fraction = segment_and_fraction(x, grid_size, float(grid_range))
     channel = np.arange(channels)
     y0 = table[channel, segment]
@@ -79,50 +65,29 @@ def lerp_psa_numpy(x, table, grid_range, in_scale=None, in_bias=None, channel_ax
     return np.moveaxis((y0 + fraction * (y1 - y0)).astype(np.float32), -1, axis)
 
 
-class LerpPSA(CustomOp):
+class LerpPSA(GridTableOp):
     """Per-channel piecewise-linear function: inputs x (C channels on `channel_axis`), table [C, G], optional
     in_scale [C], in_bias [C]."""
 
+    reference = staticmethod(lerp_psa_numpy)
+
     def get_nodeattr_types(self):
-        return {"grid_range": ("f", True, 0.0), CHANNEL_AXIS_ATTR: ("i", False, DEFAULT_CHANNEL_AXIS)}
+        """grid_range (required) and channel_axis (default -1)."""
+        return {GRID_RANGE_ATTR: ("f", True, 0.0), CHANNEL_AXIS_ATTR: ("i", False, DEFAULT_CHANNEL_AXIS)}
+
+    def reference_attributes(self):
+        """grid_range and the channel axis (a bad channel_axis raises naming the node)."""
+        return {GRID_RANGE_ATTR: self.get_nodeattr(GRID_RANGE_ATTR), "channel_axis": channel_axis_of(self.onnx_node)}
 
     def make_shape_compatible_op(self, model):
+        """The output has the input's shape."""
         return helper.make_node("Identity", [self.onnx_node.input[0]], [self.onnx_node.output[0]])
 
-    def infer_node_datatype(self, model):
-        model.set_tensor_datatype(self.onnx_node.output[0], DataType["FLOAT32"])
-
-    def execute_node(self, context, graph):
-        node = self.onnx_node
-        affine = [context[name] for name in node.input[2:4]] if len(node.input) == 4 else [None, None]
-        channel_axis = channel_axis_of(node)
-        try:
-            context[node.output[0]] = lerp_psa_numpy(context[node.input[0]], context[node.input[1]],
-                                                     self.get_nodeattr("grid_range"), *affine,
-                                                     channel_axis=channel_axis)
-        except ValueError as err:
-            raise ValueError(f"LerpPSA node '{node.name}': {err}") from err
-
     def verify_node(self):
-        node = self.onnx_node
-        messages = []
-        if len(node.input) in (2, 4):
-            messages.append("The number of inputs is correct")
-        else:
-            messages.append(f"LerpPSA node '{node.name}' needs inputs (x, table) or (x, table, in_scale, in_bias), "
-                            f"got {len(node.input)}")
+        """Input count, grid_range and channel_axis."""
+        messages = self.verify_inputs_and_grid()
         try:
-            grid_range = self.get_nodeattr("grid_range")
-        except Exception:
-            messages.append(f"LerpPSA node '{node.name}' lacks the required attribute grid_range")
-        else:
-            try:
-                check_grid_range(grid_range)
-                messages.append("All necessary attributes exist")
-            except ValueError as err:
-                messages.append(f"LerpPSA node '{node.name}': {err}")
-        try:
-            channel_axis_of(node)
+            channel_axis_of(self.onnx_node)
         except ValueError as err:
             messages.append(str(err))
         return messages

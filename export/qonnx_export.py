@@ -1,10 +1,14 @@
 """Any Brevitas model -> QONNX file: `export_qonnx(model, example_input, path)`.
 
 Brevitas' TorchScript QONNX export (with psa-finn's op domain registered), qonnx clean-up (readable tensor names
-`global_in`, `global_out`, shapes inferred), then checks before the file appears (written atomically):
+`global_in`, `global_out`, shapes inferred; a node reading one tensor twice, `torch.cat([x, x])`, keeps both uses:
+qonnx's `rename_tensor` renames only a node's first use of a tensor, so each further use reads it through an Identity
+during the clean-up), then checks before the file appears (written atomically):
   - every `psa_finn.custom_ops::LerpPSA` node sits as `Quant -> LerpPSA -> Quant` (QuantLerpPSA / QuantBSpline with
     both quantizers), whatever its channel axis, and every `KANLinear` as `Quant -> KANLinear -> Quant`
-    (QuantKANLinear);
+    (QuantKANLinear); shape ops between the input Quant and the function (a QuantTensor transposed, flattened or
+    max-pooled before the layer, `custom_ops.domain.SHAPE_OPS`) stay in the file, and the lowering re-quantizes after
+    them;
   - the ONNX checker passes;
   - qonnx `execute_onnx` of the file on `example_input` equals the torch model in eval mode (every output, within
     `tolerance` times the output's largest magnitude; a model whose scales are powers of two and whose biases sit
@@ -82,7 +86,7 @@ def export_qonnx(model: torch.nn.Module, example_input, path, tolerance: float =
             functions = any(isinstance(m, (QuantTableFunction, QuantKANLinear)) for m in model.modules())
             brevitas_export_qonnx(_TensorOutputs(model), args=example_input, export_path=tmp, dynamo=False,
                                   custom_opsets={OPS_DOMAIN: OPS_DOMAIN_VERSION} if functions else {})
-            exported = cleanup_model(ModelWrapper(tmp))
+            exported = _join_repeated_inputs(cleanup_model(_split_repeated_inputs(ModelWrapper(tmp))))
             _check_graph(exported)
             _check_outputs(exported, inputs, expected, tolerance, path)
             exported.save(tmp)
@@ -91,12 +95,36 @@ def export_qonnx(model: torch.nn.Module, example_input, path, tolerance: float =
     return Path(path)
 
 
+def _split_repeated_inputs(model: ModelWrapper) -> ModelWrapper:
+    """Each further use of a tensor by one node (a Concat of a repeated input) reads it through its own Identity."""
+    for node in list(model.graph.node):
+        for position, name in enumerate(node.input):
+            if name and name in node.input[:position]:
+                copy = model.make_new_valueinfo_name()
+                model.graph.node.insert(list(model.graph.node).index(node),
+                                        onnx.helper.make_node("Identity", [name], [copy]))
+                node.input[position] = copy
+    return model
+
+
+def _join_repeated_inputs(model: ModelWrapper) -> ModelWrapper:
+    """Undo `_split_repeated_inputs`: every Identity whose consumers also read its input is bypassed and removed."""
+    for identity in [node for node in model.graph.node if node.op_type == "Identity"]:
+        consumers = model.find_consumers(identity.output[0])
+        if consumers and all(identity.input[0] in consumer.input for consumer in consumers):
+            for consumer in consumers:
+                consumer.input[:] = [identity.input[0] if name == identity.output[0] else name
+                                     for name in consumer.input]
+            model.graph.node.remove(identity)
+    return model
+
+
 def _check_graph(model: ModelWrapper):
     """Every LerpPSA and KANLinear node between its Quants (ValueError naming the node otherwise), and the ONNX
     checker."""
     for node in model.graph.node:
         if is_op(node, LERP_PSA_OP) or is_op(node, KAN_LINEAR_OP):
-            match_quantized_function(model, node)
+            match_quantized_function(model, node, through_shape_ops=True)
     onnx.checker.check_model(model.model)
 
 

@@ -55,7 +55,8 @@ def _lookup(flat_table, index, like):
 
 
 def _as_rows(tensor, num_channels: int):
-    return tensor.reshape(-1, num_channels)
+    """`tensor` [..., C] as contiguous rows [R, C] (a transposed input too: the kernels flatten them with view)."""
+    return tensor.reshape(-1, num_channels).contiguous()
 
 
 class LerpFunction(torch.autograd.Function):

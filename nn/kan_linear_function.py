@@ -14,13 +14,11 @@ import torch
 from psa_finn.custom_ops.domain import KAN_LINEAR_OP, OPS_DOMAIN
 from psa_finn.custom_ops.kan_linear import EDGE_SCALE_ATTR, GRID_RANGE_ATTR
 from psa_finn.models.lerp import lerp_edge_sum
-from psa_finn.nn.lerp_psa_function import onnx_grid_range
+from psa_finn.nn.lerp_psa_function import evaluate_or_export, input_affine, onnx_grid_range
 
 
 def _evaluate(x, tables, grid_range, edge_scale, in_scale=None, in_bias=None):
-    v = x.double()
-    if in_scale is not None:
-        v = v * in_scale.double() + in_bias.double()
+    v = input_affine(x.double(), in_scale, in_bias)
     return lerp_edge_sum(v, tables.double(), grid_range, edge_scale or None).to(x.dtype)
 
 
@@ -43,11 +41,5 @@ class KANLinearExportFunction(torch.autograd.Function):
 def kan_linear(x, tables, grid_range: float, edge_scale: float = 0.0, in_scale=None, in_bias=None):
     """Sum over inputs of the per-edge LERPs of `tables` [out, in, G] at `in_scale * x + in_bias` (x [..., in]),
     each rounded to a multiple of `edge_scale` (0: none); exact as the qonnx op."""
-    if (in_scale is None) != (in_bias is None):
-        raise ValueError("in_scale and in_bias must be given together (or neither)")
-    grid_range = onnx_grid_range(grid_range)
-    edge_scale = float(edge_scale or 0.0)
-    if torch.onnx.is_in_onnx_export():
-        affine = () if in_scale is None else (in_scale, in_bias)
-        return KANLinearExportFunction.apply(x, tables, grid_range, edge_scale, *affine)
-    return _evaluate(x, tables, grid_range, edge_scale, in_scale, in_bias)
+    return evaluate_or_export(KANLinearExportFunction, _evaluate, x, tables,
+                              (onnx_grid_range(grid_range), float(edge_scale or 0.0)), in_scale, in_bias)

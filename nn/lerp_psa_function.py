@@ -23,10 +23,24 @@ def onnx_grid_range(grid_range: float) -> float:
     return float(np.float32(grid_range))
 
 
+def input_affine(v, in_scale=None, in_bias=None):
+    """in_scale * v + in_bias in float64 along v's last axis (v itself without an affine)."""
+    return v if in_scale is None else v * in_scale.double() + in_bias.double()
+
+
+def evaluate_or_export(export_function, evaluate, x, table, options, in_scale=None, in_bias=None):
+    """`evaluate(x, table, *options, in_scale, in_bias)`, or while torch exports to ONNX `export_function` (a
+    torch.autograd.Function whose `symbolic` emits the custom node with the affine inputs, if any, last)."""
+    if (in_scale is None) != (in_bias is None):
+        raise ValueError("in_scale and in_bias must be given together (or neither)")
+    if torch.onnx.is_in_onnx_export():
+        affine = () if in_scale is None else (in_scale, in_bias)
+        return export_function.apply(x, table, *options, *affine)
+    return evaluate(x, table, *options, in_scale, in_bias)
+
+
 def _evaluate(x, table, grid_range, channel_axis, in_scale=None, in_bias=None):
-    v = x.double().movedim(channel_axis, -1)
-    if in_scale is not None:
-        v = v * in_scale.double() + in_bias.double()
+    v = input_affine(x.double().movedim(channel_axis, -1), in_scale, in_bias)
     return lerp_table(v, table.double(), grid_range).movedim(-1, channel_axis).to(x.dtype)
 
 
@@ -48,11 +62,6 @@ class LerpPSAExportFunction(torch.autograd.Function):
 def lerp_psa(x, table, grid_range: float, in_scale=None, in_bias=None, channel_axis: int = DEFAULT_CHANNEL_AXIS):
     """Per-channel LERP of `table` [C, G] at `in_scale * x + in_bias`, channel c at index c of `channel_axis` of x,
     exact as the qonnx op."""
-    if (in_scale is None) != (in_bias is None):
-        raise ValueError("in_scale and in_bias must be given together (or neither)")
     normalize_channel_axis(channel_axis, x.dim())
-    grid_range = onnx_grid_range(grid_range)
-    if torch.onnx.is_in_onnx_export():
-        affine = () if in_scale is None else (in_scale, in_bias)
-        return LerpPSAExportFunction.apply(x, table, grid_range, int(channel_axis), *affine)
-    return _evaluate(x, table, grid_range, channel_axis, in_scale, in_bias)
+    return evaluate_or_export(LerpPSAExportFunction, _evaluate, x, table, (onnx_grid_range(grid_range),
+                                                                          int(channel_axis)), in_scale, in_bias)

@@ -9,8 +9,8 @@ from pathlib import Path
 from psa_finn.common.atomic_files import write_text_atomic
 from psa_finn.common.output_paths import check_output_folder
 from psa_finn.reports.build_summary import build_labels, load_build_summary
-from psa_finn.reports.plots import (baseline_vs_psa_figure, resources_by_layer_figure, resources_vs_fps_figure,
-                           save_figure_atomic)
+from psa_finn.reports.plots import (baseline_vs_psa_figure, cycles_by_layer_figure, resources_by_layer_figure,
+                                    save_figure_atomic)
 from psa_finn.reports.synth_check_table import synth_check_table
 from psa_finn.reports.tables import (comparison_rows, config_baseline_table, csv_text, fifo_markdown, markdown_table,
                                      op_type_table, relative_to_config_baseline, reader_warnings)
@@ -19,7 +19,8 @@ REPORT_FILE = "report.md"
 CSV_FILE = "builds.csv"
 PLOT_FILES = {
     "resources_by_layer.png": (resources_by_layer_figure, "Estimated resources per layer"),
-    "resources_vs_fps.png": (resources_vs_fps_figure, "Resources against estimated FPS"),
+    "cycles_by_layer.png": (cycles_by_layer_figure, "Estimated cycles per frame of every layer (the bottleneck "
+                                                    "outlined, the target's cycle budget dashed)"),
     "baseline_vs_psa.png": (baseline_vs_psa_figure, "Each build against the first build of its config"),
 }
 
@@ -30,11 +31,9 @@ def has_comparison(summaries, labels) -> bool:
 
 
 def plots_for(summaries, labels) -> list:
-    """The plots that say something about these builds: the per-layer bars always; resources against FPS for two
-    builds or more; the baseline comparison when a config holds two builds or more."""
-    names = ["resources_by_layer.png"]
-    if len(summaries) > 1:
-        names.append("resources_vs_fps.png")
+    """The plots that say something about these builds: the per-layer resources and cycles always; the baseline
+    comparison when a config holds two builds or more."""
+    names = ["resources_by_layer.png", "cycles_by_layer.png"]
     if has_comparison(summaries, labels):
         names.append("baseline_vs_psa.png")
     return names

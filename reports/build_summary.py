@@ -83,6 +83,11 @@ def _number(value, what: str, where: Path) -> float:
     return value
 
 
+def _optional_number(value, what: str, where: Path):
+    """None, or a finite non-negative number (`_number`'s check): the optional figures a report prints."""
+    return None if value is None else _number(value, what, where)
+
+
 def _layer(entry, index: int, where: Path) -> LayerEstimate:
     if not isinstance(entry, dict) or any(k not in entry for k in LAYER_KEYS):
         raise BuildSummaryError(f"{where}: layers[{index}] must be an object with keys {', '.join(LAYER_KEYS)}; "
@@ -132,12 +137,13 @@ def load_build_summary(build_dir) -> BuildSummary:
         zero_estimate_ops=tuple(data["zero_estimate_ops"]),
         model=str(data.get("model", "")),
         config_name=str(data.get("config_name", "")),
-        target_fps=data.get("target_fps"),
+        target_fps=_optional_number(data.get("target_fps"), "target_fps", path),
         off_hw_nodes=tuple(data.get("off_hw_nodes", ())),
         skipped_steps=tuple(str(e.get("step", e)) if isinstance(e, dict) else str(e)
                             for e in data.get("skipped_steps", ())),
         synth_check=synth_check,
-        verification_max_abs_diff=verification.get("max_abs_diff"),
+        verification_max_abs_diff=_optional_number(verification.get("max_abs_diff"), "verification.max_abs_diff",
+                                                   path),
         fifos=tuple(f for f in data.get("fifos") or () if isinstance(f, dict)),
         fifo_sizing=data.get("fifo_sizing") if isinstance(data.get("fifo_sizing"), dict) else None,
         finn_totals=_finn_totals(data.get("finn_totals"), path),

@@ -25,6 +25,7 @@ from psa_finn.custom_ops.lerp_psa import lerp_psa_numpy
 from psa_finn.transforms.channel_geometry import ChannelGeometry
 from psa_finn.transforms.lower_quantized_functions import KEPT_FORMS, lower_quantized_functions
 from psa_finn.transforms.quant_params import read_quant_params
+from psa_finn.transforms.requantize_after_shape_ops import RequantizeAfterShapeOps
 
 SWEPT_FORMS = {"full": "full", "lerp64": "lerp64", "MultiThreshold": "threshold"}
 
@@ -53,6 +54,14 @@ def lerp_psa_nodes(model) -> list:
     return [node.name for node in model.graph.node if is_op(node, LERP_PSA_OP)]
 
 
+def _requantized(model):
+    """A copy of `model` in which every LerpPSA reads its quantizer directly (transforms.requantize_after_shape_ops:
+    a QuantTensor transposed, flattened or max-pooled into the layer)."""
+    model = deepcopy(model)
+    RequantizeAfterShapeOps().apply(model)
+    return model
+
+
 def _node(model, name):
     node = model.get_node_from_name(name)
     if not is_op(node, LERP_PSA_OP):
@@ -68,6 +77,7 @@ def _geometry(model, node):
 def single_function_model(model, name, rows: int) -> ModelWrapper:
     """A model of just `Quant -> LerpPSA -> Quant` around LerpPSA node `name` whose input holds `rows` inputs of each
     channel (`ChannelGeometry.to_tensor` of a [rows, C] array)."""
+    model = _requantized(model)
     node = _node(model, name)
     chain = match_quantized_function(model, node)
     nodes = [chain.quant_in, node, chain.quant_out]
@@ -91,6 +101,7 @@ def _execute(model, geometry, inputs):
 
 def sweep_lerp_psa_node(model, name) -> FunctionSweep:
     """Execute LerpPSA node `name` and its lowered forms at every input code; see FunctionSweep."""
+    model = _requantized(model)
     node = _node(model, name)
     table, *affine = (model.get_initializer(t) for t in node.input[1:])
     chain = match_quantized_function(model, node)

@@ -2,8 +2,9 @@
 
 - `resources_by_layer_figure`: one stacked bar per build and resource, one segment per layer, coloured by op type
   (the same colour for an op type in every report), each panel on its own y scale with its unit.
-- `resources_vs_fps_figure`: resource totals against estimated FPS, one point per build: colour = model, marker =
-  config, named in the legend (no lines: builds of different configs are no trend).
+- `cycles_by_layer_figure`: one panel per build, the estimated cycles per frame of each hardware layer (the
+  bottleneck outlined, the cycle budget of the config's target_fps dashed): where the time goes, which the table of
+  totals does not show.
 - `baseline_vs_psa_figure`: FPS and resources of each build relative to the first build of the same config.
 """
 
@@ -14,6 +15,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from psa_finn.common.atomic_files import atomic_path
 from psa_finn.reports.tables import relative_to_config_baseline
@@ -27,7 +29,6 @@ OP_TYPE_COLOURS = {"MVAU": "tab:blue", "Thresholding": "tab:orange", "PerChannel
                    "GlobalAccPool": "tab:brown", "InnerShuffle": "tab:olive", "Reshape": "tab:cyan",
                    "StreamingDataWidthConverter": "tab:gray", "StreamingFIFO": "lightgray",
                    "LabelSelect": "gold", "ChannelwiseOp": "navy"}
-CONFIG_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _shown_resources(summaries):
@@ -76,36 +77,44 @@ def resources_by_layer_figure(summaries, labels):
     return fig
 
 
-def _model_name(summary, label: str) -> str:
-    """A legend name for the model a build compiles: the folder of the model file (e.g. relu, lerp_psa_lerp64) or,
-    without one, the build label's first part."""
-    return (Path(summary.model).parent.name if summary.model else "") or label.split("/")[0]
-
-
-def resources_vs_fps_figure(summaries, labels):
-    """Resource totals against estimated FPS: one point per build, colour by model, marker by config."""
-    resources = _shown_resources(summaries)
-    models = list(dict.fromkeys(_model_name(s, label) for s, label in zip(summaries, labels, strict=True)))
-    configs = list(dict.fromkeys(s.config_name or "build" for s in summaries))
-    colours = {m: matplotlib.colormaps["tab10"](i % 10) for i, m in enumerate(models)}
-    markers = {c: CONFIG_MARKERS[i % len(CONFIG_MARKERS)] for i, c in enumerate(configs)}
-    fig = Figure(figsize=(3.8 * len(resources) + 2.5, 4.0))
-    axes = fig.subplots(1, len(resources), squeeze=False)
-    for ax, (key, name) in zip(axes[0], resources):
-        for summary, label in zip(summaries, labels):
-            ax.scatter(summary.fps, getattr(summary, key), s=45, color=colours[_model_name(summary, label)],
-                       marker=markers[summary.config_name or "build"], edgecolors="black", linewidths=0.4)
-        ax.set_xscale("log")
-        ax.set_xlabel("estimated FPS (log)")
-        ax.set_ylabel(f"estimated {RESOURCE_UNITS[key]}")
-        ax.set_title(name)
-        ax.grid(alpha=0.3)
-    handles = [Line2D([], [], linestyle="none", marker="o", color=colours[m], markeredgecolor="black", label=m)
-               for m in models]
-    handles += [Line2D([], [], linestyle="none", marker=markers[c], color="white", markeredgecolor="black",
-                       label=f"config: {c}") for c in configs]
-    fig.legend(handles=handles, loc="center right", fontsize="small")
-    fig.suptitle("Resources against throughput (one point per build)")
+def cycles_by_layer_figure(summaries, labels):
+    """Where each build's time goes: one panel per build, one bar per hardware layer in graph order (its estimated
+    cycles per frame, log scale, coloured by op type), the bottleneck that sets the FPS outlined, and the cycle
+    budget of the config's target_fps dashed. It shows which layer limits each build, how even its folding is and
+    how far it is from its target: the table holds only totals."""
+    columns = min(len(summaries), 3)
+    rows = -(-len(summaries) // columns)
+    colours = _op_type_colours(summaries)
+    fig = Figure(figsize=(4.4 * columns + 2.5, 3.4 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax, summary, label in zip(axes.flat, summaries, labels):
+        layers = [layer for layer in summary.layers if layer.cycles > 0]
+        cycles = [layer.cycles for layer in layers]
+        bars = ax.bar(range(len(layers)), cycles, color=[colours[layer.op_type] for layer in layers])
+        if layers:
+            slowest = max(range(len(layers)), key=cycles.__getitem__)
+            bars[slowest].set_edgecolor("black")
+            bars[slowest].set_linewidth(1.5)
+            if summary.target_fps:
+                ax.axhline(cycles[slowest] * summary.fps / summary.target_fps, color="black", linestyle="--",
+                           linewidth=0.9)
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=1)  # from one cycle, so a bar's length reads as its share of the bottleneck's
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{label}: {summary.fps:,.0f} FPS", fontsize="medium")
+        ax.set_xlabel("hardware layer (graph order)")
+        ax.set_ylabel("estimated cycles per frame")
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes.flat[len(summaries):]:
+        ax.remove()
+    drawn = [op for op in colours if any(layer.op_type == op and layer.cycles > 0
+                                         for s in summaries for layer in s.layers)]
+    handles = [Rectangle((0, 0), 1, 1, color=colours[op], label=op) for op in drawn]
+    handles += [Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="black", linewidth=1.5,
+                          label="bottleneck (sets the FPS)"),
+                Line2D([], [], color="black", linestyle="--", linewidth=0.9, label="cycle budget of target_fps")]
+    fig.legend(handles=handles, loc="center right", fontsize="small", title="op type")
+    fig.suptitle("Estimated cycles per frame of every hardware layer (finn-plus estimates)")
     fig.tight_layout(rect=(0, 0, 1 - 2.3 / fig.get_figwidth(), 1))
     return fig
 

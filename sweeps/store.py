@@ -91,7 +91,9 @@ def records(parent) -> dict:
 
 @contextmanager
 def sweep_lock(sweep_dir):
-    """Hold `DIR/.sweep.lock` for the block; BadInput when another sweep holds it (two sweeps on one folder)."""
+    """Hold `DIR/.sweep.lock` for the block; BadInput when another sweep holds it (two sweeps on one folder). A
+    sweep that wrote nothing (no Ray cluster answered) removes the lock file again, so a folder it made stays empty
+    and `build.py` removes it."""
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with open(sweep_dir / LOCK, "a+") as handle:
@@ -109,4 +111,6 @@ def sweep_lock(sweep_dir):
         try:
             yield
         finally:
+            if [p.name for p in sweep_dir.iterdir()] == [LOCK]:
+                (sweep_dir / LOCK).unlink()
             fcntl.flock(handle, fcntl.LOCK_UN)

@@ -154,7 +154,7 @@ def test_quick_demo_writes_report_and_every_stage_output(quick_demo):
     assert re.search(r"\| lerp_psa \| auto \| \d+\.\d\d \|", report), "accuracy of the lowered model"
     cached = json.loads((out / ONNX_ACCURACY_JSON).read_text())
     assert set(cached) == {str(out / v / f) for v in ("relu", "lerp_psa") for f in ("model.onnx", "lowered.onnx")}
-    for plot in ("resources_by_layer.png", "resources_vs_fps.png", "baseline_vs_psa.png"):
+    for plot in ("resources_by_layer.png", "cycles_by_layer.png", "baseline_vs_psa.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
     if shutil.which("yosys"):
         assert "lerp_psa/unrolled: yosys synthesis of the LUT layers beside the estimates" in report

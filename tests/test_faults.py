@@ -335,6 +335,31 @@ def test_lower_on_a_full_disk_keeps_the_previous_pair(tmp_path, capsys, files):
         assert leftovers(mnt) == []
 
 
+
+@root_only()
+@pytest.mark.parametrize("command, leave_kb", [("export", 4), ("lower", 4), ("build", 4), ("build", 200)])
+def test_a_full_disk_names_the_output_and_keeps_the_previous_one(tmp_path, capsys, files, command, leave_kb):
+    """Export, lower and build on a full disk: exit 3, one line naming the output and the fix, the previous output
+    as it was (a build with 4 KiB left sent finn-plus's log handler into a RecursionError; with 200 KiB a step's
+    write failed without a file name)."""
+    with small_tmpfs(tmp_path / "mnt") as mnt:
+        if command == "build":
+            out = fake_build(mnt / "build")
+            args = ["--model", files["lerp.onnx"], "--config", UNROLLED, "--out", out, *ESTIMATES]
+        else:
+            out = mnt / "model.onnx"
+            out.write_bytes(b"previous model")
+            args = (["--checkpoint", files["lerp_psa.pt"]] if command == "export" else ["--model", files["lerp.onnx"]])
+            args += ["--out", out]
+        before = snapshot(out)
+        fill_disk(mnt, leave_kb=leave_kb)
+        message = expect_error(capsys, 3, command, *args, names=["No space left on device", "free some space"])
+        named = [out] + ([out.with_suffix(".json")] if command == "lower" else [])  # lower writes a report too
+        assert any(message.startswith(f"{path}: ") for path in named), message
+        assert snapshot(out) == before
+        assert leftovers(mnt) == []
+
+
 # ------------------------------------------------------------------------------------------------ train
 
 FLAG_ERRORS = {

@@ -152,13 +152,14 @@ def test_a_checkpoint_with_a_bogus_config_is_named(tmp_path, capsys, files, edit
     expect_error(capsys, 2, "eval", "--checkpoint", path, names=[str(path), "does not build a model"])
 
 
-def test_an_unreachable_ray_cluster_writes_no_results(tmp_path, capsys):
+def test_an_unreachable_ray_cluster_is_one_line_and_leaves_no_out(tmp_path, capsys):
     from test_faults_outputs import SPACE
 
     out = tmp_path / "sweep"
-    status, _, err = run_cli(capsys, "sweep", "--space", SPACE, "--out", out, "--address", "127.0.0.1:1")
-    assert status == 3, err
-    assert not (out / "results.csv").exists() and not (out / "results.json").exists()
+    message = expect_error(capsys, 3, "sweep", "--space", SPACE, "--out", out, "--address", "127.0.0.1:1",
+                           names=["--address 127.0.0.1:1", "ray start --head"])
+    assert "no Ray cluster answers" in message
+    assert not out.exists()  # the folder it made is removed, lock file and all
 
 
 # ------------------------------------------------------------------------------------------------ 6/15: verification

@@ -17,7 +17,7 @@ import pytest
 
 import build
 from psa_finn.common.output_lock import output_lock
-from test_faults import (ESTIMATES, ROOT, TINY, UNROLLED, error_line, expect_error, fake_build, files,  # noqa: F401
+from test_faults import (ESTIMATES, ROOT, TINY, UNROLLED, config_with, error_line, expect_error, fake_build, files,  # noqa: F401
                          leftovers, run_cli, snapshot)
 
 SPACE = ROOT / "sweeps" / "spaces" / "digits_mlp.yaml"
@@ -100,7 +100,8 @@ def _fake_finn(monkeypatch, summary_update):
         summary = {"fps": 12500000.0, "all_nodes_on_hw": True, "off_hw_nodes": [], "verification": None,
                    "config_name": "unrolled", "latency_ns": 80.0, "lut": 0, "dsp": 0, "bram18": 0, "uram": 0,
                    "max_cycles_node": "MatMul_0", "max_cycles": 1, "zero_estimate_ops": [], "build_time_s": 1.0,
-                   "target_fps": 32051, "finn_totals": {"lut": 0, "dsp": 0, "bram18": 0, "uram": 0}}
+                   "target_fps": 32051, "target_fps_met": True,
+                   "finn_totals": {"lut": 0, "dsp": 0, "bram18": 0, "uram": 0}}
         summary.update(summary_update)
         return summary
 
@@ -241,10 +242,25 @@ def test_a_failed_run_leaves_no_empty_out_folder(tmp_path, capsys):
 
 def test_a_build_that_misses_its_target_fps_says_so_and_names_the_limiting_layer(tmp_path, capsys, files,
                                                                                  monkeypatch):
-    _fake_finn(monkeypatch, {"fps": 7972.0, "target_fps": 32051, "max_cycles_node": "MVAU_rtl_3",
-                             "max_cycles": 25088})
+    _fake_finn(monkeypatch, {"fps": 7972.0, "target_fps": 32051, "target_fps_met": False,
+                             "max_cycles_node": "MVAU_rtl_3", "max_cycles": 25088})
     status, printed, err = run_cli(capsys, "build", "--model", files["lerp.onnx"], "--config", UNROLLED, "--out",
                                    tmp_path / "build")
     assert status == 0, err
     note = next(line for line in printed.splitlines() if "misses" in line)
     assert "target_fps 32051" in note and "MVAU_rtl_3" in note and "mvau_wwidth_max" in note
+
+
+def test_a_missed_target_fps_is_a_summary_field_and_a_note(tmp_path, capsys, files):
+    """A real build whose config asks more than any folding reaches (2 cycles per frame for 16 tokens):
+    `target_fps_met` false in summary.json and the note printed."""
+    import json
+
+    out = tmp_path / "build"
+    config = config_with(tmp_path, "target_fps: 32051", "target_fps: 100000000", name="fast.yaml")
+    status, printed, err = run_cli(capsys, "build", "--model", files["lerp.onnx"], "--config", config, "--out", out,
+                                   *ESTIMATES)
+    assert status == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["target_fps"] == 100000000 and summary["fps"] < 1e8 and summary["target_fps_met"] is False
+    assert f"{summary['fps']:.0f} FPS misses the config's target_fps 100000000" in printed

@@ -4,34 +4,21 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from readme_snippets import ROOT, public_api_snippet, snippet_test_accuracy
 
-ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Use psa-finn in your own network"
 
 
-def readme_snippet() -> str:
-    """The first ```python block of the README section."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index(SECTION):]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
-
-
 def test_the_snippet_is_about_twenty_lines_of_public_api():
-    snippet = readme_snippet()
+    snippet = public_api_snippet(SECTION, "from psa_finn.nn import QuantLerpPSA")
     assert 15 <= len(snippet.splitlines()) <= 30
-    assert "from psa_finn.nn import QuantLerpPSA" in snippet and "export_qonnx(" in snippet
-    compile(snippet, "README snippet", "exec")
 
 
 @pytest.mark.slow
 def test_the_readme_snippet_trains_exports_and_scores(tmp_path):
-    run = subprocess.run([sys.executable, "-c", readme_snippet()], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-    printed = float(re.search(r"test accuracy ([0-9.]+)%", run.stdout).group(1))
+    printed = snippet_test_accuracy(SECTION, tmp_path)
     assert printed > 90.0
     scored = subprocess.run([sys.executable, str(ROOT / "build.py"), "eval", "--checkpoint", "digits_cnn.onnx",
                              "--dataset", "digits"], cwd=tmp_path, capture_output=True, text=True, timeout=600)

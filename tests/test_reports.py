@@ -17,7 +17,7 @@ from psa_finn.common.grid import grid_points
 from psa_finn.reports.build_report import write_report
 from psa_finn.reports.build_summary import BuildSummaryError, build_labels, load_build_summary
 from psa_finn.reports.learned_functions import lerp_psa_nodes, sweep_lerp_psa_node
-from psa_finn.reports.plots import op_type_colour, resources_by_layer_figure, resources_vs_fps_figure
+from psa_finn.reports.plots import cycles_by_layer_figure, op_type_colour, resources_by_layer_figure
 from psa_finn.reports.synth_check_table import synth_check_table
 from psa_finn.reports.tables import (comparison_rows, config_baseline_table, csv_text, markdown_table,
                             relative_to_config_baseline, reader_warnings)
@@ -196,14 +196,27 @@ def test_op_type_colours_are_the_same_in_every_report_and_panels_have_units(tmp_
                                                      "estimated BRAM18 blocks"]
 
 
-def test_resources_vs_fps_draws_points_not_trend_lines(tmp_path, two_builds):
-    summaries = [load_build_summary(d) for d in (*two_builds, relu_folded(tmp_path))]
-    figure = resources_vs_fps_figure(summaries, build_labels(summaries))
-    for ax in figure.axes:
-        assert len(ax.get_lines()) == 0, "no line joins builds of different configs"
-        assert len(ax.collections) == 3 and len(ax.texts) == 0
-    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["relu", "lerp_psa", "config: unrolled",
-                                                                      "config: folded"]
+def test_cycles_by_layer_shows_each_builds_bottleneck_and_its_target_budget(tmp_path, two_builds):
+    """One panel per build: a bar per layer of its cycles (graph order), the slowest outlined, and a dashed line at the
+    cycles per frame the config's target_fps allows (max cycles * FPS / target FPS), only where there is a target."""
+    slow = write_build(tmp_path / "demo" / "relu" / "slow", [layer("MVAU_hls_0", "MVAU_hls", 4000, 50),
+                                                            layer("Thresholding_hls_0", "Thresholding_hls", 0, 5),
+                                                            layer("MVAU_hls_1", "MVAU_hls", 1000, 20)],
+                       fps=50000.0, latency_ns=10.0, config_name="slow", target_fps=200000)
+    summaries = [load_build_summary(d) for d in (*two_builds, slow)]
+    figure = cycles_by_layer_figure(summaries, build_labels(summaries))
+    assert len(figure.axes) == 3
+    expected = [[6144, 1536, 1536], [3072, 1536], [4000, 1000]]  # a layer of 0 cycles has no bar on the log axis
+    for ax, cycles, summary in zip(figure.axes, expected, summaries):
+        assert [p.get_height() for p in ax.patches] == cycles
+        outlined = [p.get_height() for p in ax.patches if p.get_linewidth() == 1.5]
+        assert outlined == [max(cycles)]
+        assert ax.get_yscale() == "log" and ax.get_title().endswith(f"{summary.fps:,.0f} FPS")
+    assert [len(ax.get_lines()) for ax in figure.axes] == [0, 0, 1], "a budget line only where target_fps is set"
+    assert figure.axes[2].get_lines()[0].get_ydata()[0] == pytest.approx(4000 * 50000 / 200000)
+    labels = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert labels[-2:] == ["bottleneck (sets the FPS)", "cycle budget of target_fps"]
+    assert "Thresholding_hls" not in labels, "no bar drawn: no legend entry"
 
 
 def test_stacked_layer_bars_add_up_to_each_layer(two_builds):
@@ -245,6 +258,11 @@ def test_synth_check_shows_yosys_beside_estimates(tmp_path):
                  "layers": [], "zero_estimate_ops": []}), "'fps' must be a number"),
     (json.dumps({"fps": 1, "latency_ns": 1, "lut": 1, "dsp": 1, "bram18": 1, "uram": 0, "all_nodes_on_hw": True,
                  "layers": [{"name": "x"}], "zero_estimate_ops": []}), "layers[0] must be an object with keys"),
+    (json.dumps({"fps": 1, "latency_ns": 1, "lut": 1, "dsp": 1, "bram18": 1, "uram": 0, "all_nodes_on_hw": True,
+                 "layers": [], "zero_estimate_ops": [], "target_fps": float("nan")}), "'target_fps' is nan"),
+    (json.dumps({"fps": 1, "latency_ns": 1, "lut": 1, "dsp": 1, "bram18": 1, "uram": 0, "all_nodes_on_hw": True,
+                 "layers": [], "zero_estimate_ops": [], "verification": {"max_abs_diff": float("nan")}}),
+     "'verification.max_abs_diff' is nan"),
 ])
 def test_bad_build_directory_gives_clear_error(tmp_path, breakage, message):
     d = tmp_path / "build"
@@ -264,13 +282,13 @@ def test_cli_writes_report_csv_and_plots(tmp_path, two_builds, capsys):
     assert "warning: relu/unrolled: totals undercount" in printed.err
     text = (out / "report.md").read_text()
     assert "| lerp_psa/unrolled | unrolled | 65,104 |" in text and "## Warnings" in text
-    for name in ("resources_by_layer.png", "resources_vs_fps.png", "baseline_vs_psa.png"):
+    for name in ("resources_by_layer.png", "cycles_by_layer.png", "baseline_vs_psa.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name})" in text
     assert (out / "builds.csv").read_text() == csv_text(comparison_rows(
         [load_build_summary(d) for d in two_builds], ["relu/unrolled", "lerp_psa/unrolled"]))
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["report.md", "builds.csv", "resources_by_layer.png", "resources_vs_fps.png", "baseline_vs_psa.png"])
+        ["report.md", "builds.csv", "resources_by_layer.png", "cycles_by_layer.png", "baseline_vs_psa.png"])
 
 
 def test_cli_bad_directory_exits_2_with_message(tmp_path, capsys):
@@ -288,8 +306,9 @@ def test_write_report_single_build_uses_its_name(tmp_path):
     assert files.warnings == []
     text = files.report.read_text()
     assert "| only | unrolled | 10 | 0.01 | 50 | 0 | 0 | 0 | 50 | baseline |" in text
-    assert [p.name for p in files.plots] == ["resources_by_layer.png"], "one build: nothing to compare or trend"
-    assert "baseline_vs_psa.png" not in text and "resources_vs_fps.png" not in text
+    assert [p.name for p in files.plots] == ["resources_by_layer.png", "cycles_by_layer.png"], \
+        "one build: nothing to compare"
+    assert "baseline_vs_psa.png" not in text and "](cycles_by_layer.png)" in text
     assert "target 32,051 FPS; 1 hardware layers." in text
     assert "Not run (they need Vivado): step_hw_ipgen, step_create_stitched_ip." in text
     assert "| config | build | FPS ratio |" not in text, "no ratio table for a single build"

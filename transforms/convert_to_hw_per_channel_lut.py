@@ -8,15 +8,14 @@
 import numpy as np
 from onnx import helper
 from qonnx.custom_op.registry import getCustomOp
-from qonnx.transformation.base import Transformation
-from qonnx.transformation.infer_datatypes import InferDataTypes
-from qonnx.transformation.infer_shapes import InferShapes
 
 import psa_finn.custom_ops.fpgadataflow  # noqa: F401  (registers the hardware layer)
 from psa_finn.custom_ops.domain import HW_DOMAIN, PER_CHANNEL_LUT_OP, channel_axis_of, is_op
+from psa_finn.custom_ops.fpgadataflow.embedded_table import embedded_table
+from psa_finn.transforms.convert_to_hw_layer import ConvertToHWLayer
 
 
-class InferPerChannelLUTLayer(Transformation):
+class InferPerChannelLUTLayer(ConvertToHWLayer):
     """Replace every lowered ``custom_ops.PerChannelLUT`` node by the ``PerChannelLUT`` hardware layer.
 
     Needs the table as an initializer (one row per channel, or one shared row, repeated here) and a known input
@@ -24,58 +23,42 @@ class InferPerChannelLUTLayer(Transformation):
     ``FoldChannelLayers``) and keeps tensor names, so surrounding nodes are untouched.
     """
 
-    def apply(self, model):
-        """Convert all matching nodes in one pass."""
-        graph = model.graph
-        graph_modified = False
-        for index, node in enumerate(list(graph.node)):
-            if not is_op(node, PER_CHANNEL_LUT_OP):
-                continue
-            lowered = getCustomOp(node)
-            table = model.get_initializer(node.input[1])
-            if table is None:
-                raise ValueError(
-                    f"{node.name}: the table input {node.input[1]} is not an initializer; the hardware layer "
-                    "embeds the table, so fold constants (qonnx FoldConstants) before InferPerChannelLUTLayer"
-                )
-            shape = model.get_tensor_shape(node.input[0])
-            if shape is None or len(shape) < 2:
-                raise ValueError(
-                    f"{node.name}: input {node.input[0]} needs a known shape [..., C] (got {shape}); run InferShapes"
-                )
-            channels = shape[-1]
-            if table.ndim == 2 and table.shape[0] > 1 and channel_axis_of(node, len(shape)) != len(shape) - 1:
-                raise ValueError(
-                    f"{node.name}: channel_axis {channel_axis_of(node)} of input {shape} is not the last axis; the "
-                    "hardware layer is channels-last, so streamline the graph to channels-last first"
-                )
-            if table.ndim != 2 or table.shape[0] not in (1, channels):
-                raise ValueError(
-                    f"{node.name}: table shape {table.shape} does not match the {channels} input channels"
-                )
-            if table.shape[0] == 1 and channels > 1:  # one shared row: the HW layer holds one row per channel
-                table = np.repeat(table, channels, axis=0)
-                model.set_initializer(node.input[1], table)
-            hw_node = helper.make_node(
-                "PerChannelLUT",
-                [node.input[0], node.input[1]],
-                [node.output[0]],
-                domain=HW_DOMAIN,
-                backend="fpgadataflow",
-                name=node.name,
-                NumChannels=channels,
-                PE=1,
-                inputDataType=lowered.get_nodeattr("inputDataType"),
-                outputDataType=lowered.get_nodeattr("outputDataType"),
-                numInputVectors=list(shape[:-1]),
-                mode=lowered.get_nodeattr("mode"),
-                ram_style="auto",
+    def matches(self, node):
+        """The lowered PerChannelLUT nodes."""
+        return is_op(node, PER_CHANNEL_LUT_OP)
+
+    def hw_node(self, model, node):
+        """The PerChannelLUT HW node (a shared table row repeated per channel; lane tables checked)."""
+        lowered = getCustomOp(node)
+        table = embedded_table(node, model)
+        shape = self.known_input_shape(model, node, "[..., C]")
+        channels = shape[-1]
+        if table.ndim == 2 and table.shape[0] > 1 and channel_axis_of(node, len(shape)) != len(shape) - 1:
+            raise ValueError(
+                f"{node.name}: channel_axis {channel_axis_of(node)} of input {shape} is not the last axis; the "
+                "hardware layer is channels-last, so streamline the graph to channels-last first"
             )
-            getCustomOp(hw_node).get_lane_tables(table)
-            graph.node.insert(index, hw_node)
-            graph.node.remove(node)
-            graph_modified = True
-        if graph_modified:
-            model = model.transform(InferShapes())
-            model = model.transform(InferDataTypes())
-        return model, graph_modified
+        if table.ndim != 2 or table.shape[0] not in (1, channels):
+            raise ValueError(
+                f"{node.name}: table shape {table.shape} does not match the {channels} input channels"
+            )
+        if table.shape[0] == 1 and channels > 1:  # one shared row: the HW layer holds one row per channel
+            table = np.repeat(table, channels, axis=0)
+            model.set_initializer(node.input[1], table)
+        hw_node = helper.make_node(
+            "PerChannelLUT",
+            [node.input[0], node.input[1]],
+            [node.output[0]],
+            domain=HW_DOMAIN,
+            backend="fpgadataflow",
+            name=node.name,
+            NumChannels=channels,
+            PE=1,
+            inputDataType=lowered.get_nodeattr("inputDataType"),
+            outputDataType=lowered.get_nodeattr("outputDataType"),
+            numInputVectors=list(shape[:-1]),
+            mode=lowered.get_nodeattr("mode"),
+            ram_style="auto",
+        )
+        getCustomOp(hw_node).get_lane_tables(table)
+        return hw_node

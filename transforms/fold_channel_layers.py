@@ -7,10 +7,10 @@ to an unfolded layer, so ``FoldChannelLayers`` sets their PE first: run it BEFOR
 
 from finn.transformation.fpgadataflow.set_folding import divisors
 from qonnx.custom_op.registry import getCustomOp
-from qonnx.transformation.base import Transformation
 
 from psa_finn.custom_ops.domain import is_hw_node
 from psa_finn.custom_ops.fpgadataflow import IntegerRequant, PerChannelLUT
+from psa_finn.transforms.fold_for_target import FoldForTarget
 
 CHANNEL_LAYERS = (PerChannelLUT, IntegerRequant)
 
@@ -20,7 +20,7 @@ def is_channel_layer(node):
     return is_hw_node(node) and isinstance(getCustomOp(node), CHANNEL_LAYERS)
 
 
-class FoldChannelLayers(Transformation):
+class FoldChannelLayers(FoldForTarget):
     """Set PE of every PerChannelLUT and IntegerRequant node to the smallest divisor of NumChannels that meets the
     target.
 
@@ -30,24 +30,15 @@ class FoldChannelLayers(Transformation):
     one pass.
     """
 
-    def __init__(self, target_cycles_per_frame):
-        """Remember the target (cycles per frame, > 0)."""
-        super().__init__()
-        if target_cycles_per_frame < 1:
-            raise ValueError(f"target_cycles_per_frame must be positive, got {target_cycles_per_frame}")
-        self.target_cycles_per_frame = target_cycles_per_frame
+    FOLDING_ATTRIBUTES = ("PE",)
 
-    def apply(self, model):
-        """Fold each layer independently."""
-        graph_modified = False
-        for node in model.graph.node:
-            if not is_channel_layer(node):
-                continue
-            layer = getCustomOp(node)
-            old_pe = layer.get_nodeattr("PE")
-            for pe in divisors(layer.get_nodeattr("NumChannels")):
-                layer.set_nodeattr("PE", pe)
-                if layer.get_exp_cycles() <= self.target_cycles_per_frame:
-                    break
-            graph_modified |= layer.get_nodeattr("PE") != old_pe
-        return model, graph_modified
+    def is_layer(self, node):
+        """PerChannelLUT and IntegerRequant nodes, specialised or not."""
+        return is_channel_layer(node)
+
+    def fold(self, layer):
+        """The smallest PE dividing NumChannels that meets the target (else PE = NumChannels)."""
+        for pe in divisors(layer.get_nodeattr("NumChannels")):
+            layer.set_nodeattr("PE", pe)
+            if layer.get_exp_cycles() <= self.target_cycles_per_frame:
+                break

@@ -18,12 +18,11 @@ writes a graph output stays.
 import numpy as np
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
-from qonnx.transformation.infer_datatypes import InferDataTypes
-from qonnx.transformation.infer_shapes import InferShapes
 
 from psa_finn.custom_ops.domain import is_hw_node
 from psa_finn.custom_ops.fpgadataflow import IntegerRequant
 from psa_finn.custom_ops.integer_requant import step_positions
+from psa_finn.transforms.convert_to_hw_layer import infer_shapes_and_datatypes
 from psa_finn.transforms.uniform_thresholds import threshold_positions
 
 
@@ -81,6 +80,5 @@ class RemoveIdentityRequantizers(Transformation):
             graph.node.remove(node)
             graph_modified = True
         if graph_modified:
-            model = model.transform(InferShapes())
-            model = model.transform(InferDataTypes())
+            model = infer_shapes_and_datatypes(model)
         return model, graph_modified

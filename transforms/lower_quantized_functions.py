@@ -17,7 +17,9 @@ along which S's constants and the quantizers vary; a per-tensor chain has one sh
   input quantizer. Chains of ReLU and affine maps only are left to FINN's own QONNX conversion.
 What cannot be lowered (several variable inputs, constants varying along two axes, a table too wide, NaN outputs,
 no output quantizer) stays in place with the reason in the report; an explicitly requested form that cannot be
-built is a ValueError. The input Quant stays (it may feed other nodes). `lower_quantized_functions` returns the
+built is a ValueError. The input Quant stays (it may feed other nodes). A LerpPSA that reads a Quant through shape
+ops gets that Quant again first (transforms.requantize_after_shape_ops), and a fan-out written with shape ops
+becomes a 0/1 MatMul (transforms.fan_out_as_matmul). `lower_quantized_functions` returns the
 report with the lowered model; `LowerQuantizedFunctions` is the same as a qonnx Transformation.
 """
 
@@ -39,7 +41,10 @@ from psa_finn.custom_ops.lerp_psa import check_lerp_psa_inputs
 from psa_finn.custom_ops.lut_tables import LERP64_MIN_INPUT_BITS, lerp64_decode, lerp64_table, table_entries
 from psa_finn.transforms.channel_geometry import ChannelGeometry
 from psa_finn.transforms.elementwise_ops import monotone_direction
+from psa_finn.transforms.fan_out_as_matmul import FanOutAsMatMul
+from psa_finn.transforms.fixed_point import apply_until_fixed
 from psa_finn.transforms.quant_params import read_quant_params, varying_axes
+from psa_finn.transforms.requantize_after_shape_ops import RequantizeAfterShapeOps
 from psa_finn.transforms.quantized_function_chains import GraphIndex, find_quantized_function_chains, \
     stray_function_nodes
 
@@ -489,6 +494,8 @@ def lower_quantized_functions(model, mode: str = "auto"):
     """Lower every chain of `model` in place; returns (model, report: list of ChainLowering in graph order)."""
     if mode not in LOWERING_MODES:
         raise ValueError(f"unknown lowering mode {mode!r}; use one of {LOWERING_MODES}")
+    RequantizeAfterShapeOps().apply(model)
+    apply_until_fixed(model, FanOutAsMatMul())
     index = GraphIndex(model)
     chains = find_quantized_function_chains(model, index)
     lowerings = [_Lowering(model, index, chain, mode).plan() for chain in chains]

@@ -8,14 +8,8 @@ says 0 and that is a result.
 
 from math import gcd, prod
 
-from psa_finn.analysis.resources.primitives import (
-    adder_luts,
-    clog2,
-    comparator_luts,
-    counter_luts,
-    memory_resources,
-    mux_luts,
-)
+from psa_finn.analysis.resources.primitives import adder_luts, clog2, comparator_luts, counter_luts
+from psa_finn.analysis.resources.primitives import memory_resources, mux_luts
 
 # An HLS-generated streaming loop: its iteration counter plus one LUT per stream for the valid/ready handshake.
 HANDSHAKE_LUTS_PER_STREAM = 1

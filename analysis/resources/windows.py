@@ -5,14 +5,8 @@
 
 from math import prod
 
-from psa_finn.analysis.resources.primitives import (
-    adder_luts,
-    clog2,
-    comparator_luts,
-    counter_luts,
-    memory_resources,
-    mux_luts,
-)
+from psa_finn.analysis.resources.primitives import adder_luts, clog2, comparator_luts, counter_luts
+from psa_finn.analysis.resources.primitives import memory_resources, mux_luts
 from psa_finn.analysis.resources.streams import hls_loop_luts
 
 

@@ -50,14 +50,6 @@ class GeneratedVerilogBackend(RTLBackend):
             raise ValueError(f"{node.name}: input shape {x.shape}, expected {self.get_normal_input_shape(0)}")
         return x
 
-    def table_initializer(self, model):
-        """The layer's table (input 1) from the model; it must be an initializer."""
-        node = self.onnx_node
-        table = model.get_initializer(node.input[1])
-        if table is None:
-            raise ValueError(f"{node.name}: the table input {node.input[1]} must be an initializer")
-        return table
-
     # ---- RTLBackend -----------------------------------------------------------------------------------------
 
     def _top(self):

@@ -4,6 +4,7 @@
 files into code_gen_dir_ipgen; exec_mode "rtlsim" simulates them (Icarus Verilog or Verilator).
 """
 
+from psa_finn.custom_ops.fpgadataflow.embedded_table import embedded_table
 from psa_finn.custom_ops.fpgadataflow.kan_linear import KANLinear
 from psa_finn.custom_ops.fpgadataflow.rtl.generated_verilog_backend import GeneratedVerilogBackend
 from psa_finn.custom_ops.fpgadataflow.rtl.kan_linear_verilog import KanLayerGeometry, generate_kan_linear_verilog, \
@@ -29,7 +30,7 @@ class KANLinear_rtl(GeneratedVerilogBackend, KANLinear):
     def generated_files(self, model, fpgapart, top):
         """<top>.v and the lanes' memory files."""
         geometry = self.get_geometry()
-        files = rom_files(top, geometry, self.get_lane_tables(self.table_initializer(model)))
+        files = rom_files(top, geometry, self.get_lane_tables(embedded_table(self.onnx_node, model, "tables")))
         files[f"{top}.v"] = generate_kan_linear_verilog(top, geometry)
         return files
 

@@ -6,6 +6,7 @@
 
 from finn.util.basic import is_versal
 
+from psa_finn.custom_ops.fpgadataflow.embedded_table import embedded_table
 from psa_finn.custom_ops.fpgadataflow.per_channel_lut import PerChannelLUT
 from psa_finn.custom_ops.fpgadataflow.rtl.generated_verilog_backend import GeneratedVerilogBackend
 from psa_finn.custom_ops.fpgadataflow.rtl.per_channel_lut_verilog import (
@@ -35,7 +36,7 @@ class PerChannelLUT_rtl(GeneratedVerilogBackend, PerChannelLUT):
             raise ValueError(f"{self.onnx_node.name}: ram_style=ultra needs a Versal part (UltraScale+ URAM cannot "
                              f"be initialised with the table); got {fpgapart}. Use block, distributed or auto.")
         geometry = self.get_geometry()
-        banks = self.get_lane_tables(self.table_initializer(model))
+        banks = self.get_lane_tables(embedded_table(self.onnx_node, model))
         files = rom_files(top, geometry, banks)
         files[f"{top}.v"] = generate_per_channel_lut_verilog(top, geometry, [bank.shape[2] for bank in banks])
         return files
