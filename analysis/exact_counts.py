@@ -47,7 +47,7 @@ def threshold_bits(model, node) -> int:
     if node.op_type.startswith("Thresholding"):
         index, dtype = 1, op.get_input_datatype(1)
     elif "noActivation" in op.get_nodeattr_types() and op.get_nodeattr("noActivation") == 0 and len(node.input) > 2:
-        index, dtype = 2, op.get_input_datatype(2)
+        index, dtype = 2, model.get_tensor_datatype(node.input[2])  # as finn-plus types them (MVAU: no input 2 type)
     else:
         return 0
     thresholds = model.get_initializer(node.input[index])

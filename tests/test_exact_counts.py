@@ -60,6 +60,21 @@ def test_exact_counts_by_hand():
     }
 
 
+
+def test_thresholds_fused_into_an_mvau_are_counted_at_their_tensor_type():
+    """An MVAU with its activation fused (finn-plus's default steps): thresholds are input 2, typed on the tensor as
+    finn-plus's code generation reads them (the MVAU has no datatype attribute for input 2)."""
+    node = helper.make_node("MVAU_rtl", ["x", "w", "t"], ["y"], domain=RTL, backend="fpgadataflow", name="mvau", MW=8,
+                            MH=4, PE=1, SIMD=1, inputDataType="INT8", weightDataType="INT4", outputDataType="UINT2",
+                            accDataType="INT16", noActivation=0, mem_mode="internal_decoupled",
+                            numInputVectors=[1, 3])
+    graph = helper.make_graph([node], "hw", [_vi("x", [1, 3, 8])], [_vi("y", [1, 3, 4])])
+    model = ModelWrapper(qonnx_make_model(graph))
+    model.set_initializer("w", np.ones((8, 4), dtype=np.float32))
+    model.set_initializer("t", np.tile(np.array([[-1, 0, 1]], dtype=np.float32), (4, 1)))
+    model.set_tensor_datatype("t", DataType["INT10"])
+    assert exact_counts(model)["threshold_bits"] == 4 * 3 * 10
+
 def source_model(activation="Relu"):
     """MatMul [1, 3, 8] x [8, 4] -> activation on [1, 3, 4]."""
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm")]

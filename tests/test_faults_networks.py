@@ -3,7 +3,8 @@ psa_finn.export.export_qonnx, lowers and builds onto the hardware, bit-exact fro
 model, or is refused before the build with one line naming the node and the fix.
 
 - 12: a KAN fan-out written as `torch.cat` of a repeated input (qonnx's renaming broke the graph) or as
-  `unsqueeze -> expand -> reshape` (left Unsqueeze/Expand off the hardware); a CNN's channels concatenated twice.
+  `unsqueeze -> expand -> reshape` (left Unsqueeze/Expand off the hardware); a CNN's channels concatenated twice;
+  `torch.cat([a, b, a])`.
 - 14: a QuantTensor passed through a shape op (transpose, permute, flatten, max_pool2d) into QuantLerpPSA,
   QuantBSpline or QuantKANLinear (which take it as quantized): a token mixer, a CNN with QuantReLU(return_quant_tensor
   =True) -> MaxPool2d -> QuantLerpPSA.
@@ -118,6 +119,18 @@ class CatFanOut(nn.Module):
         return self.fc(self.function(torch.cat([x, x, x], dim=1)))
 
 
+class RepeatingConcat(CatFanOut):
+    """CatFanOut's edges as `torch.cat([a, b, a])` of two quantizers of the input (one scale)."""
+
+    def __init__(self):
+        super().__init__()
+        self.other = QuantIdentity(act_quant=SignedActQuant, bit_width=4, return_quant_tensor=True)
+
+    def forward(self, x):
+        a, b = self.quant(x).value, self.other(x).value
+        return self.fc(self.function(torch.cat([a, b, a], dim=1)))
+
+
 class ExpandFanOut(CatFanOut):
     """CatFanOut with the repeat written `unsqueeze(1).expand(-1, 3, -1).reshape(N, 12)`."""
 
@@ -152,6 +165,7 @@ SHAPE_OP_NETWORKS = {
     "cat_fan_out": (CatFanOut, (4,)),
     "cat_fan_out_quant_tensor": (lambda: CatFanOut(quant_tensor=True), (4,)),
     "expand_fan_out": (ExpandFanOut, (4,)),
+    "repeating_concat": (RepeatingConcat, (4,)),
     "channel_cat_cnn": (ChannelCatCNN, (1, 8, 8)),
 }
 
@@ -190,7 +204,8 @@ def test_a_quant_tensor_through_a_shape_op_exports_and_lowers_bit_exactly(name, 
     lowered, report = _lowered(exported)
     assert all(entry.form not in KEPT_FORMS for entry in report if entry.ops != ["Relu"]), report
     remaining = {node.op_type for node in lowered.graph.node}
-    assert not remaining & {LERP_PSA_OP, "KANLinear", "Concat", "Expand", "Unsqueeze"}, remaining
+    assert not remaining & {LERP_PSA_OP, "KANLinear", "Expand", "Unsqueeze"}, remaining
+    assert all(len(set(node.input)) == len(node.input) for node in lowered.graph.node if node.op_type == "Concat")
     np.testing.assert_array_equal(_execute(lowered, x), expected)
 
 
@@ -250,7 +265,7 @@ def _build_summary(model_path, out):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["token_mixer_lerp_psa", "token_mixer_kan", "pool_cnn", "cat_fan_out",
-                                  "expand_fan_out", "channel_cat_cnn"])
+                                  "expand_fan_out", "channel_cat_cnn", "repeating_concat"])
 def test_a_quant_tensor_through_a_shape_op_builds_onto_the_hardware_exactly(name, tmp_path):
     model, shape = _calibrated(name)
     path = export_qonnx(model, torch.randn(1, *shape), tmp_path / f"{name}.onnx")
@@ -262,6 +277,8 @@ def test_a_quant_tensor_through_a_shape_op_builds_onto_the_hardware_exactly(name
     assert ("KANLinear" if name == "token_mixer_kan" else "PerChannelLUT") in layers
     if name.endswith("fan_out"):  # input thresholds, the 0/1 fan-out, the functions, the QuantLinear
         assert layers == ["Thresholding", "MVAU", "PerChannelLUT", "MVAU"]
+    if name == "repeating_concat":  # the two quantizers, [a, b] once, the 0/1 fan-out
+        assert layers[:5] == ["DuplicateStreams", "Thresholding", "Thresholding", "StreamingConcat", "MVAU"]
 
 
 # ------------------------------------------------------------------------- 16: a residual join of float-scaled branches

@@ -9,7 +9,8 @@ them repeating values (Concat, Expand, Tile), ending at y of x's rank and shape 
 executed (qonnx execute_onnx) on x holding its own flat positions 0, 1, 2, ...; when y gathers x along that axis,
 `y = take(x, index, axis)`, it becomes `y = MatMul(x, P)`, P[index[k], k] = 1, typed INT2 (FINN's weight types are
 signed), between Transposes that move the axis last and back when it is another one (a channel concat of NCHW).
-Each output is one input times 1 plus zeros: equal to the chain bit for bit.
+Each output is one input times 1 plus zeros: equal to the chain bit for bit. A Concat that repeats one of several
+quantized tensors, `torch.cat([a, b, a])`, becomes the Concat of each once, `[a, b]`, and the same MatMul.
 """
 
 import numpy as np
@@ -19,7 +20,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.transformation.base import Transformation
 from qonnx.transformation.infer_shapes import InferShapes
-from qonnx.util.basic import qonnx_make_model
+from qonnx.util.basic import get_by_name, qonnx_make_model
 
 from psa_finn.custom_ops.domain import is_quantizer_node, shape_op_source
 
@@ -97,11 +98,51 @@ def _fan_out_nodes(model, source, output, axis, index, name):
                              perm=[int(a) for a in np.argsort(perm)])]
 
 
+def _replace(model, nodes, replacement):
+    """`nodes` out of the graph, `replacement` in where the first of them was."""
+    graph = model.graph
+    position = list(graph.node).index(nodes[0])
+    for node in nodes:
+        graph.node.remove(node)
+    for offset, node in enumerate(replacement):
+        graph.node.insert(position + offset, node)
+
+
+def _repeating_concat(model, node):
+    """(distinct inputs, axis, index) for a Concat of several quantized tensors, one of them repeated; else None."""
+    distinct = list(dict.fromkeys(node.input))
+    if node.op_type != "Concat" or len(distinct) in (1, len(node.input)) or \
+            not all(is_quantizer_node(model.find_producer(name)) for name in distinct):
+        return None
+    shapes = [model.get_tensor_shape(name) for name in distinct]
+    if None in shapes:
+        return None
+    axis = get_by_name(node.attribute, "axis").i % len(shapes[0])
+    sizes = [shape[axis] for shape in shapes]
+    offsets = dict(zip(distinct, np.cumsum([0] + sizes[:-1])))
+    index = np.concatenate([offsets[name] + np.arange(sizes[distinct.index(name)]) for name in node.input])
+    return distinct, axis, index
+
+
 class FanOutAsMatMul(Transformation):
-    """Every fan-out chain after a quantizer -> one MatMul by a fixed 0/1 matrix (see the module docstring)."""
+    """Every fan-out chain after a quantizer, and every Concat repeating one of its quantized inputs -> one MatMul by
+    a fixed 0/1 matrix (see the module docstring)."""
 
     def apply(self, model):
         graph = model.graph
+        for node in graph.node:
+            repeating = _repeating_concat(model, node)
+            if repeating is None:
+                continue
+            distinct, axis, index = repeating
+            once = model.make_new_valueinfo_name()
+            shape = list(model.get_tensor_shape(distinct[0]))
+            shape[axis] = sum(model.get_tensor_shape(name)[axis] for name in distinct)
+            model.set_tensor_shape(once, shape)
+            concat = helper.make_node("Concat", distinct, [once], name=f"{node.name}_once", axis=axis)
+            _replace(model, [node], [concat] + _fan_out_nodes(model, once, node.output[0], axis, index,
+                                                              f"{node.name}_fan_out"))
+            return model, True
         for quantizer in [node for node in graph.node if is_quantizer_node(node)]:
             source = quantizer.output[0]
             found = [(chain, _gathered_index(model, chain, source)) for first in model.find_consumers(source)
@@ -110,11 +151,7 @@ class FanOutAsMatMul(Transformation):
             if not found:
                 continue
             chain, (axis, index) = found[0]
-            position = list(graph.node).index(chain[0])
-            replacement = _fan_out_nodes(model, source, chain[-1].output[0], axis, index, f"{chain[0].name}_fan_out")
-            for node in chain:
-                graph.node.remove(node)
-            for offset, node in enumerate(replacement):
-                graph.node.insert(position + offset, node)
+            _replace(model, chain, _fan_out_nodes(model, source, chain[-1].output[0], axis, index,
+                                                  f"{chain[0].name}_fan_out"))
             return model, True
         return model, False
