@@ -16,11 +16,15 @@ from psa_finn.transforms.lower_kan_linear import accumulator_datatype
 
 
 def make_kan_layer_model(inputs, outputs, simd, pe, input_dt="INT4", table_dt="INT6", num_vectors=(2,),
-                         impl_style=None, ram_style="auto", seed=0, fpgapart=DEFAULT_FPGA_PART) -> ModelWrapper:
-    """ModelWrapper with one KANLinear HW node named "kan" (x [*num_vectors, inputs] -> y [..., outputs])."""
+                         impl_style=None, ram_style="auto", seed=0, fpgapart=DEFAULT_FPGA_PART,
+                         pruned_edges=None) -> ModelWrapper:
+    """ModelWrapper with one KANLinear HW node named "kan" (x [*num_vectors, inputs] -> y [..., outputs]);
+    `pruned_edges` [outputs, inputs] bool: those edges get all-zero tables (as a pruned QuantKANLinear exports)."""
     rng = np.random.default_rng(seed)
     idt, tdt = DataType[input_dt], DataType[table_dt]
     tables = rng.integers(tdt.min(), tdt.max() + 1, size=(outputs, inputs, 2 ** idt.bitwidth()))
+    if pruned_edges is not None:
+        tables[np.asarray(pruned_edges, dtype=bool)] = 0
     node = helper.make_node(KAN_LUT_OP, ["x", "tables"], ["y"], domain=OPS_DOMAIN, name="kan",
                             inputDataType=input_dt, outputDataType=accumulator_datatype(tables).name)
     return one_layer_model(node, [*num_vectors, inputs], [*num_vectors, outputs], tables,

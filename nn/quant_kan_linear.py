@@ -104,6 +104,8 @@ class QuantKANLinear(QuantInputMixin, QuantOutputMixin, QuantLayerMixin, nn.Modu
             self.edge_weight = nn.Parameter(slopes.view(self.out_features, self.in_features))
         self.base_weight = nn.Parameter(torch.empty(self.out_features, self.in_features).uniform_(-bound, bound)) \
             if base == "silu" else None
+        # 1 = edge kept, 0 = pruned (`prune_edges`): a pruned edge's table is zero, so its hardware vanishes
+        self.register_buffer("edge_mask", torch.ones(self.out_features, self.in_features))
         self.in_scale = nn.Parameter(torch.ones(self.in_features)) if input_affine else None
         self.in_bias = nn.Parameter(torch.zeros(self.in_features)) if input_affine else None
         self._export_tables = None
@@ -121,7 +123,43 @@ class QuantKANLinear(QuantInputMixin, QuantOutputMixin, QuantLayerMixin, nn.Modu
                 self.edge_weight[..., None]
         if self.base_weight is not None:
             tables = tables + self.base_weight[..., None] * self.base_samples
-        return tables
+        return tables * self.edge_mask[..., None]
+
+    @property
+    def edges_kept(self) -> int:
+        """Edges not pruned."""
+        return int(self.edge_mask.sum())
+
+    def edge_scores(self, x):
+        """Each edge's mean |phi_ji(x_i)| over the inputs x [..., in_features] (as `forward` takes them, quantized by
+        the input quantizer): the L1 importance by which Liu et al.'s KAN prunes edges, [out, in]."""
+        with torch.no_grad():
+            value = self._quant_input_value(x).reshape(-1, self.in_features).to(torch.float32)
+            if self.in_scale is not None:
+                value = value * self.in_scale + self.in_bias
+            scores = torch.zeros(self.out_features, self.in_features)
+            tables = self.tables()
+            for i in range(self.in_features):
+                edges = lerp_table(value[:, i:i + 1].expand(-1, self.out_features).contiguous(), tables[:, i],
+                                   self.grid_range)
+                scores[:, i] = edges.abs().mean(dim=0)
+        return scores
+
+    def prune_edges(self, x, threshold: float) -> int:
+        """Prune every edge whose `edge_scores` on x is below `threshold` x the layer's largest score (0 <= threshold
+        < 1; pruned edges stay pruned); returns the edges kept. Train on afterwards to recover."""
+        if not 0 <= threshold < 1:
+            raise ValueError(f"QuantKANLinear.prune_edges: threshold must be in [0, 1), got {threshold}")
+        scores = self.edge_scores(x)
+        with torch.no_grad():
+            self.edge_mask.mul_((scores >= threshold * scores.max()).to(self.edge_mask.dtype))
+        self._export_tables = None
+        return self.edges_kept
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """State dicts from before edge pruning load with every edge kept."""
+        state_dict.setdefault(prefix + "edge_mask", torch.ones_like(self.edge_mask))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def edge_scale(self, tables=None) -> float:
         """The power-of-two step of the edge grid for the current tables (`edge_scale_for`)."""
@@ -179,10 +217,13 @@ class QuantKANLinear(QuantInputMixin, QuantOutputMixin, QuantLayerMixin, nn.Modu
         self._export_tables = None if self.training else (tables.detach(), scale)
         return tables, scale
 
-    def forward(self, x):
+    def _quant_input_value(self, x):
+        """The input as a float tensor on the input quantizer's grid (a QuantTensor is taken as quantized)."""
         x = self.unpack_input(x)
-        quant_input = x if isinstance(x, QuantTensor) else self.input_quant(x)
-        value = _unpack_quant_tensor(quant_input)
+        return _unpack_quant_tensor(x if isinstance(x, QuantTensor) else self.input_quant(x))
+
+    def forward(self, x):
+        value = self._quant_input_value(x)
         if value.dim() < 1 or value.shape[-1] != self.in_features:
             raise ValueError(f"QuantKANLinear({self.in_features}, {self.out_features}): an input of shape "
                              f"{tuple(value.shape)} does not have {self.in_features} features on its last axis")

@@ -118,6 +118,26 @@ class QuantMLP(nn.Module):
         return self.layers(x)
 
 
+def prune_network(model, x, threshold: float) -> int:
+    """Prune every QuantKANLinear of `model` (`QuantKANLinear.prune_edges` at `threshold`) on the inputs each layer
+    sees when `model` runs on x (eval mode); returns the edges kept over all layers."""
+    inputs = {}
+
+    def keep_input(module, args):
+        inputs[module] = args[0]  # returns None: the input goes on unchanged
+
+    layers = [m for m in model.modules() if isinstance(m, QuantKANLinear)]
+    hooks = [layer.register_forward_pre_hook(keep_input) for layer in layers]
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sum(layer.prune_edges(inputs[layer], threshold) for layer in layers)
+
+
 def train_classifier(model, x, y, epochs: int = 40, lr: float = 0.02, batch_size: int = 128, seed: int = 0):
     """Adam on cross-entropy over shuffled mini-batches (the quantizers calibrate on the first batches)."""
     generator = torch.Generator().manual_seed(seed)

@@ -6,6 +6,7 @@
 cycles-per-frame target and is meant to run BEFORE ``step_target_fps_parallelization`` (as FoldChannelLayers).
 """
 
+import numpy as np
 from finn.transformation.fpgadataflow.set_folding import divisors
 from onnx import helper
 from qonnx.custom_op.registry import getCustomOp
@@ -42,7 +43,7 @@ class InferKANLinearLayer(ConvertToHWLayer):
             PE=1, inputDataType=lowered.get_nodeattr("inputDataType"),
             tableDataType=model.get_tensor_datatype(node.input[1]).name,
             outputDataType=lowered.get_nodeattr("outputDataType"), numInputVectors=list(shape[:-1]),
-            ram_style="auto")
+            ram_style="auto", liveEdges=[int(v) for v in np.any(tables != 0, axis=2).reshape(-1)])
         getCustomOp(hw_node).get_lane_tables(tables)
         return hw_node
 

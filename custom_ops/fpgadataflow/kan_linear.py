@@ -59,6 +59,9 @@ class KANLinear(HWCustomOp):
             "outputDataType": ("s", True, ""),  # the accumulator: holds every sum
             "numInputVectors": ("ints", False, [1]),
             "ram_style": ("s", False, "auto", set(RAM_STYLES)),
+            # 1 per edge (row-major [MH, MW]) whose table has a non-zero entry; empty: every edge (InferKANLinearLayer
+            # sets it from the tables: a pruned edge's zero table costs no ROM bits and no addend)
+            "liveEdges": ("ints", False, []),
         }
         my_attrs.update(super().get_nodeattr_types())
         return my_attrs
@@ -217,6 +220,23 @@ class KANLinear(HWCustomOp):
         sf, nf = self._folds()
         return nf * sf * self.get_entries(), self.get_nodeattr("PE") * self.get_input_datatype(1).bitwidth()
 
+    def get_live_edges(self):
+        """[MH, MW] bool: the edges whose table is not all zero (`liveEdges`; every edge when it is empty)."""
+        mw, mh = self.get_nodeattr("MW"), self.get_nodeattr("MH")
+        live = self.get_nodeattr("liveEdges")
+        if not live:
+            return np.ones((mh, mw), dtype=bool)
+        if len(live) != mw * mh:
+            raise ValueError(f"{self.onnx_node.name}: liveEdges has {len(live)} entries, expected MH x MW = {mh * mw}")
+        return np.asarray(live, dtype=bool).reshape(mh, mw)
+
+    def get_live_lane_entries(self):
+        """[SIMD, PE] bool: entry p of lane s is live when one of the edges it holds over the folds
+        (T[nf * PE + p, sf * SIMD + s]) is; a dead entry is a constant zero, which synthesis removes."""
+        sf, nf = self._folds()
+        simd, pe = self.get_nodeattr("SIMD"), self.get_nodeattr("PE")
+        return self.get_live_edges().reshape(nf, pe, sf, simd).any(axis=(0, 2)).T
+
     def get_resolved_ram_style(self):
         """ram_style with "auto" resolved as PerChannelLUT's: LUTs while a lane ROM is at most 256 deep (a LUT6
         ROM, KANELE's choice, when fully unrolled: 2^b deep), block RAM beyond."""
@@ -225,36 +245,46 @@ class KANLinear(HWCustomOp):
             return style
         return "distributed" if self.get_lane_rom()[0] <= AUTO_LUTRAM_MAX_DEPTH else "block"
 
+    def get_lane_rom_widths(self):
+        """Bits of each lane ROM's word: its live entries (`get_live_lane_entries`) x table bits; 0: no ROM."""
+        return [int(n) * self.get_input_datatype(1).bitwidth() for n in self.get_live_lane_entries().sum(axis=1)]
+
+    def _stored_bits(self):
+        """Table bits held by all lane ROMs."""
+        return self.get_lane_rom()[0] * sum(self.get_lane_rom_widths())
+
     def bram_estimation(self, fpgapart):
-        """RAMB18 count: SIMD lane ROMs x the cheapest aspect ratio of depth x (PE x table bits) (block only)."""
+        """RAMB18 count: per lane ROM the cheapest aspect ratios of depth x its word (block only)."""
         if self.get_resolved_ram_style() != "block":
             return 0
-        return self.get_nodeattr("SIMD") * bram18_count(*self.get_lane_rom())
+        depth = self.get_lane_rom()[0]
+        return sum(bram18_count(depth, width) for width in self.get_lane_rom_widths() if width)
 
     def uram_estimation(self, fpgapart):
-        """URAM288 count: SIMD lane ROMs in 4K x 72 blocks (ultra only)."""
+        """URAM288 count: per lane ROM 4K x 72 blocks (ultra only)."""
         if self.get_resolved_ram_style() != "ultra":
             return 0
-        return self.get_nodeattr("SIMD") * uram_count(*self.get_lane_rom())
+        depth = self.get_lane_rom()[0]
+        return sum(uram_count(depth, width) for width in self.get_lane_rom_widths() if width)
 
     def bram_efficiency_estimation(self, fpgapart):
         """Table bits / capacity of the estimated RAMB18s."""
         brams = self.bram_estimation(fpgapart)
-        depth, width = self.get_lane_rom()
-        return 1 if brams == 0 else self.get_nodeattr("SIMD") * depth * width / (brams * BRAM18_BITS)
+        return 1 if brams == 0 else self._stored_bits() / (brams * BRAM18_BITS)
 
     def uram_efficiency_estimation(self, fpgapart):
         """Table bits / capacity of the estimated URAMs."""
         urams = self.uram_estimation(fpgapart)
-        depth, width = self.get_lane_rom()
-        return 1 if urams == 0 else self.get_nodeattr("SIMD") * depth * width / (urams * URAM_DEPTH * URAM_WIDTH)
+        return 1 if urams == 0 else self._stored_bits() / (urams * URAM_DEPTH * URAM_WIDTH)
 
     def lut_estimation(self, fpgapart):
         """LUT6 count (LUT logic and LUT as memory) of the RTL backend's datapath, W = table bits, A = accumulator
         bits, b = input bits:
-        - tables: SIMD x lutrom_luts(depth, PE x W) (distributed), or SIMD x the read mux of stacked RAMB18s (block);
-        - sums: PE x `flat_sum_luts(SIMD, W, A)` (each output adds its SIMD entries and its accumulator in one
-          expression);
+        - tables: per lane lutrom_luts(depth, P_s x W) (distributed; P_s of its PE entries live, see
+          `get_live_lane_entries`: the RTL leaves a pruned edge's zero entry out), or the read mux of its stacked
+          RAMB18s (block);
+        - sums: per output p `flat_sum_luts(S_p, W, A)` (each output adds its S_p live lane entries and its
+          accumulator in one expression);
         - input buffer (NF > 1): SF words of SIMD x b bits in dual-port LUTRAM, 2 LUT6 per bit per 64 words, and
           the stream / buffer select of the issued word, SIMD x b;
         - counters sf, nf and fold (the address is {fold, code}, 2^b a power of two): one LUT6 per bit of each,
@@ -263,15 +293,17 @@ class KANLinear(HWCustomOp):
         tests/test_yosys_resources.py checks the total against yosys synth_xilinx over a sweep (docs/kan.md).
         """
         sf, nf = self._folds()
-        simd, pe = self.get_nodeattr("SIMD"), self.get_nodeattr("PE")
-        depth, rom_width = self.get_lane_rom()
+        simd = self.get_nodeattr("SIMD")
+        depth = self.get_lane_rom()[0]
         style = self.get_resolved_ram_style()
+        width, acc_bits = self.get_input_datatype(1).bitwidth(), self.get_output_datatype().bitwidth()
+        rom_widths = [w for w in self.get_lane_rom_widths() if w]
         luts = 0
         if style == "distributed":
-            luts += simd * lutrom_luts(depth, rom_width)
+            luts += sum(lutrom_luts(depth, w) for w in rom_widths)
         elif style == "block":
-            luts += simd * bram18_read_mux_luts(depth, rom_width)
-        luts += pe * flat_sum_luts(simd, self.get_input_datatype(1).bitwidth(), self.get_output_datatype().bitwidth())
+            luts += sum(bram18_read_mux_luts(depth, w) for w in rom_widths)
+        luts += sum(flat_sum_luts(int(lanes), width, acc_bits) for lanes in self.get_live_lane_entries().sum(axis=0))
         in_bits = self.get_input_datatype(0).bitwidth()
         if nf > 1:
             luts += (LUTRAM_DUAL_PORT_LUTS_PER_64 * ceil(sf / 64) + 1) * simd * in_bits

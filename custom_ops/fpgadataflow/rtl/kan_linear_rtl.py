@@ -20,7 +20,12 @@ class KANLinear_rtl(GeneratedVerilogBackend, KANLinear):
         return KanLayerGeometry(mw=self.get_nodeattr("MW"), mh=self.get_nodeattr("MH"), simd=self.get_nodeattr("SIMD"),
                                 pe=self.get_nodeattr("PE"), in_bits=idt.bitwidth(), in_signed=idt.signed(),
                                 table_bits=tdt.bitwidth(), table_signed=tdt.signed(), acc_bits=odt.bitwidth(),
-                                ram_style=self.get_resolved_ram_style())
+                                ram_style=self.get_resolved_ram_style(), live=self.live_lane_entries())
+
+    def live_lane_entries(self) -> tuple:
+        """The geometry's `live` ([SIMD][PE] flags), or () when every lane entry is live."""
+        live = self.get_live_lane_entries()
+        return () if live.all() else tuple(tuple(bool(v) for v in lane) for lane in live)
 
     def generated_files(self, model, fpgapart, top):
         """<top>.v and the lanes' memory files."""
@@ -30,5 +35,6 @@ class KANLinear_rtl(GeneratedVerilogBackend, KANLinear):
         return files
 
     def memory_file_names(self, top):
-        """The $readmemh files of every input lane."""
-        return [rom_file_name(top, lane) for lane in range(self.get_nodeattr("SIMD"))]
+        """The $readmemh files of every input lane with a live entry (a lane of pruned edges only has no ROM)."""
+        live = self.get_live_lane_entries()
+        return [rom_file_name(top, lane) for lane in range(self.get_nodeattr("SIMD")) if live[lane].any()]

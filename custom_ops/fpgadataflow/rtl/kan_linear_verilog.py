@@ -34,11 +34,22 @@ class KanLayerGeometry:
     table_signed: bool
     acc_bits: int
     ram_style: str = "auto"
+    # live[s][p]: entry p of lane s holds a non-zero table in some fold (KANLinear.get_live_lane_entries); a dead
+    # entry is left out of the lane's ROM word and of output p's sum (a lane with none has no ROM). Empty: all live.
+    live: tuple = ()
 
     def __post_init__(self):
         if self.simd < 1 or self.mw % self.simd or self.pe < 1 or self.mh % self.pe:
             raise ValueError(f"KANLinear_rtl: SIMD={self.simd} must divide MW={self.mw} and PE={self.pe} MH={self.mh}")
         check_ram_style("KANLinear_rtl", self.ram_style)
+        if self.live and (len(self.live) != self.simd or any(len(lane) != self.pe for lane in self.live)):
+            raise ValueError(f"KANLinear_rtl: live entries must be SIMD={self.simd} x PE={self.pe}")
+
+    def lane_entries(self, lane: int) -> tuple:
+        """The live entries p of lane `lane`, in the order its ROM word holds them (entry k in bits [k*TW, ...))."""
+        if not self.live:
+            return tuple(range(self.pe))
+        return tuple(p for p in range(self.pe) if self.live[lane][p])
 
     @property
     def sf(self) -> int:
@@ -72,25 +83,32 @@ def rom_file_name(top_name: str, lane: int) -> str:
 
 
 def rom_files(top_name: str, g: KanLayerGeometry, lanes) -> dict:
-    """{file name: $readmemh text} of every lane ROM; `lanes` [SIMD, NF * SF, 2^b, PE] from get_lane_tables."""
+    """{file name: $readmemh text} of every lane ROM (lanes with a live entry); `lanes` [SIMD, NF * SF, 2^b, PE]
+    from get_lane_tables. A word holds the lane's live entries only (`KanLayerGeometry.lane_entries`)."""
     lanes = np.asarray(lanes, dtype=np.int64)
     if lanes.shape != (g.simd, g.nf * g.sf, 2 ** g.in_bits, g.pe):
         raise ValueError(f"KANLinear_rtl: lane tables of shape {lanes.shape} do not match the geometry {g}")
     mask = (1 << g.table_bits) - 1
-    shifts = np.arange(g.pe, dtype=object) * g.table_bits
-    digits = (g.pe * g.table_bits + 3) // 4
     files = {}
     for lane in range(g.simd):
-        entries = (lanes[lane].reshape(-1, g.pe) & mask).astype(object)
+        live = list(g.lane_entries(lane))
+        if not live:
+            continue
+        if g.live and np.any(np.delete(lanes[lane], live, axis=-1)):
+            raise ValueError(f"KANLinear_rtl: lane {lane} has a non-zero table in an entry marked dead")
+        shifts = np.arange(len(live), dtype=object) * g.table_bits
+        digits = (len(live) * g.table_bits + 3) // 4
+        entries = (lanes[lane][..., live].reshape(-1, len(live)) & mask).astype(object)
         words = (entries << shifts).sum(axis=1)
         files[rom_file_name(top_name, lane)] = "".join(f"{int(w):0{digits}x}\n" for w in words)
     return files
 
 
 def _entry(g: KanLayerGeometry, lane: int, p: int) -> str:
-    """Entry p of lane `lane`'s ROM word, sign- or zero-extended to the accumulator width."""
+    """Entry p (live) of lane `lane`'s ROM word, sign- or zero-extended to the accumulator width."""
     tb, ab = g.table_bits, g.acc_bits
-    lsb, msb = p * tb, p * tb + tb - 1
+    k = g.lane_entries(lane).index(p)
+    lsb, msb = k * tb, k * tb + tb - 1
     bits = f"rd_{lane}[{msb}:{lsb}]"
     if ab <= tb:
         return bits
@@ -105,18 +123,21 @@ def generate_kan_linear_verilog(top: str, g: KanLayerGeometry) -> str:
     word_bits = g.simd * ib
     lines = []
     for s in range(g.simd):
+        width = len(g.lane_entries(s)) * tb
+        if not width:
+            continue
         lsb, msb = s * ib, s * ib + ib - 1
         code = table_index("word", msb, lsb, g.in_signed)
         address = f"{{fold, {code}}}" if g.nf * g.sf > 1 else code
-        lines.append(f"  wire [{g.pe * tb - 1}:0] rd_{s};\n"
-                     f"  {top}_rom #(.DEPTH({g.depth}), .WIDTH({g.pe * tb}), .ADDR_BITS({addr_bits}),\n"
+        lines.append(f"  wire [{width - 1}:0] rd_{s};\n"
+                     f"  {top}_rom #(.DEPTH({g.depth}), .WIDTH({width}), .ADDR_BITS({addr_bits}),\n"
                      f"    .INIT_FILE(\"{rom_file_name(top, s)}\")) rom_{s} (\n"
                      f"    .clk(ap_clk), .en(en), .addr({address}), .rd(rd_{s}));")
     adders = []
     for p in range(g.pe):
-        terms = " + ".join(_entry(g, s, p) for s in range(g.simd))
+        terms = "".join(f" + {_entry(g, s, p)}" for s in range(g.simd) if p in g.lane_entries(s))
         adders.append(f"  reg [{ab - 1}:0] acc_{p};\n"
-                      f"  wire [{ab - 1}:0] sum_{p} = (first1 ? {ab}'d0 : acc_{p}) + {terms};\n"
+                      f"  wire [{ab - 1}:0] sum_{p} = (first1 ? {ab}'d0 : acc_{p}){terms};\n"
                       f"  assign out0_V_TDATA[{p * ab + ab - 1}:{p * ab}] = acc_{p};")
     acc_update = "\n".join(f"          acc_{p} <= sum_{p};" for p in range(g.pe))
     sf_bits, nf_bits = clog2(g.sf), clog2(g.nf)
