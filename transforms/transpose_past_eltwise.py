@@ -1,11 +1,13 @@
-"""MoveTransposePastChannelwiseEltwise: finn's MoveTransposePastEltwise without its scalar case.
+"""MoveTransposePastChannelwiseEltwise: finn's MoveTransposePastEltwise without its scalar case at the graph's end.
 
 `Transpose -> Mul|Add (constant c) -> y` becomes `Mul|Add (c transposed back) -> Transpose -> y`, as finn-plus's
 MoveTransposePastEltwise (StreamlinePlus) does, but only where c varies (more than one element). finn's version also
 moves a Transpose past a scalar Mul/Add, and StreamlinePlus' MoveScalarLinearPastInvariants moves that scalar back
 past the Transpose: on a graph ending `... -> Transpose -> Mul(scalar)` (a token mixer that transposes back, any
-model whose output is transposed after its dequantisation) the two undo each other forever. A scalar commutes with
-the Transpose either way, so leaving it to MoveScalarLinearPastInvariants loses nothing.
+model whose output is transposed after its dequantisation) nothing after it absorbs the Transpose and the two undo
+each other forever. There, a scalar is left to MoveScalarLinearPastInvariants (it commutes with the Transpose either
+way). Inside the graph the Transpose still moves past a scalar, so that it meets its inverse or a threshold that
+absorbs it (a residual CNN keeps its channels-last layout, no shuffle layers).
 """
 
 from qonnx.transformation.base import Transformation
@@ -14,18 +16,22 @@ from qonnx.util.basic import get_by_name
 AFFINE_OPS = ("Add", "Mul")
 
 
-def _varying_constant(model, transpose, successor):
-    """The constant input name of `successor` (an Add/Mul after `transpose`) when it has more than one element."""
+def _movable_constant(model, transpose, successor):
+    """The constant input name of `successor` (an Add/Mul after `transpose`), unless it is a scalar and `successor`
+    writes a graph output."""
     others = [name for name in successor.input if name != transpose.output[0]]
     if len(others) != 1 or len(successor.input) != 2:
         return None
     value = model.get_initializer(others[0])
-    return others[0] if value is not None and value.size > 1 else None
+    if value is None:
+        return None
+    at_the_end = successor.output[0] in [output.name for output in model.graph.output]
+    return others[0] if value.size > 1 or not at_the_end else None
 
 
 class MoveTransposePastChannelwiseEltwise(Transformation):
-    """Every `Transpose -> Add|Mul(non-scalar constant)` -> `Add|Mul -> Transpose` (see the module docstring); one
-    rewrite per pass."""
+    """Every `Transpose -> Add|Mul(constant)` -> `Add|Mul -> Transpose`, a scalar at the graph's end excepted (see the
+    module docstring); one rewrite per pass."""
 
     def apply(self, model):
         for node in model.graph.node:
@@ -35,9 +41,12 @@ class MoveTransposePastChannelwiseEltwise(Transformation):
             if not successors or successors[0].op_type not in AFFINE_OPS:
                 continue
             successor = successors[0]
-            constant = _varying_constant(model, node, successor)
+            constant = _movable_constant(model, node, successor)
             value = None if constant is None else model.get_initializer(constant)
-            if value is None or value.ndim != len(model.get_tensor_shape(node.output[0]) or ()):
+            rank = len(model.get_tensor_shape(node.output[0]) or ())
+            if value is not None and value.size == 1:
+                value = value.reshape([1] * rank)
+            if value is None or value.ndim != rank:
                 continue
             perm = get_by_name(node.attribute, "perm")
             perm = list(perm.ints) if perm is not None else list(reversed(range(value.ndim)))
