@@ -27,12 +27,7 @@ from psa_finn.custom_ops.domain import is_hw_node
 MVAU_OP_TYPES = ("MVAU_rtl", "MVAU_hls")
 
 
-def mvau_cycles_per_vector(mw: int, mh: int, pe: int, simd: int) -> int:
-    """Cycles an MVAU needs per input vector: (MW / SIMD) x (MH / PE)."""
-    return (mw // simd) * (mh // pe)
-
-
-def resource_rank(figures: dict, converter_luts: int = 0) -> tuple:
+def resource_rank(figures: dict, converter_luts: int) -> tuple:
     """The order foldings are compared in: DSP, then LUT (the layer's plus its width converters'), then BRAM18,
     then URAM."""
     return figures["dsp"], figures["lut"] + converter_luts, figures["bram18"], figures["uram"]
@@ -79,12 +74,12 @@ class RefoldMVAUsByResources(Transformation):
             layer = getCustomOp(node)
             mw, mh = layer.get_nodeattr("MW"), layer.get_nodeattr("MH")
             current = layer.get_nodeattr("PE"), layer.get_nodeattr("SIMD")
-            cycles = mvau_cycles_per_vector(mw, mh, *current)
+            # no slower (cycles per vector MW x MH / (PE x SIMD), finn's calc_wmem) and no wider: the same PE x SIMD
             width = current[0] * current[1]
             best, best_rank = current, self.rank(model, node)
             for pe in divisors(mh):
                 for simd in divisors(mw):
-                    if (pe, simd) == current or pe * simd > width or mvau_cycles_per_vector(mw, mh, pe, simd) > cycles:
+                    if (pe, simd) == current or pe * simd != width:
                         continue
                     layer.set_nodeattr("PE", pe)
                     layer.set_nodeattr("SIMD", simd)
