@@ -9,6 +9,10 @@ model, or is refused before the build with one line naming the node and the fix.
   QuantBSpline or QuantKANLinear (which take it as quantized): a token mixer, a CNN with QuantReLU(return_quant_tensor
   =True) -> MaxPool2d -> QuantLerpPSA.
 - 16: tests/networks.py's residual CNN with a default (float-scaled) QuantReLU branch: refused before the build.
+
+Re-trial of issue 23:
+- a CNN with brevitas_examples' CommonWeightQuant 2-bit weights (fixed scale 1.0) on PyTorch's default initialisation:
+  every weight quantizes to 0 and finn-plus stopped in step_minimize_bit_width ("Factor and x are <= 0").
 """
 
 import json
@@ -30,7 +34,7 @@ from torch import nn
 
 from graphs import graph_model
 from networks import ResidualCNN
-from test_faults import expect_error, fake_build, snapshot
+from test_faults import UNROLLED, expect_error, fake_build, snapshot
 from psa_finn.custom_ops.domain import LERP_PSA_OP, OPS_DOMAIN, is_quant_node
 from psa_finn.export import export_qonnx
 from psa_finn.nn import QuantBSpline, QuantKANLinear, QuantLerpPSA
@@ -299,3 +303,44 @@ def test_a_residual_cnn_with_a_float_scaled_relu_branch_is_refused_before_the_bu
                                           "QuantReLU(act_quant=psa_finn.nn.quantizers.UnsignedActQuant)"])
     assert snapshot(previous) == before  # refused before finn-plus ran: the previous build as it was
     assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "residual_relu.onnx"]  # no build.failed/
+
+
+# ------------------------------------------------------------------------- re-trial: weights that quantize to zero
+
+def common_weight_cnn(cnv_init):
+    """[N, 1, 8, 8] -> 2-bit CommonActQuant -> two QuantConv2d and a QuantLinear with brevitas_examples'
+    CommonWeightQuant 2-bit weights (a fixed scale of 1.0), CNV-style; `cnv_init`: the weights drawn from
+    uniform(-1, 1) as brevitas_examples' CNV does, else PyTorch's default initialisation (|w| < 0.34 here)."""
+    from brevitas_examples.bnn_pynq.models.common import CommonActQuant, CommonWeightQuant
+
+    weights = dict(weight_quant=CommonWeightQuant, weight_bit_width=2, bias=False)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        QuantIdentity(act_quant=CommonActQuant, bit_width=2, return_quant_tensor=True),
+        QuantConv2d(1, 8, 3, **weights), QuantIdentity(act_quant=CommonActQuant, bit_width=2, return_quant_tensor=True),
+        QuantConv2d(8, 8, 3, **weights), QuantIdentity(act_quant=CommonActQuant, bit_width=2, return_quant_tensor=True),
+        nn.Flatten(), QuantLinear(8 * 4 * 4, 10, **weights))
+    if cnv_init:
+        for layer in model:
+            if isinstance(layer, (QuantConv2d, QuantLinear)):
+                nn.init.uniform_(layer.weight.data, -1, 1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("command", ["build", "lower"])
+def test_weights_that_all_quantize_to_zero_are_named_before_the_build(tmp_path, capsys, command):
+    path = export_qonnx(common_weight_cnn(cnv_init=False), torch.rand(1, 1, 8, 8), tmp_path / "cnn.onnx")
+    previous = fake_build(tmp_path / "build")
+    before = snapshot(previous)
+    args = ["--config", UNROLLED, "--out", previous] if command == "build" else ["--out", tmp_path / "l.onnx"]
+    expect_error(capsys, 2, command, "--model", path, *args,  # before: exit 2 "AssertionError: Factor and x are <= 0"
+                 names=["cnn.onnx", "Conv node 'Conv_0'", "quantizes to 0", "scale 1", "nn.init.uniform_"])
+    assert snapshot(previous) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "cnn.onnx"]  # no build.failed/, no l.onnx
+
+
+@pytest.mark.slow
+def test_the_same_cnn_initialised_as_cnv_builds_exactly(tmp_path):
+    path = export_qonnx(common_weight_cnn(cnv_init=True), torch.rand(1, 1, 8, 8), tmp_path / "cnn.onnx")
+    summary = _build_summary(path, tmp_path / "build")
+    assert summary["all_nodes_on_hw"] and summary["verification"]["max_abs_diff"] == 0.0

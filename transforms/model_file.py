@@ -4,11 +4,15 @@
 and what to do, for: a missing file or a folder, a file that is not ONNX (a .pt checkpoint, a truncated download),
 an initializer holding NaN or inf, an activation Quant outside the 2..8 bits psa-finn builds (common/bit_widths.py),
 a LerpPSA whose table does not fit its input, a graph whose shapes do not infer, a float model (no quantizer at
-all: FINN would build nothing from it) and a learnable function traced into plain ONNX ops (Brevitas' own
-`export_qonnx` instead of `psa_finn.export.export_qonnx`: a Floor node).
+all: FINN would build nothing from it), a learnable function traced into plain ONNX ops (Brevitas' own
+`export_qonnx` instead of `psa_finn.export.export_qonnx`: a Floor node) and a layer whose quantized weights are all
+zero (a fixed weight scale far above the weights, e.g. brevitas_examples' CommonWeightQuant (scale 1.0) on PyTorch's
+default initialisation: finn-plus's step_minimize_bit_width then sizes its accumulator to 0 bits and stops).
 """
 
 import numpy as np
+from qonnx.custom_op.registry import getCustomOp
+
 from psa_finn.common.bit_widths import MAX_BITS, MIN_BITS
 from psa_finn.common.cli_errors import BadInput
 from psa_finn.common.output_paths import require_input_file
@@ -21,6 +25,8 @@ EXPORT_HINT = "export one with `build.py export`"
 QUANTIZER_OPS = (*QUANTIZER_OP_TYPES, "MultiThreshold", PER_CHANNEL_LUT_OP, "QuantizeLinear")
 # The mark of a learnable 1-D function traced op by op (its segment index) rather than exported as one LerpPSA node.
 TRACED_FUNCTION_OP = "Floor"
+# Ops whose second input is a weight matrix or kernel that finn-plus makes an MVAU / VVAU of.
+WEIGHTED_OPS = ("MatMul", "Conv", "Gemm")
 
 
 def _quant_scale(model, tensor):
@@ -62,6 +68,38 @@ def check_quantized(model, source) -> None:
         raise BadInput(f"{source}: node '{traced.name}' ({TRACED_FUNCTION_OP}) is a learnable function traced into "
                        f"plain ONNX ops, as Brevitas' own export_qonnx writes it; export with "
                        f"psa_finn.export.export_qonnx, which writes it as one LerpPSA node that lowering tabulates")
+
+
+def _quantized_constant(model, quant):
+    """What Quant node `quant` outputs when every input is an initializer (a quantized weight), else None."""
+    context = {name: model.get_initializer(name) for name in quant.input}
+    if any(value is None for value in context.values()):
+        return None
+    getCustomOp(quant).execute_node(context, model.graph)
+    return context[quant.output[0]]
+
+
+def check_weights_not_all_zero(model, source) -> None:
+    """BadInput naming the first MatMul / Conv / Gemm whose quantized weights are all zero: the layer outputs a
+    constant and finn-plus sizes its accumulator to 0 bits (an assertion "Factor and x are <= 0" in
+    step_minimize_bit_width). It happens when a fixed weight scale lies far above the weights."""
+    for node in model.graph.node:
+        if node.op_type not in WEIGHTED_OPS or len(node.input) < 2:
+            continue
+        quant = model.find_producer(node.input[1])
+        if not is_quant_node(quant):
+            continue
+        weights = _quantized_constant(model, quant)
+        if weights is None or np.any(weights != 0):
+            continue
+        largest = float(np.max(np.abs(model.get_initializer(quant.input[0]))))
+        scale = float(np.max(np.abs(model.get_initializer(quant.input[1]))))
+        raise BadInput(f"{source}: {node.op_type} node '{node.name}': every weight of '{quant.input[0]}' quantizes to "
+                       f"0 (Quant node '{quant.name}': largest weight {largest:.3g}, scale {scale:.3g}), so the layer "
+                       f"computes nothing and finn-plus cannot size it; initialise the weights on the quantizer's "
+                       f"scale (brevitas_examples' CNV: nn.init.uniform_(weight, -1, 1) for CommonWeightQuant) and "
+                       f"train, or use a weight quantizer whose scale follows the weights (e.g. "
+                       f"psa_finn.nn.quantizers.ChannelWeightQuant)")
 
 
 def _consumer(model, tensor: str) -> str:
@@ -151,6 +189,7 @@ def read_model_file(path, flag: str = "--model"):
     check_quantized(model, path)
     check_quant_bits(model, path)
     check_residual_grids(model, path)
+    check_weights_not_all_zero(model, path)
     try:
         model = model.transform(InferShapes())
     except Exception as err:
