@@ -94,8 +94,9 @@ def markdown_table(rows) -> str:
 
 def reader_warnings(summaries, labels) -> list:
     """One line per reason a build's figures need care, naming the builds it holds for: op types estimated at zero in
-    every resource, op types with no LUT estimate (e.g. MVAU_rtl), nodes left off hardware (totals too low), a
-    hardware model that differs from the lowered QONNX model."""
+    every resource, op types with no LUT estimate (e.g. MVAU_rtl), a build stopped before its FIFOs and width
+    converters were inserted, nodes left off hardware (totals too low), a hardware model that differs from the
+    lowered QONNX model."""
     builds_by_reason = {}
     for summary, label in zip(summaries, labels, strict=True):
         for reason in _warning_reasons(summary):
@@ -114,6 +115,9 @@ def _warning_reasons(summary) -> list:
     if partly_zero:
         reasons.append(f"LUT total undercounts: finn-plus estimates zero LUTs (but some DSP/BRAM/URAM) for every "
                        f"{', '.join(partly_zero)} layer and psa-finn has no model of it")
+    if not summary.fifos and summary.fifo_sizing is None:
+        reasons.append("totals hold no FIFO and no width converter: the build stopped before they were inserted and "
+                       "sized (step_size_fifos_by_simulation; `build.py build` without --stop-step runs it)")
     if not summary.all_nodes_on_hw:
         nodes = ", ".join(summary.off_hw_nodes) or "see summary.json"
         reasons.append(f"not every node is on hardware ({nodes}); totals cover the hardware partition only")

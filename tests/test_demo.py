@@ -156,6 +156,9 @@ def test_quick_demo_writes_report_and_every_stage_output(quick_demo):
     assert set(cached) == {str(out / v / f) for v in ("relu", "lerp_psa") for f in ("model.onnx", "lowered.onnx")}
     for plot in ("resources_by_layer.png", "cycles_by_layer.png", "baseline_vs_psa.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
+    for variant in ("relu", "lerp_psa"):  # complete totals: the width converters and sized FIFOs are in them
+        assert json.loads((out / variant / "unrolled" / "summary.json").read_text())["fifo_sizing"]["deadlock_free"]
+    assert "totals hold no FIFO" not in report
     if shutil.which("yosys"):
         assert "lerp_psa/unrolled: yosys synthesis of the LUT layers beside the estimates" in report
         assert "synth_check_lerp_psa_unrolled" in [s["name"] for s in stages]

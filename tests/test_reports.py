@@ -29,8 +29,10 @@ def layer(name, op_type, cycles, lut, dsp=0, bram18=0, uram=0):
 
 def write_build(path, layers, fps, latency_ns, config_name="unrolled", model="m/relu/lowered.onnx",
                 zero_estimate_ops=(), off_hw_nodes=(), skipped_steps=(), target_fps=None, **extra):
-    """A build directory whose totals are the sums of `layers` (as build_configs/summary.py writes them)."""
+    """A build directory whose totals are the sums of `layers` (as build_configs/summary.py writes them); its FIFOs
+    sized (by default) with none deeper than a direct connection."""
     path.mkdir(parents=True)
+    extra.setdefault("fifo_sizing", {"method": "cycle simulation", "deadlock_free": True})
     totals = {k: sum(entry[k] for entry in layers) for k in ("lut", "dsp", "bram18", "uram")}
     summary = dict(model=model, config=f"{config_name}.yaml", config_name=config_name, fpga_part="xcu50",
                    clk_ns=5.0, target_fps=target_fps, fps=fps, latency_ns=latency_ns,
@@ -142,6 +144,20 @@ def test_warnings_name_a_build_whose_hardware_differs_from_qonnx(tmp_path):
     assert reader_warnings(summaries, build_labels(summaries)) == [
         "mismatch: the hardware model differs from the lowered QONNX model by up to 295 output codes (summary.json "
         "verification)"]
+
+
+def test_warnings_name_a_build_stopped_before_its_fifos(tmp_path):
+    """A build stopped at the estimate reports holds no width converter and no FIFO: its totals are not the design's,
+    and the report says so (one that sized its FIFOs, or holds FIFOs sized by Vivado, is not warned about)."""
+    layers = [layer("MVAU_hls_0", "MVAU_hls", 10, 7)]
+    early = write_build(tmp_path / "early", layers, fps=1.0, latency_ns=1.0, fifo_sizing=None)
+    vivado = write_build(tmp_path / "vivado", layers, fps=1.0, latency_ns=1.0, fifo_sizing=None,
+                         fifos=[{"name": "StreamingFIFO_rtl_0", "depth": 32, "width_bits": 8, "lut": 12}])
+    sized = write_build(tmp_path / "sized", layers, fps=1.0, latency_ns=1.0)
+    summaries = [load_build_summary(d) for d in (early, vivado, sized)]
+    assert reader_warnings(summaries, build_labels(summaries)) == [
+        "early: totals hold no FIFO and no width converter: the build stopped before they were inserted and sized "
+        "(step_size_fifos_by_simulation; `build.py build` without --stop-step runs it)"]
 
 
 def test_warnings_shared_by_builds_come_once_naming_them(tmp_path):
