@@ -53,7 +53,8 @@ from finn.builder.build_dataflow_steps import register_build_dataflow_step, veri
 from finn.transformation.streamline.absorb import AbsorbAddIntoMultiThreshold, AbsorbConsecutiveTransposes, \
     AbsorbMulIntoMultiThreshold, AbsorbTransposeIntoMultiThreshold
 from finn.transformation.streamline.collapse_repeated import CollapseRepeatedAdd, CollapseRepeatedMul
-from finn.transformation.streamline.reorder import MakeMaxPoolNHWC, MoveAddPastMul, MoveTransposePastEltwise
+from finn.transformation.streamline.reorder import MakeMaxPoolNHWC, MoveAddPastMul, MoveAffinePastJoinConcat, \
+    MoveTransposePastEltwise
 from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
 from finn.transformation.streamline.streamline_plus import StreamlinePlus
 from qonnx.core.modelwrapper import ModelWrapper
@@ -74,6 +75,7 @@ from psa_finn.dataflow_sim.stream_models import NoStreamModel
 from psa_finn.transforms.absorb_into_multithreshold import AbsorbAffineIntoMultiThreshold
 from psa_finn.transforms.absorb_into_per_channel_lut import AbsorbAffineIntoPerChannelLUT, \
     AbsorbTransposeIntoPerChannelLUT
+from psa_finn.transforms.scales_past_concat import MoveScalesPastConcat
 from psa_finn.transforms.clamp_folding import ClampFoldingToDivisors
 from psa_finn.transforms.compose_thresholds import ComposeConsecutiveThresholds
 from psa_finn.transforms.conv_bias_quant_shape import ConvBiasQuantScalarsAsVectors
@@ -130,6 +132,8 @@ def _with_luts(composed, round_ties):
 
     `round_ties`: RoundAndClipThresholds becomes RoundHalfEvenThresholds (ties half-to-even, nothing rounded yet).
     MoveTransposePastEltwise leaves scalars to MoveScalarLinearPastInvariants (transforms.transpose_past_eltwise).
+    A Concat of differently scaled integers gets its scales moved past it first
+    (transforms.scales_past_concat), which finn's Concat moves leave.
     """
     return ComposedTransformation([part for t in composed.transformations for part in _lut_aware(t, round_ties)])
 
@@ -148,6 +152,8 @@ def _lut_aware(transformation, round_ties):
         return [transformation, AbsorbTransposeIntoPerChannelLUT()]
     if isinstance(transformation, MoveTransposePastEltwise):
         return [MoveTransposePastChannelwiseEltwise()]
+    if isinstance(transformation, MoveAffinePastJoinConcat):
+        return [MoveScalesPastConcat(), transformation]
     return [transformation]
 
 

@@ -13,6 +13,8 @@ model, or is refused before the build with one line naming the node and the fix.
 Re-trial of issue 23:
 - a CNN with brevitas_examples' CommonWeightQuant 2-bit weights (fixed scale 1.0) on PyTorch's default initialisation:
   every weight quantizes to 0 and finn-plus stopped in step_minimize_bit_width ("Factor and x are <= 0").
+- `torch.cat` of two differently scaled quantizers (4 and 6 bits) before QuantLerpPSA, of features [N, C] or of a
+  CNN's channels: the Concat stayed off the hardware (exit 1, "nodes left off the hardware: Concat_0").
 """
 
 import json
@@ -38,11 +40,12 @@ from test_faults import UNROLLED, expect_error, fake_build, snapshot
 from psa_finn.custom_ops.domain import LERP_PSA_OP, OPS_DOMAIN, is_quant_node
 from psa_finn.export import export_qonnx
 from psa_finn.nn import QuantBSpline, QuantKANLinear, QuantLerpPSA
-from psa_finn.nn.quantizers import AccumulatorBiasQuant, ChannelWeightQuant, SignedActQuant
+from psa_finn.nn.quantizers import AccumulatorBiasQuant, ChannelWeightQuant, SignedActQuant, UnsignedActQuant
 from psa_finn.reports.learned_functions import lerp_psa_nodes, sweep_lerp_psa_node
 from psa_finn.transforms.lower_kan_linear import LowerKANLinear
 from psa_finn.transforms.lower_quantized_functions import KEPT_FORMS, lower_quantized_functions
 from psa_finn.transforms.requantize_after_shape_ops import RequantizeAfterShapeOps
+from psa_finn.transforms.scales_past_concat import MoveScalesPastConcat
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 64
@@ -160,6 +163,41 @@ class ChannelCatCNN(nn.Module):
         return self.fc(self.function(torch.cat([x, x], dim=1)).flatten(1))
 
 
+class TwoScaleCat(nn.Module):
+    """[N, 4] -> two quantizers of the input with different scales (4 and 6 bits) -> `torch.cat` -> QuantLerpPSA on
+    the 8 features -> QuantLinear (exact bias)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = QuantIdentity(act_quant=SignedActQuant, bit_width=4, return_quant_tensor=True)
+        self.b = QuantIdentity(act_quant=SignedActQuant, bit_width=6, return_quant_tensor=True)
+        self.function = QuantLerpPSA(8, bit_width=4, return_quant_tensor=True)
+        self.fc = QuantLinear(8, 5, **EXACT)
+
+    def forward(self, x):
+        return self.fc(self.function(torch.cat([self.a(x).value, self.b(x).value], dim=1)))
+
+
+class TwoScaleCatCNN(nn.Module):
+    """[N, 1, 8, 8] -> two QuantConv2d(4) branches, QuantReLU of 4 and of 6 bits (different scales) -> their channels
+    `torch.cat`-ed -> QuantLerpPSA on the 8 channels (channel_dim 1) -> flatten -> QuantLinear (exact bias)."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantIdentity(act_quant=SignedActQuant, bit_width=8, return_quant_tensor=True)
+        self.conv_a = QuantConv2d(1, 4, 3, padding=1, **EXACT)
+        self.conv_b = QuantConv2d(1, 4, 3, padding=1, **EXACT)
+        self.relu_a = QuantReLU(act_quant=UnsignedActQuant, bit_width=4, return_quant_tensor=True)
+        self.relu_b = QuantReLU(act_quant=UnsignedActQuant, bit_width=6, return_quant_tensor=True)
+        self.function = QuantLerpPSA(8, channel_dim=1, bit_width=4, return_quant_tensor=True)
+        self.fc = QuantLinear(8 * 8 * 8, 10, **EXACT)
+
+    def forward(self, x):
+        x = self.quant(x)
+        joined = torch.cat([self.relu_a(self.conv_a(x)).value, self.relu_b(self.conv_b(x)).value], dim=1)
+        return self.fc(self.function(joined).flatten(1))
+
+
 SHAPE_OP_NETWORKS = {
     "token_mixer_lerp_psa": (lambda: TokenMixer(QuantLerpPSA(8, channel_dim=-1, bit_width=4)), (8, 4)),
     "token_mixer_kan": (lambda: TokenMixer(QuantKANLinear(8, 8, bit_width=4)), (8, 4)),
@@ -171,6 +209,8 @@ SHAPE_OP_NETWORKS = {
     "expand_fan_out": (ExpandFanOut, (4,)),
     "repeating_concat": (RepeatingConcat, (4,)),
     "channel_cat_cnn": (ChannelCatCNN, (1, 8, 8)),
+    "two_scale_cat": (TwoScaleCat, (4,)),
+    "two_scale_cat_cnn": (TwoScaleCatCNN, (1, 8, 8)),
 }
 
 
@@ -269,7 +309,8 @@ def _build_summary(model_path, out):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["token_mixer_lerp_psa", "token_mixer_kan", "pool_cnn", "cat_fan_out",
-                                  "expand_fan_out", "channel_cat_cnn", "repeating_concat"])
+                                  "expand_fan_out", "channel_cat_cnn", "repeating_concat", "two_scale_cat",
+                                  "two_scale_cat_cnn"])
 def test_a_quant_tensor_through_a_shape_op_builds_onto_the_hardware_exactly(name, tmp_path):
     model, shape = _calibrated(name)
     path = export_qonnx(model, torch.randn(1, *shape), tmp_path / f"{name}.onnx")
@@ -283,6 +324,32 @@ def test_a_quant_tensor_through_a_shape_op_builds_onto_the_hardware_exactly(name
         assert layers == ["Thresholding", "MVAU", "PerChannelLUT", "MVAU"]
     if name == "repeating_concat":  # the two quantizers, [a, b] once, the 0/1 fan-out
         assert layers[:5] == ["DuplicateStreams", "Thresholding", "Thresholding", "StreamingConcat", "MVAU"]
+    if name.startswith("two_scale_cat"):  # off the hardware before (exit 1: "nodes left off the hardware: Concat_0")
+        assert "StreamingConcat" in layers
+
+
+def test_a_concat_of_differently_scaled_codes_joins_the_codes_and_scales_after_it():
+    """MultiThreshold (INT4) * 0.5 and MultiThreshold (INT6) (scale 1: no Mul) -> Concat on the last axis: the
+    Concat joins both INT6 codes, one Mul [0.5, 0.5, 1, 1, 1] after it, the same values."""
+    thresholds_a = np.arange(-7.5, 7.5).reshape(1, 15).repeat(2, 0)
+    thresholds_b = np.arange(-31.5, 31.5).reshape(1, 63).repeat(3, 0)
+    nodes = [helper.make_node("MultiThreshold", ["x", "ta"], ["a"], domain="qonnx.custom_op.general",
+                              out_dtype="INT4", out_bias=-8.0),
+             helper.make_node("Mul", ["a", "half"], ["a_scaled"]),
+             helper.make_node("MultiThreshold", ["x3", "tb"], ["b"], domain="qonnx.custom_op.general",
+                              out_dtype="INT6", out_bias=-32.0),
+             helper.make_node("Concat", ["a_scaled", "b"], ["y"], axis=1)]
+    model = graph_model(nodes, [("x", [4, 2]), ("x3", [4, 3])], [("y", [4, 5])],
+                        [("ta", thresholds_a), ("tb", thresholds_b), ("half", 0.5)])
+    rng = np.random.default_rng(0)
+    feed = {"x": rng.uniform(-9, 9, (4, 2)).astype(np.float32), "x3": rng.uniform(-33, 33, (4, 3)).astype(np.float32)}
+    before = execute_onnx(model, feed)["y"]
+    after = model.transform(MoveScalesPastConcat())
+    concat = next(node for node in after.graph.node if node.op_type == "Concat")
+    assert [str(after.get_tensor_datatype(name)) for name in [*concat.input, concat.output[0]]] == ["INT6"] * 3
+    scales = after.find_consumer(concat.output[0])
+    assert scales.op_type == "Mul" and after.get_initializer(scales.input[1]).tolist() == [[0.5, 0.5, 1, 1, 1]]
+    np.testing.assert_array_equal(execute_onnx(after, feed)["y"], before)
 
 
 # ------------------------------------------------------------------------- 16: a residual join of float-scaled branches
