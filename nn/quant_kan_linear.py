@@ -33,7 +33,7 @@ from psa_finn.models.lerp import lerp_table
 from psa_finn.models.lerp_psa import LerpPSA
 from psa_finn.nn.kan_linear_function import kan_linear
 from psa_finn.nn.lerp_psa_function import onnx_grid_range
-from psa_finn.nn.quantizers import SignedActQuant
+from psa_finn.nn.quantizers import SignedActQuant, check_layer_bit_width
 
 KAN_FUNCTIONS = ("bspline", "lerp_psa")
 KAN_BASES = ("silu", None)
@@ -78,6 +78,8 @@ class QuantKANLinear(QuantInputMixin, QuantOutputMixin, QuantLayerMixin, nn.Modu
         if unknown:
             raise TypeError(f"QuantKANLinear got unexpected keyword arguments {sorted(unknown)} (quantizer options "
                             f"take the prefix {INPUT_PREFIX!r} or {OUTPUT_PREFIX!r})")
+        if isclass(input_quant) or isclass(output_quant):
+            check_layer_bit_width("QuantKANLinear", bit_width)
         if isclass(input_quant):
             input_kwargs.setdefault(INPUT_PREFIX + "bit_width", bit_width)
         if isclass(output_quant):

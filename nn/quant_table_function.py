@@ -26,6 +26,7 @@ from torch import nn
 
 from psa_finn.common.grid import grid_points
 from psa_finn.nn.lerp_psa_function import lerp_psa
+from psa_finn.nn.quantizers import check_layer_bit_width
 
 INPUT_PREFIX = "input_"
 LAYOUT_HINT = "channel_dim=1 for [N, C], [N, C, W], [N, C, H, W]; channel_dim=-1 for [N, T, C] or [N, H, W, C]"
@@ -41,6 +42,8 @@ class QuantTableFunction(QuantNonLinearActMixin, QuantInputMixin, QuantLayerMixi
         QuantLayerMixin.__init__(self, return_quant_tensor)
         input_kwargs = {key: value for key, value in kwargs.items() if key.startswith(INPUT_PREFIX)}
         act_kwargs = {key: value for key, value in kwargs.items() if not key.startswith(INPUT_PREFIX)}
+        if isclass(input_quant) or isclass(act_quant):
+            check_layer_bit_width(type(self).__name__, bit_width)
         if isclass(input_quant):
             input_kwargs.setdefault(INPUT_PREFIX + "bit_width", bit_width)
         if isclass(act_quant):

@@ -21,14 +21,20 @@ from psa_finn.common.bit_widths import MAX_BITS, MIN_BITS
 DEFAULT_BITS = 8
 
 
-def check_bits(bits) -> int:
-    """`bits` as an int when it is an integer from 2 to 8; a ValueError that says so otherwise."""
+def check_bits(bits, name: str = "bits", example: str = f"--bits {DEFAULT_BITS}") -> int:
+    """`bits` as an int when it is an integer from 2 to 8; a ValueError that says so otherwise, naming `name` (the
+    flag or argument) and `example` (the fix)."""
     if isinstance(bits, bool) or not isinstance(bits, int) and not (isinstance(bits, float) and bits.is_integer()):
-        raise ValueError(f"bits must be an integer from {MIN_BITS} to {MAX_BITS}, got {bits!r}")
+        raise ValueError(f"{name} must be an integer from {MIN_BITS} to {MAX_BITS}, got {bits!r}; pass e.g. {example}")
     if not MIN_BITS <= int(bits) <= MAX_BITS:
-        raise ValueError(f"bits must be from {MIN_BITS} to {MAX_BITS} (weights and activations), got {bits}; "
-                         f"pass e.g. --bits {DEFAULT_BITS}")
+        raise ValueError(f"{name} must be from {MIN_BITS} to {MAX_BITS} (weights and activations), got {bits}; "
+                         f"pass e.g. {example}")
     return int(bits)
+
+
+def check_layer_bit_width(layer: str, bit_width) -> int:
+    """check_bits for the `bit_width` argument of a psa-finn layer class named `layer`."""
+    return check_bits(bit_width, f"{layer} bit_width", f"bit_width={DEFAULT_BITS}")
 
 
 class SignedActQuant(Int8ActPerTensorFixedPoint):
