@@ -138,10 +138,13 @@ def run_build(model_path, config_path, out_dir, stop_step=None, target_fps=None,
     Raises BadInput (bad model, config, --stop-step or --out; a build finn-plus cannot complete), NotOnHardware
     (a failed build that left nodes off the hardware) or EnvironmentFailure (--out cannot be written)."""
     from psa_finn.build_configs.config_check import check_stop_step, load_build_config
-    from psa_finn.transforms.model_file import check_single_sample_input, read_model_file
+    from psa_finn.transforms.model_file import check_functions_not_read_through_reshapes, check_single_sample_input, \
+        read_model_file
 
     model_path, config_path, out_dir = Path(model_path).resolve(), Path(config_path), Path(out_dir).resolve()
-    check_single_sample_input(read_model_file(model_path), model_path)
+    model = read_model_file(model_path)
+    check_single_sample_input(model, model_path)
+    check_functions_not_read_through_reshapes(model, model_path)
     cfg = load_build_config(config_path)
     verify_inputs = None
     if verify_data is not None:

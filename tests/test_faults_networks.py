@@ -13,6 +13,8 @@ model, or is refused before the build with one line naming the node and the fix.
 Re-trial of issue 23:
 - a CNN with brevitas_examples' CommonWeightQuant 2-bit weights (fixed scale 1.0) on PyTorch's default initialisation:
   every weight quantizes to 0 and finn-plus stopped in step_minimize_bit_width ("Factor and x are <= 0").
+- a per-channel QuantReLU (a QuantTensor) flattened into QuantLerpPSA: lowering said "add an input quantizer" (it has
+  one); now it lowers exactly, and `build` refuses a function read through a Flatten / Reshape before the build.
 - `torch.cat` of two differently scaled quantizers (4 and 6 bits) before QuantLerpPSA, of features [N, C] or of a
   CNN's channels: the Concat stayed off the hardware (exit 1, "nodes left off the hardware: Concat_0").
 """
@@ -198,6 +200,23 @@ class TwoScaleCatCNN(nn.Module):
         return self.fc(self.function(joined).flatten(1))
 
 
+class PerChannelFlattenCNN(nn.Module):
+    """[N, 1, 4, 4] -> QuantConv2d(4) -> QuantReLU with a scale per channel (a QuantTensor) -> flatten -> QuantLerpPSA
+    on the 64 features -> QuantLinear (exact bias)."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = QuantIdentity(act_quant=SignedActQuant, bit_width=8)
+        self.conv = QuantConv2d(1, 4, 3, padding=1)
+        self.relu = QuantReLU(bit_width=4, return_quant_tensor=True, scaling_per_output_channel=True,
+                              per_channel_broadcastable_shape=(1, 4, 1, 1), scaling_stats_permute_dims=(1, 0, 2, 3))
+        self.function = QuantLerpPSA(4 * 4 * 4, channel_dim=1, bit_width=4, return_quant_tensor=True)
+        self.fc = QuantLinear(4 * 4 * 4, 10, **EXACT)
+
+    def forward(self, x):
+        return self.fc(self.function(self.relu(self.conv(self.quant(x))).flatten(1)))
+
+
 SHAPE_OP_NETWORKS = {
     "token_mixer_lerp_psa": (lambda: TokenMixer(QuantLerpPSA(8, channel_dim=-1, bit_width=4)), (8, 4)),
     "token_mixer_kan": (lambda: TokenMixer(QuantKANLinear(8, 8, bit_width=4)), (8, 4)),
@@ -209,6 +228,7 @@ SHAPE_OP_NETWORKS = {
     "expand_fan_out": (ExpandFanOut, (4,)),
     "repeating_concat": (RepeatingConcat, (4,)),
     "channel_cat_cnn": (ChannelCatCNN, (1, 8, 8)),
+    "per_channel_flatten_cnn": (PerChannelFlattenCNN, (1, 4, 4)),
     "two_scale_cat": (TwoScaleCat, (4,)),
     "two_scale_cat_cnn": (TwoScaleCatCNN, (1, 8, 8)),
 }
@@ -290,8 +310,30 @@ def test_the_requantizer_after_a_transpose_permutes_a_per_channel_scale():
 
     reshaped = model_with(helper.make_node("Reshape", ["q", "shape"], ["t"]), [1, 2, 3])
     reshaped.set_initializer("shape", np.array([1, 2, 3], dtype=np.int64))
-    node_count = len(reshaped.graph.node)
-    assert len(reshaped.transform(RequantizeAfterShapeOps()).graph.node) == node_count
+    with pytest.raises(ValueError, match="LerpPSA node .* reads Quant node .* through Reshape node .* per-tensor "
+                                         "quantizer before the Reshape"):  # the scale would vary on two axes
+        reshaped.transform(InferShapes()).transform(RequantizeAfterShapeOps())
+
+
+def test_the_requantizer_after_a_flatten_repeats_a_per_channel_scale():
+    """Quant (scale per channel on axis 1 of [1, 3, 2]) -> Flatten -> LerpPSA (6 channels) -> Quant: the requantizer
+    holds each scale twice, [1, 6], and the graph computes the same, bit for bit."""
+    scale = np.array([0.25, 0.5, 0.125], dtype=np.float32).reshape(1, 3, 1)
+    table = np.random.default_rng(0).uniform(-2, 2, (6, 64)).astype(np.float32)
+    nodes = [helper.make_node("Quant", ["x", "s", "zero", "bits"], ["q"], domain="qonnx.custom_op.general", signed=1,
+                              narrow=0, rounding_mode="ROUND"),
+             helper.make_node("Flatten", ["q"], ["t"], axis=1),
+             helper.make_node(LERP_PSA_OP, ["t", "table"], ["f"], domain=OPS_DOMAIN, grid_range=4.0),
+             helper.make_node("Quant", ["f", "out_s", "zero", "bits"], ["y"], domain="qonnx.custom_op.general",
+                              signed=1, narrow=0, rounding_mode="ROUND")]
+    model = graph_model(nodes, [("x", [1, 3, 2])], [("y", [1, 6])],
+                        [("s", scale), ("zero", 0.0), ("bits", 4.0), ("out_s", 0.25), ("table", table)])
+    x = np.random.default_rng(1).uniform(-2, 2, (1, 3, 2)).astype(np.float32)
+    before = execute_onnx(model, {"x": x})["y"]
+    after = model.transform(RequantizeAfterShapeOps())
+    requant = after.find_producer(after.graph.node[-2].input[0])
+    np.testing.assert_array_equal(after.get_initializer(requant.input[1]), scale.repeat(2).reshape(1, 6))
+    np.testing.assert_array_equal(execute_onnx(after, {"x": x})["y"], before)
 
 
 def _cli(*args):
@@ -326,6 +368,19 @@ def test_a_quant_tensor_through_a_shape_op_builds_onto_the_hardware_exactly(name
         assert layers[:5] == ["DuplicateStreams", "Thresholding", "Thresholding", "StreamingConcat", "MVAU"]
     if name.startswith("two_scale_cat"):  # off the hardware before (exit 1: "nodes left off the hardware: Concat_0")
         assert "StreamingConcat" in layers
+
+
+@pytest.mark.parametrize("name", ["per_channel_flatten_cnn", "flattened_mlp"])
+def test_a_function_read_through_a_flatten_is_refused_before_the_build(name, tmp_path, capsys):
+    model, shape = _calibrated(name)
+    path = export_qonnx(model, torch.randn(1, *shape), tmp_path / f"{name}.onnx")
+    previous = fake_build(tmp_path / "build")
+    before = snapshot(previous)
+    expect_error(capsys, 2, "build", "--model", path, "--config", UNROLLED, "--out", previous,
+                 names=[f"{name}.onnx", "LerpPSA node 'LerpPSA_0'", "through Flatten node 'Flatten_0'",
+                        "apply the function before the Flatten"])  # before: exit 1 after the whole build
+    assert snapshot(previous) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build", f"{name}.onnx"]  # no build.failed/
 
 
 def test_a_concat_of_differently_scaled_codes_joins_the_codes_and_scales_after_it():

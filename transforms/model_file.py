@@ -20,9 +20,12 @@ from qonnx.custom_op.registry import getCustomOp
 from psa_finn.common.bit_widths import MAX_BITS, MIN_BITS
 from psa_finn.common.cli_errors import BadInput
 from psa_finn.common.output_paths import require_input_file
-from psa_finn.custom_ops.domain import (BIPOLAR_QUANT_OP, INTEGER_QUANT_OP_TYPES, PER_CHANNEL_LUT_OP,
+from psa_finn.custom_ops.domain import (BIPOLAR_QUANT_OP, INTEGER_QUANT_OP_TYPES, KAN_LINEAR_OP, LERP_PSA_OP,
+                                        PER_CHANNEL_LUT_OP,
                                         QUANTIZER_OP_TYPES, channel_axis_of, is_op, is_quant_node, upgrade_legacy_domain)
 from psa_finn.custom_ops.lerp_psa import check_lerp_psa_inputs
+from psa_finn.transforms.fan_out_as_matmul import REPEATING_OPS
+from psa_finn.transforms.requantize_after_shape_ops import quant_before_shape_ops
 
 EXPORT_HINT = "export one with `build.py export`"
 # Ops that quantize: a graph without any of them is a float model (qonnx's quantizers, the lowered forms, ONNX's).
@@ -145,6 +148,26 @@ def check_weights_not_all_zero(model, source) -> None:
                        f"scale (brevitas_examples' CNV: nn.init.uniform_(weight, -1, 1) for CommonWeightQuant) and "
                        f"train, or use a weight quantizer whose scale follows the weights (e.g. "
                        f"psa_finn.nn.quantizers.ChannelWeightQuant)")
+
+
+def check_functions_not_read_through_reshapes(model, source) -> None:
+    """BadInput (for a build) naming the first LerpPSA / KANLinear that reads its quantizer through a Flatten or
+    Reshape (not a fan-out, which becomes a MatMul): `lower` lowers it exactly, but the build fails (a CNN's
+    Transpose -> Flatten and the scale before it stay off the hardware; an MLP's Flatten leaves the LUT layer with
+    the unflattened shape)."""
+    for node in model.graph.node:
+        if not (is_op(node, LERP_PSA_OP) or is_op(node, KAN_LINEAR_OP)):
+            continue
+        found = quant_before_shape_ops(model, node.input[0])
+        if found is None or any(op.op_type in REPEATING_OPS for op in found[1]):
+            continue
+        reshape = next((op for op in found[1] if op.op_type in ("Flatten", "Reshape")), None)
+        if reshape is not None:
+            raise BadInput(f"{source}: {node.op_type} node '{node.name}' reads Quant node '{found[0].name}' through "
+                           f"{reshape.op_type} node '{reshape.name}': psa-finn builds a function read through a "
+                           f"Transpose or MaxPool, not through a Flatten or Reshape; apply the function "
+                           f"before the {reshape.op_type} (e.g. QuantLerpPSA(C, channel_dim=1) on [N, C, H, W]) and "
+                           f"flatten its output (`lower` lowers this model exactly)")
 
 
 def _consumer(model, tensor: str) -> str:
