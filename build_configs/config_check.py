@@ -171,13 +171,14 @@ def check_steps(cfg, path, stop_step=None, skipped=()) -> None:
     of the config's steps (listing them). Needs finn-plus booted (`finn_shims.boot_finn`)."""
     from finn.builder.build_dataflow import resolve_build_steps
     from finn.builder.build_dataflow_config import default_build_dataflow_steps
+    from finn.builder.build_dataflow_steps import build_dataflow_step_lookup
 
     steps = cfg.steps or default_build_dataflow_steps
     for step in steps:
         try:
             resolve_build_steps(cfg, partial=False, list_as_input=[step])
         except Exception as err:
-            names = [step_name(s) for s in default_build_dataflow_steps]
+            names = [*map(step_name, default_build_dataflow_steps), *build_dataflow_step_lookup]  # ours registered
             hint = _suggestion(step_name(step), names) if isinstance(step, str) else ""
             raise BadInput(f"--config {path}: step '{step}' cannot be resolved ({type(err).__name__}); "
                            f"{hint or 'use a finn-plus step name or an importable module.function'}") from err

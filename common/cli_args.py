@@ -38,6 +38,7 @@ def _at_least(kind, minimum, inclusive: bool, wording: str):
 
 
 positive_int = _at_least(int, 1, True, "at least 1")
+grid_size_int = _at_least(int, 2, True, "at least 2 (grid points)")
 non_negative_int = _at_least(int, 0, True, "0 or more")
 positive_float = _at_least(float, 0.0, False, "greater than 0")
 non_negative_float = _at_least(float, 0.0, True, "0 or more")

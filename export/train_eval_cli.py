@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from psa_finn.common.cli_args import (DefaultsHelpFormatter, non_negative_float, non_negative_int, positive_float,
-                                      positive_int, unit_fraction)
+from psa_finn.common.cli_args import (DefaultsHelpFormatter, grid_size_int, non_negative_float, non_negative_int,
+                                      positive_float, positive_int, unit_fraction)
 from psa_finn.common.cli_errors import BadInput
 from psa_finn.export.checkpoints import load_model_file, save_model_file
 from psa_finn.export.onnx_eval import evaluate_onnx
@@ -92,7 +92,7 @@ def _add_train_arguments(parser) -> None:
                         help=f"embedding width (default: {_dataset_default_help('embed_dim')})")
     parser.add_argument("--depth", type=positive_int, default=None,
                         help=f"number of ResMLP blocks (default: {_dataset_default_help('depth')})")
-    parser.add_argument("--grid-size", type=positive_int, default=None,
+    parser.add_argument("--grid-size", type=grid_size_int, default=None,
                         help="grid points of the learnable functions (default: LERP-PSA 64, B-spline 65 knots, odd)")
     parser.add_argument("--dataset", choices=sorted(DATASET_GEOMETRY), default="digits",
                         help="digits or mnist1d (built in, offline; default digits), cifar10 or svhn (--data-dir)")
@@ -221,8 +221,14 @@ def _student(args, data):
         if args.qat:
             raise BadInput("--qat fine-tunes a trained float model: pass it with --init CHECKPOINT")
         torch.manual_seed(args.seed)
-        return ResMLP(args.variant, args.hidden_factor, embed_dim=args.embed_dim, depth=args.depth,
-                      grid_size=args.grid_size, **DATASET_GEOMETRY[args.dataset].model_kwargs())
+        try:
+            return ResMLP(args.variant, args.hidden_factor, embed_dim=args.embed_dim, depth=args.depth,
+                          grid_size=args.grid_size, **DATASET_GEOMETRY[args.dataset].model_kwargs())
+        except ValueError as err:  # the function's own rule for its grid (a B-spline's knot count is odd)
+            if "grid_size" not in str(err):
+                raise
+            raise BadInput(f"--grid-size {args.grid_size} with --variant {args.variant}: {err}; pass a --grid-size "
+                           f"it takes (default: LERP-PSA 64, B-spline 65)") from err
     model = _load_float_model(args.init, args.dataset, "--init")
     _check_init_flags(args, model.config)
     if not args.qat:

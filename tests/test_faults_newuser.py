@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 from psa_finn.nn import QuantBSpline, QuantKANLinear, QuantLerpPSA
 from psa_finn.transforms.model_file import read_model_file
-from test_faults import ESTIMATES, UNROLLED, expect_error
+from test_faults import ESTIMATES, TINY, UNROLLED, config_with, expect_error
 
 
 @pytest.mark.parametrize("layer", [lambda b: QuantLerpPSA(16, bit_width=b), lambda b: QuantBSpline(16, bit_width=b),
@@ -82,3 +82,23 @@ def test_an_opset_newer_than_onnx_knows_is_refused_before_the_build(tmp_path, ca
     expect_error(capsys, 2, command, "--model", model, "--out", out, *extra,
                  names=[model, "opset 99", f"at most {onnx.defs.onnx_opset_version()}"])
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, names", [(["--grid-size", "1"], ["--grid-size", "at least 2", "got 1"]),
+                                          (["--variant", "bspline", "--grid-size", "64"],
+                                           ["--grid-size 64", "odd", "B-spline 65"])])
+def test_train_grid_size_the_function_cannot_take_names_the_flag(tmp_path, capsys, flags, names):
+    """Before: 'grid_size must be at least 2, got 1' / 'BSpline grid_size must be odd', without the flag."""
+    out = tmp_path / "run"
+    expect_error(capsys, 2, "train", *flags, "--epochs", "1", *TINY, "--out", out, names=names)
+    assert not out.exists()
+
+
+def test_a_misspelt_step_of_ours_gets_the_nearest_name(tmp_path, capsys):
+    """Before: '... cannot be resolved (AttributeError); use a finn-plus step name or an importable module.function'
+    (the nearest name was looked up among finn-plus's default steps only)."""
+    config = config_with(tmp_path, "step_lower_quantized_functions", "step_lower_quantised_functions")
+    model = linear_onnx(tmp_path / "linear.onnx", input_quant=True)
+    expect_error(capsys, 2, "build", "--model", model, "--config", config, "--out", tmp_path / "build", *ESTIMATES,
+                 names=["typo.yaml", "step_lower_quantised_functions", "did you mean 'step_lower_quantized_functions'"])
+    assert not (tmp_path / "build").exists()
