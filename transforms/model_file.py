@@ -7,10 +7,14 @@ a LerpPSA whose table does not fit its input, a graph whose shapes do not infer,
 all: FINN would build nothing from it), a learnable function traced into plain ONNX ops (Brevitas' own
 `export_qonnx` instead of `psa_finn.export.export_qonnx`: a Floor node) and a layer whose quantized weights are all
 zero (a fixed weight scale far above the weights, e.g. brevitas_examples' CommonWeightQuant (scale 1.0) on PyTorch's
-default initialisation: finn-plus's step_minimize_bit_width then sizes its accumulator to 0 bits and stops).
+default initialisation: finn-plus's step_minimize_bit_width then sizes its accumulator to 0 bits and stops), a
+layer that reads the float graph input with no quantizer between them (a network without its input quantizer: the
+layer would stay off the hardware) and an ONNX opset newer than the installed onnx knows (onnxruntime cannot run it).
 """
 
 import numpy as np
+import onnx
+from qonnx.core.datatype import DataType
 from qonnx.custom_op.registry import getCustomOp
 
 from psa_finn.common.bit_widths import MAX_BITS, MIN_BITS
@@ -30,6 +34,8 @@ QUANTIZER_OPS = (*QUANTIZER_OP_TYPES, "MultiThreshold", PER_CHANNEL_LUT_OP, "Qua
 TRACED_FUNCTION_OP = "Floor"
 # Ops whose second input is a weight matrix or kernel that finn-plus makes an MVAU / VVAU of.
 WEIGHTED_OPS = ("MatMul", "Conv", "Gemm")
+# Ops that move or select values without changing them: a float tensor stays float through them.
+LAYOUT_OPS = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "MaxPool", "Pad", "Identity")
 
 
 def _quant_scale(model, tensor):
@@ -71,6 +77,45 @@ def check_quantized(model, source) -> None:
         raise BadInput(f"{source}: node '{traced.name}' ({TRACED_FUNCTION_OP}) is a learnable function traced into "
                        f"plain ONNX ops, as Brevitas' own export_qonnx writes it; export with "
                        f"psa_finn.export.export_qonnx, which writes it as one LerpPSA node that lowering tabulates")
+
+
+def _raw_graph_input(model, tensor):
+    """The float graph input that `tensor` is (through layout ops only, no quantizer), else None."""
+    while True:
+        producer = model.find_producer(tensor)
+        if producer is None:
+            graph_inputs = {value.name for value in model.graph.input}
+            float_input = tensor in graph_inputs and model.get_tensor_datatype(tensor) == DataType["FLOAT32"]
+            return tensor if float_input else None
+        if producer.op_type not in LAYOUT_OPS:
+            return None
+        tensor = producer.input[0]
+
+
+def check_input_quantized(model, source) -> None:
+    """BadInput naming the first MatMul / Conv / Gemm that reads the float graph input with no quantizer between
+    them (a network without its input quantizer): finn-plus makes no hardware layer of it, and the build would end
+    in exit 1 'nodes left off the hardware'. A graph input annotated with an integer datatype counts as quantized."""
+    for node in model.graph.node:
+        if node.op_type not in WEIGHTED_OPS:
+            continue
+        raw = _raw_graph_input(model, node.input[0])
+        if raw is not None:
+            raise BadInput(f"{source}: {node.op_type} node '{node.name}' reads the float input '{raw}' with no "
+                           f"quantizer before it, so it cannot go on the hardware; give the network an input "
+                           f"quantizer (e.g. QuantIdentity(act_quant=psa_finn.nn.quantizers.SignedActQuant, "
+                           f"return_quant_tensor=True) as its first layer) and export it again")
+
+
+def check_opset(model, source) -> None:
+    """BadInput when the model's ONNX opset is newer than the installed onnx knows (onnxruntime cannot load it, and
+    the build would only find out in its verification)."""
+    newest = onnx.defs.onnx_opset_version()
+    opset = next((o.version for o in model.model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and opset > newest:
+        raise BadInput(f"{source}: ONNX opset {opset} is newer than the installed onnx {onnx.__version__} knows "
+                       f"(up to {newest}); export it again with an opset of at most {newest} (export_qonnx writes "
+                       f"one that works)")
 
 
 def _quantized_constant(model, quant):
@@ -208,8 +253,10 @@ def read_model_file(path, flag: str = "--model"):
     if not model.graph.node:
         raise BadInput(f"{flag} {path}: the ONNX graph has no nodes; {EXPORT_HINT}")
     upgrade_legacy_domain(model, path)
+    check_opset(model, path)
     check_finite_initializers(model, path)
     check_quantized(model, path)
+    check_input_quantized(model, path)
     check_quant_bits(model, path)
     check_residual_grids(model, path)
     check_weights_not_all_zero(model, path)
