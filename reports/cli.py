@@ -2,7 +2,8 @@
 
 import sys
 
-from psa_finn.reports.build_report import write_report
+from psa_finn.common.output_paths import check_own_folder
+from psa_finn.reports.build_report import CSV_FILE, REPORT_FILE, write_report
 
 DEFAULT_OUT = "out/report"
 
@@ -18,7 +19,9 @@ def add_arguments(parser, command):
 
 def run(args, command) -> int:
     """Write the report; print its paths, and every warning on stderr. An unusable build directory is bad input
-    (BuildSummaryError, exit 2), an unwritable --out an environment failure (exit 3)."""
+    (BuildSummaryError, exit 2), and so is an --out holding files of others (a build folder, the user's own), an
+    unwritable --out an environment failure (exit 3)."""
+    check_own_folder(args.out, (REPORT_FILE, CSV_FILE), "report")
     files = write_report(args.build_dirs, args.out, title=args.title)
     for warning in files.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 from psa_finn.nn import QuantBSpline, QuantKANLinear, QuantLerpPSA
 from psa_finn.transforms.model_file import read_model_file
-from test_faults import ESTIMATES, TINY, UNROLLED, config_with, expect_error
+from test_faults import ESTIMATES, TINY, UNROLLED, config_with, expect_error, run_cli, snapshot
 
 
 @pytest.mark.parametrize("layer", [lambda b: QuantLerpPSA(16, bit_width=b), lambda b: QuantBSpline(16, bit_width=b),
@@ -102,3 +102,17 @@ def test_a_misspelt_step_of_ours_gets_the_nearest_name(tmp_path, capsys):
     expect_error(capsys, 2, "build", "--model", model, "--config", config, "--out", tmp_path / "build", *ESTIMATES,
                  names=["typo.yaml", "step_lower_quantised_functions", "did you mean 'step_lower_quantized_functions'"])
     assert not (tmp_path / "build").exists()
+
+
+def test_report_refuses_an_out_holding_files_of_others(tmp_path, capsys):
+    """Before: `report BUILD --out OTHER_BUILD` wrote report.md, builds.csv and plots into the other build's folder
+    (and removed plots of an earlier report there that no longer apply), exit 0. A report folder is rewritten."""
+    from test_reports import layer, write_build
+
+    source = write_build(tmp_path / "cnn", [layer("MVAU_rtl_0", "MVAU_rtl", 64, 100)], fps=1000.0, latency_ns=1e6)
+    other = write_build(tmp_path / "mlp", [layer("MVAU_rtl_0", "MVAU_rtl", 32, 50)], fps=2000.0, latency_ns=5e5)
+    before = snapshot(other)
+    expect_error(capsys, 2, "report", source, "--out", other, names=[other, "summary.json", "--out"])
+    assert snapshot(other) == before
+    assert run_cli(capsys, "report", source, "--out", tmp_path / "report")[0] == 0
+    assert run_cli(capsys, "report", source, other, "--out", tmp_path / "report")[0] == 0
