@@ -16,6 +16,9 @@ from psa_finn.models.checkpoint import is_bare_state_dict, model_from_payload, r
 from psa_finn.models.finite_parameters import check_finite_parameters
 from psa_finn.models.reference_import import load_reference_checkpoint
 
+# What a model file is named: our checkpoints, exported QONNX classifiers, the reference's state dicts.
+MODEL_FILE_SUFFIXES = (".pt", ".onnx", ".bin")
+
 
 def load_model_file(path):
     """(model in eval mode, extra dict) of any model file: float or QAT checkpoint, or a reference state dict.
@@ -25,8 +28,11 @@ def load_model_file(path):
     """
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path} is a folder, not a checkpoint file; pass the model file in it (e.g. "
-                         f"{path / 'model.pt'})")
+        found = sorted(entry.name for entry in path.iterdir() if entry.suffix in MODEL_FILE_SUFFIXES)
+        hint = (f"pass the model file in it (e.g. {path / found[0]})" if found else
+                f"it holds no {', '.join(MODEL_FILE_SUFFIXES)} file: pass a training run's model.pt or an exported "
+                f".onnx")
+        raise ValueError(f"{path} is a folder, not a checkpoint file; {hint}")
     payload = read_torch_file(path)
     if is_qat_checkpoint(payload):
         model, extra = qat_model_from_payload(payload, path)

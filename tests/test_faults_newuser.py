@@ -116,3 +116,16 @@ def test_report_refuses_an_out_holding_files_of_others(tmp_path, capsys):
     assert snapshot(other) == before
     assert run_cli(capsys, "report", source, "--out", tmp_path / "report")[0] == 0
     assert run_cli(capsys, "report", source, other, "--out", tmp_path / "report")[0] == 0
+
+
+def test_eval_of_a_folder_suggests_a_model_file_it_holds(tmp_path, capsys):
+    """Before: `eval --checkpoint BUILD_DIR` suggested BUILD_DIR/model.pt, which a build folder does not hold."""
+    from test_faults import fake_build
+
+    build_dir = fake_build(tmp_path / "build")
+    message = expect_error(capsys, 2, "eval", "--checkpoint", build_dir, "--device", "cpu", names=[build_dir])
+    assert "model.pt" not in str(message).replace("a training run's model.pt", "") and "holds no .pt" in message
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.pt").write_bytes(b"")
+    expect_error(capsys, 2, "eval", "--checkpoint", tmp_path / "run", "--device", "cpu",
+                 names=[f"e.g. {tmp_path / 'run' / 'best.pt'}"])
