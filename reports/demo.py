@@ -3,9 +3,8 @@
 Trains a small ReLU ResMLP and a small LERP-PSA ResMLP (the paper's comparison: the PSA model with half the hidden
 width), fine-tunes both with quantization-aware training, exports them to QONNX, lowers the LerpPSA nodes (auto, and
 lerp64 as the paper's hardware), builds them with finn-plus (fully unrolled and folded; every step that runs
-without Vivado, FIFOs sized by simulation), synthesises the LUT
-layers with yosys when it is installed, measures accuracy against hidden size, and writes the report (report.md,
-builds.csv, plots) into DIR. Every stage is a `build.py` subcommand run by `reports.stage_runner`, so a second run
+without Vivado, FIFOs sized by simulation), synthesises the LUT layers with yosys when it is installed, measures
+accuracy against hidden size, and writes the report (report.md, builds.csv, plots) into DIR. Every stage is a `build.py` subcommand run by `reports.stage_runner`, so a second run
 skips what is already done. `--quick` (tiny epochs and models, auto lowering, unrolled builds) is what the tests run."""
 
 import json
